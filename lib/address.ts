@@ -1,0 +1,130 @@
+/**
+ * IP address text <-> bytes. Formatting follows glibc's inet_ntop() exactly (so strings
+ * compare equal with `conntrack -L`), which is RFC 5952 style: lower-case hex, the longest
+ * run of two or more zero groups shortened to `::`, IPv4-mapped and IPv4-compatible
+ * addresses written with a dotted quad.
+ */
+import { isIPv4, isIPv6 } from 'net';
+
+export function formatIPv4(b: Uint8Array, o: number): string {
+  return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+}
+
+export function formatIPv6(b: Uint8Array, o: number): string {
+  const w = new Array<number>(8);
+  for (let i = 0; i < 8; i++) w[i] = (b[o + 2 * i] << 8) | b[o + 2 * i + 1];
+  // Longest run of zero words (first one wins on ties), as inet_ntop6 picks it.
+  let bestBase = -1;
+  let bestLen = 0;
+  let curBase = -1;
+  let curLen = 0;
+  for (let i = 0; i < 8; i++) {
+    if (w[i] === 0) {
+      if (curBase === -1) {
+        curBase = i;
+        curLen = 1;
+      } else curLen++;
+    } else if (curBase !== -1) {
+      if (bestBase === -1 || curLen > bestLen) {
+        bestBase = curBase;
+        bestLen = curLen;
+      }
+      curBase = -1;
+    }
+  }
+  if (curBase !== -1 && (bestBase === -1 || curLen > bestLen)) {
+    bestBase = curBase;
+    bestLen = curLen;
+  }
+  if (bestBase !== -1 && bestLen < 2) bestBase = -1;
+
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLen) {
+      if (i === bestBase) out += ':';
+      continue;
+    }
+    if (i !== 0) out += ':';
+    if (i === 6 && bestBase === 0 && (bestLen === 6 || (bestLen === 5 && w[5] === 0xffff))) {
+      out += formatIPv4(b, o + 12);
+      break;
+    }
+    out += w[i].toString(16);
+  }
+  if (bestBase !== -1 && bestBase + bestLen === 8) out += ':';
+  return out;
+}
+
+/** Parses a textual IPv4 or IPv6 address; returns undefined when it is neither. */
+export function parseAddress(text: string): { family: 'ipv4' | 'ipv6'; bytes: Buffer } | undefined {
+  if (typeof text !== 'string') return undefined;
+  if (isIPv4(text)) {
+    const bytes = Buffer.alloc(4);
+    const parts = text.split('.');
+    for (let i = 0; i < 4; i++) bytes[i] = Number(parts[i]);
+    return { family: 'ipv4', bytes };
+  }
+  if (!isIPv6(text) || text.includes('%')) return undefined;
+  const bytes = Buffer.alloc(16);
+  let s = text;
+  let tail: number[] = [];
+  const lastColon = s.lastIndexOf(':');
+  if (s.indexOf('.', lastColon) !== -1) {
+    const v4 = s.slice(lastColon + 1).split('.').map(Number);
+    tail = [(v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]];
+    s = s.slice(0, lastColon + 1) + '0:0';
+  }
+  const [head, rest] = s.split('::');
+  const hw = head ? head.split(':').map((h) => parseInt(h, 16)) : [];
+  const rw = rest !== undefined && rest !== '' ? rest.split(':').map((h) => parseInt(h, 16)) : [];
+  const words = new Array<number>(8).fill(0);
+  hw.forEach((v, i) => (words[i] = v));
+  rw.forEach((v, i) => (words[8 - rw.length + i] = v));
+  if (tail.length) {
+    words[6] = tail[0];
+    words[7] = tail[1];
+  }
+  for (let i = 0; i < 8; i++) bytes.writeUInt16BE(words[i], 2 * i);
+  return { family: 'ipv6', bytes };
+}
+
+/** The canonical text of an address (`'::0001'` -> `'::1'`), or undefined if invalid. */
+export function canonicalAddress(text: string): string | undefined {
+  const p = parseAddress(text);
+  if (!p) return undefined;
+  return p.family === 'ipv4' ? formatIPv4(p.bytes, 0) : formatIPv6(p.bytes, 0);
+}
+
+/** A prefix such as `10.0.0.0/8` or `fd00::/8`, parsed for matching. */
+export interface Prefix {
+  family: 'ipv4' | 'ipv6';
+  bytes: Buffer;
+  bits: number;
+}
+
+export function parsePrefix(text: string): Prefix | undefined {
+  if (typeof text !== 'string') return undefined;
+  const slash = text.indexOf('/');
+  const addr = parseAddress(slash === -1 ? text : text.slice(0, slash));
+  if (!addr) return undefined;
+  const max = addr.family === 'ipv4' ? 32 : 128;
+  let bits = max;
+  if (slash !== -1) {
+    const b = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(b)) return undefined;
+    bits = Number(b);
+    if (bits > max) return undefined;
+  }
+  return { family: addr.family, bytes: addr.bytes, bits };
+}
+
+/** True when `bytes` (an address of the prefix's family) lies inside `prefix`. */
+export function prefixContains(prefix: Prefix, bytes: Uint8Array): boolean {
+  if (bytes.length !== prefix.bytes.length) return false;
+  const full = prefix.bits >> 3;
+  for (let i = 0; i < full; i++) if (bytes[i] !== prefix.bytes[i]) return false;
+  const rem = prefix.bits & 7;
+  if (rem === 0) return true;
+  const mask = (0xff << (8 - rem)) & 0xff;
+  return (bytes[full] & mask) === (prefix.bytes[full] & mask);
+}

@@ -1,0 +1,164 @@
+/**
+ * The Conntrack handle: one netlink socket for requests (plus one per running dump or
+ * event stream), opened in the caller's network namespace or another one.
+ */
+import { existsSync } from 'fs';
+import { ConntrackError, invalid } from './errors';
+import { IPCTNL_MSG_CT_GET, NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_DELETE } from './enums';
+import { Dump, DumpOptions, DumpSpec } from './dump';
+import { CompiledFilter, FlowFilter, compileFilter } from './filter';
+import { Flow, decodeFlow, isFlowFamily } from './flow';
+import { NfSocket } from './socket';
+
+export interface OpenOptions {
+  /**
+   * The network namespace whose table to use: a path (`/proc/PID/ns/net`, a bind mount
+   * such as `/var/run/netns/NAME`), a name under /var/run/netns, or a pid. Default: the
+   * caller's own namespace.
+   */
+  netns?: string | number;
+  /** Receive buffer for the request socket in bytes (larger allows more requests in flight). */
+  receiveBufferSize?: number;
+}
+
+/** Resolves OpenOptions.netns to a namespace file path. */
+export function resolveNetns(netns: string | number | undefined): string | undefined {
+  if (netns === undefined) return undefined;
+  if (typeof netns === 'number') {
+    if (!Number.isInteger(netns) || netns <= 0) throw invalid('netns', `a pid must be a positive integer, got ${netns}`);
+    return `/proc/${netns}/ns/net`;
+  }
+  if (typeof netns !== 'string' || netns === '') throw invalid('netns', 'must be a path, a name under /var/run/netns, or a pid');
+  if (netns.includes('/')) return netns;
+  if (/^\d+$/.test(netns)) return `/proc/${netns}/ns/net`;
+  const named = `/var/run/netns/${netns}`;
+  if (!existsSync(named)) throw invalid('netns', `no namespace named ${JSON.stringify(netns)} under /var/run/netns (create it with \`ip netns add ${netns}\`, or pass a path or pid)`);
+  return named;
+}
+
+const CT_TYPE = (msg: number): number => (NFNL_SUBSYS_CTNETLINK << 8) | msg;
+
+/** FNV-1a over the strings that name a flow's original direction. */
+export function flowSignature(f: Flow): number {
+  const o = f.orig;
+  const s = `${o.src}|${o.dst}|${o.sport ?? o.icmp?.id}|${o.dport ?? o.icmp?.type}|${f.proto}|${f.zone}`;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+export class Conntrack {
+  /** @internal */ readonly sock: NfSocket;
+  /** @internal */ readonly netnsPath: string | undefined;
+  private readonly dumps = new Set<NfSocket>();
+  private closed = false;
+
+  private constructor(sock: NfSocket, netnsPath: string | undefined) {
+    this.sock = sock;
+    this.netnsPath = netnsPath;
+  }
+
+  /** Opens a handle. Rejects with EPERM (and how to fix it) without CAP_NET_ADMIN. */
+  static async open(options: OpenOptions = {}): Promise<Conntrack> {
+    if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
+    const netnsPath = resolveNetns(options.netns);
+    const sock = new NfSocket({ netns: netnsPath, receiveBufferSize: options.receiveBufferSize ?? 4 << 20 });
+    const ct = new Conntrack(sock, netnsPath);
+    // A stats request is the cheapest way to learn now whether we may talk to ctnetlink.
+    try {
+      await ct.request(CT_TYPE(5 /* IPCTNL_MSG_CT_GET_STATS */), 0, 0, undefined, 'opening ctnetlink');
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+    return ct;
+  }
+
+  /** True once close() was called. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** @internal Throws ERR_CLOSED after close(). */
+  assertOpen(operation: string): void {
+    if (this.closed) throw new ConntrackError('ERR_CLOSED', `${operation}: this Conntrack is closed`);
+  }
+
+  /**
+   * @internal One request; resolves with the data messages of the reply (as copies of
+   * their bytes) once the kernel acks it.
+   */
+  request(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string): Promise<Buffer[]> {
+    return new Promise((resolve, reject) => {
+      const replies: Buffer[] = [];
+      this.sock.request(type, flags | 1 /* NLM_F_REQUEST */, family, payload, {
+        operation,
+        message: (buf, off, len) => replies.push(Buffer.from(buf.subarray(off, off + len))),
+        done: (err) => (err ? reject(err) : resolve(replies)),
+      });
+    });
+  }
+
+  /** @internal Starts a dump on its own socket. */
+  startDump<T>(spec: Omit<DumpSpec<T>, 'netns' | 'onSocket' | 'onRelease'>, options?: DumpOptions): Dump<T> {
+    this.assertOpen(spec.operation);
+    return new Dump<T>(
+      {
+        ...spec,
+        netns: this.netnsPath,
+        onSocket: (s) => this.dumps.add(s),
+        onRelease: (s) => this.dumps.delete(s),
+      },
+      options,
+    );
+  }
+
+  /**
+   * Streams the table. Memory stays bounded: reading pauses while the consumer is behind.
+   * Filtering uses the kernel's own filters where it has them and the library for the
+   * rest; entries the kernel repeats during a racing dump appear once.
+   */
+  dump(filter?: FlowFilter, options: DumpOptions = {}): Dump<Flow> {
+    const compiled = compileFilter(filter);
+    return this.startDump<Flow>(this.flowDumpSpec(compiled, IPCTNL_MSG_CT_GET, 'dump'), options);
+  }
+
+  /** @internal */
+  flowDumpSpec(compiled: CompiledFilter, msg: number, operation: string) {
+    return {
+      type: CT_TYPE(msg),
+      family: compiled.nfFamily,
+      payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
+      operation,
+      decode: (buf: Buffer, off: number, len: number, msgType: number): Flow | undefined => {
+        const m = msgType & 0xff;
+        if (msgType >> 8 !== NFNL_SUBSYS_CTNETLINK || (m !== IPCTNL_MSG_CT_NEW && m !== IPCTNL_MSG_CT_DELETE)) return undefined;
+        if (!isFlowFamily(buf[off + 16])) return undefined;
+        return decodeFlow(buf, off, len);
+      },
+      match: compiled.kernelComplete ? undefined : compiled.match,
+      identity: (f: Flow) => ({ id: f.id, signature: flowSignature(f) }),
+    };
+  }
+
+  /** The whole table (or the filtered part) as an array. */
+  list(filter?: FlowFilter, options: DumpOptions = {}): Promise<Flow[]> {
+    try {
+      return this.dump(filter, options).toArray();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Closes every socket of this handle; pending requests reject with ERR_CLOSED. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sock.close();
+    for (const d of this.dumps) d.close();
+    this.dumps.clear();
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * Streaming dumps: one dedicated netlink socket per dump (a netlink socket runs one dump
+ * at a time, so this keeps dumps independent of each other and of requests), decoded
+ * batch by batch, with backpressure: reading stops while the consumer is behind.
+ */
+import { ConntrackError } from './errors';
+import { NLM_F_DUMP, NLM_F_REQUEST } from './enums';
+import { NfSocket } from './socket';
+
+export interface DumpOptions {
+  /** Cancels the dump; the iterator rejects with code ERR_ABORTED. */
+  signal?: AbortSignal;
+  /** Items decoded ahead of the consumer before reading pauses (default 8192). */
+  highWaterMark?: number;
+}
+
+export interface DumpSpec<T> {
+  netns?: string;
+  type: number;
+  family: number;
+  payload?: Buffer;
+  operation: string;
+  /** Decodes one message; undefined skips it. */
+  decode(buf: Buffer, off: number, len: number, msgType: number): T | undefined;
+  /** Filter applied after decoding. */
+  match?(item: T): boolean;
+  /**
+   * Duplicate suppression. Kernel ids are 32-bit hashes that can collide between distinct
+   * entries (a few pairs are expected among 200k), so an entry is its id plus a
+   * signature of its tuple: items with equal id and signature are one entry.
+   */
+  identity?(item: T): { id: number; signature: number };
+  /** Hooks for the caller to track open dump sockets (closed with the Conntrack). */
+  onSocket?(sock: NfSocket): void;
+  onRelease?(sock: NfSocket): void;
+}
+
+/** An AsyncIterable over a kernel dump, with bounded read-ahead. */
+export class Dump<T> implements AsyncIterableIterator<T> {
+  private readonly sock: NfSocket;
+  private items: T[] = [];
+  private head = 0;
+  private finished = false;
+  private error: ConntrackError | undefined;
+  private waiter: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
+  private readonly high: number;
+  private readonly low: number;
+  private paused = false;
+  private discarding = false;
+  private readonly seen = new Map<number, number | number[]>();
+  private readonly abort?: () => void;
+  private released = false;
+  private releaseHook: (() => void) | undefined;
+  /** Entries the kernel repeated (dump raced with table changes) and that were merged. */
+  duplicates = 0;
+
+  constructor(private readonly spec: DumpSpec<T>, options: DumpOptions = {}) {
+    this.high = Math.max(1, options.highWaterMark ?? 8192);
+    this.low = Math.floor(this.high / 4);
+    const signal = options.signal;
+    if (signal?.aborted) {
+      this.finished = true;
+      this.error = abortError(spec.operation, signal);
+      this.sock = undefined as unknown as NfSocket;
+      return;
+    }
+    this.sock = new NfSocket({ netns: spec.netns });
+    this.sock.batchBytes = 1 << 20;
+    spec.onSocket?.(this.sock);
+    if (signal) {
+      this.abort = () => this.fail(abortError(spec.operation, signal));
+      signal.addEventListener('abort', this.abort, { once: true });
+      this.releaseHook = () => signal.removeEventListener('abort', this.abort!);
+    }
+    this.sock.request(spec.type, NLM_F_REQUEST | NLM_F_DUMP, spec.family, spec.payload, {
+      operation: spec.operation,
+      message: (buf, off, len, msgType) => this.onMessage(buf, off, len, msgType),
+      done: (err) => this.onDone(err),
+    });
+  }
+
+  private onMessage(buf: Buffer, off: number, len: number, msgType: number): void {
+    if (this.discarding) return;
+    const item = this.spec.decode(buf, off, len, msgType);
+    if (item === undefined) return;
+    if (this.spec.match && !this.spec.match(item)) return;
+    if (this.spec.identity && this.isRepeat(this.spec.identity(item))) {
+      this.duplicates++;
+      return;
+    }
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve({ value: item, done: false });
+      return;
+    }
+    this.items.push(item);
+    if (!this.paused && this.items.length - this.head >= this.high) {
+      this.paused = true;
+      this.sock.setPaused(true);
+    }
+  }
+
+  private isRepeat({ id, signature }: { id: number; signature: number }): boolean {
+    const prev = this.seen.get(id);
+    if (prev === undefined) {
+      this.seen.set(id, signature);
+      return false;
+    }
+    if (typeof prev === 'number') {
+      if (prev === signature) return true;
+      this.seen.set(id, [prev, signature]);
+      return false;
+    }
+    if (prev.includes(signature)) return true;
+    prev.push(signature);
+    return false;
+  }
+
+  private onDone(err?: ConntrackError): void {
+    this.finished = true;
+    if (err && !this.discarding) this.error = err;
+    this.release();
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      if (this.error) w.reject(this.error);
+      else w.resolve({ value: undefined, done: true });
+    }
+  }
+
+  private fail(err: ConntrackError): void {
+    if (this.finished && !this.discarding) return;
+    this.error = err;
+    this.finished = true;
+    this.items = [];
+    this.head = 0;
+    this.release();
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.reject(err);
+    }
+  }
+
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.releaseHook?.();
+    if (this.sock) {
+      this.sock.close();
+      this.spec.onRelease?.(this.sock);
+    }
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.head < this.items.length) {
+      const value = this.items[this.head++];
+      if (this.head > 4096 && this.head * 2 > this.items.length) {
+        this.items = this.items.slice(this.head);
+        this.head = 0;
+      }
+      if (this.paused && this.items.length - this.head <= this.low) {
+        this.paused = false;
+        this.sock.setPaused(false);
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.error) return Promise.reject(this.error);
+    if (this.finished) return Promise.resolve({ value: undefined, done: true });
+    if (this.paused) {
+      this.paused = false;
+      this.sock.setPaused(false);
+    }
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  /**
+   * Called when the consumer stops early (break/return/throw in for-await). The kernel
+   * dump is still drained to NLMSG_DONE, without decoding, before the socket closes, so
+   * the kernel never holds a half-read dump; the consumer does not wait for it.
+   */
+  return(): Promise<IteratorResult<T>> {
+    this.items = [];
+    this.head = 0;
+    if (!this.finished) {
+      this.discarding = true;
+      if (this.paused) {
+        this.paused = false;
+        this.sock.setPaused(false);
+      }
+      this.sock.handle.unref();
+    }
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Reads everything into an array. */
+  async toArray(): Promise<T[]> {
+    const out: T[] = [];
+    for (;;) {
+      // Take whole runs of buffered items at once rather than one promise per item.
+      if (this.head < this.items.length) {
+        for (let i = this.head; i < this.items.length; i++) out.push(this.items[i]);
+        this.items = [];
+        this.head = 0;
+        if (this.paused) {
+          this.paused = false;
+          this.sock.setPaused(false);
+        }
+        continue;
+      }
+      const r = await this.next();
+      if (r.done) return out;
+      out.push(r.value);
+    }
+  }
+}
+
+function abortError(operation: string, signal: AbortSignal): ConntrackError {
+  return new ConntrackError('ERR_ABORTED', `${operation} was aborted`, { cause: signal.reason });
+}

@@ -1,0 +1,58 @@
+/**
+ * The one place that loads the compiled addon (through node-gyp-build, which prefers a
+ * prebuild from prebuilds/ and falls back to build/Release), with a typed interface.
+ */
+import * as path from 'path';
+import { ConntrackError } from './errors';
+
+/** Called once per receive batch: whole netlink messages, back to back. */
+export type OnData = (batch: Buffer | null, overruns: number, skipped: number, errno: number) => void;
+
+export interface NativeSocket {
+  readonly portId: number;
+  readonly fd: number;
+  /** Sends one request; returns its sequence number. `type` is (subsys << 8) | msg. */
+  request(type: number, flags: number, family: number, payload?: Buffer, resId?: number): number;
+  /** Sends `ends.length` requests whose payloads are consecutive slices; returns the first seq. */
+  requestBatch(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array): number;
+  start(batchBytes?: number): void;
+  pause(): void;
+  ref(): void;
+  unref(): void;
+  setReceiveBuffer(bytes: number, force: boolean): { granted: number; forced: boolean };
+  getReceiveBuffer(): number;
+  memInfo(): number[];
+  setNetlinkOption(option: number, value: number | boolean): void;
+  joinGroup(group: number): void;
+  leaveGroup(group: number): void;
+  attachFilter(program: Buffer): void;
+  detachFilter(): void;
+  close(): void;
+}
+
+export interface NativeAddon {
+  Socket: new (onData: OnData, options?: { netns?: string }) => NativeSocket;
+  NLMSG_HDRLEN: number;
+  NFGENMSG_LEN: number;
+  MAX_SEND: number;
+}
+
+let addon: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (addon) return addon;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    addon = load(path.join(__dirname, '..'));
+  } catch (err) {
+    throw new ConntrackError(
+      'ERR_NATIVE',
+      `cannot load the conntrack native addon: ${(err as Error).message}. ` +
+        'It needs Linux with libmnl (Debian: apt-get install libmnl0); to build from source ' +
+        'install libmnl-dev, python3, make and g++, then run `npm rebuild conntrack`',
+      { cause: err },
+    );
+  }
+  return addon;
+}
