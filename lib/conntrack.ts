@@ -54,6 +54,8 @@ export class Conntrack {
   /** @internal */ readonly sock: NfSocket;
   /** @internal */ readonly netnsPath: string | undefined;
   private readonly dumps = new Set<NfSocket>();
+  /** @internal Extra sockets (event streams, ...) closed with this handle. */
+  readonly extraSockets = new Set<{ close(): void }>();
   private closed = false;
 
   private constructor(sock: NfSocket, netnsPath: string | undefined) {
@@ -153,6 +155,18 @@ export class Conntrack {
     }
   }
 
+  // <entries> (issue 3: get, create, update, delete, flush, deleteMatching)
+  // </entries>
+
+  // <events> (issue 4: events, mirror)
+  // </events>
+
+  // <expectations> (issue 5)
+  // </expectations>
+
+  // <stats> (issue 6: stats, settings, pressure)
+  // </stats>
+
   /** Closes every socket of this handle; pending requests reject with ERR_CLOSED. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -160,5 +174,7 @@ export class Conntrack {
     this.sock.close();
     for (const d of this.dumps) d.close();
     this.dumps.clear();
+    for (const s of [...this.extraSockets]) s.close();
+    this.extraSockets.clear();
   }
 }

@@ -7,3 +7,12 @@ export type { DumpOptions } from './dump';
 export { Dump } from './dump';
 export type { Family, Proto, StatusFlag, TcpState, SctpState, DccpState } from './enums';
 export * as constants from './enums';
+
+// <entries>
+// </entries>
+// <events>
+// </events>
+// <expectations>
+// </expectations>
+// <stats>
+// </stats>
