@@ -100,17 +100,35 @@ void Poller::Drain() {
 
   if (used == 0 && overruns == 0 && skipped == 0 && fatal == 0) return;
 
-  Napi::HandleScope scope(env);
-  Napi::Value buf = used > 0 ? Napi::Buffer<char>::Copy(env, block_.data(), used).As<Napi::Value>()
-                             : env.Null();
-  if (fatal != 0) Stop();
-  try {
-    owner->on_data_.MakeCallback(owner->Value(),
-                                 {buf, Napi::Number::New(env, overruns),
-                                  Napi::Number::New(env, skipped), Napi::Number::New(env, fatal)});
-  } catch (const Napi::Error& e) {
-    napi_fatal_exception(env, e.Value());
+  // Raw N-API calls with status checks: while an environment is being torn down (a worker
+  // calling process.exit(), say) JS cannot run, and node-addon-api would abort trying to
+  // build an Error for the failure. Then the batch is simply dropped with the socket.
+  napi_env raw = env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(raw, &scope) != napi_ok) return;
+  napi_value argv[4];
+  bool ok = true;
+  if (used > 0) {
+    void* data = nullptr;
+    ok = napi_create_buffer_copy(raw, used, block_.data(), &data, &argv[0]) == napi_ok;
+  } else {
+    ok = napi_get_null(raw, &argv[0]) == napi_ok;
   }
+  ok = ok && napi_create_uint32(raw, overruns, &argv[1]) == napi_ok &&
+       napi_create_uint32(raw, skipped, &argv[2]) == napi_ok &&
+       napi_create_int32(raw, fatal, &argv[3]) == napi_ok;
+  if (ok) {
+    napi_value recv = owner->Value();
+    napi_value fn = owner->on_data_.Value();
+    napi_value result;
+    napi_status st = napi_make_callback(raw, nullptr, recv, fn, 4, argv, &result);
+    if (st == napi_pending_exception) {
+      // An exception thrown by the JS callback: report it as uncaught, like any callback.
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(raw, &exc) == napi_ok) napi_fatal_exception(raw, exc);
+    }
+  }
+  napi_close_handle_scope(raw, scope);
 }
 
 }  // namespace conntrack
