@@ -141,7 +141,9 @@ export class Conntrack {
         if (!isFlowFamily(buf[off + 16])) return undefined;
         return decodeFlow(buf, off, len);
       },
-      match: compiled.kernelComplete ? undefined : compiled.match,
+      // Applied even when the kernel filtered too: an older kernel that ignores CTA_FILTER
+      // must not change the result. It costs a few comparisons per flow.
+      match: compiled.empty ? undefined : compiled.match,
       identity: (f: Flow) => ({ id: f.id, signature: flowSignature(f) }),
     };
   }

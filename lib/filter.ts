@@ -69,6 +69,8 @@ export interface CompiledFilter {
   match(flow: Flow): boolean;
   /** True when the kernel filters everything this filter asks (so match() is a formality). */
   kernelComplete: boolean;
+  /** True when the filter asks nothing (every flow matches). */
+  empty: boolean;
   source: FlowFilter;
 }
 
@@ -284,5 +286,7 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter'):
     if (reply && !tupleMatches(reply, f.reply, f.family)) return false;
     return true;
   };
-  return { nfFamily, kernelAttrs: w.finish(), match, kernelComplete, source };
+  const empty = family === undefined && protonum === undefined && markValue === undefined && zone === undefined &&
+    statusSet === 0 && statusUnset === 0 && orig === undefined && reply === undefined;
+  return { nfFamily, kernelAttrs: w.finish(), match, kernelComplete, empty, source };
 }
