@@ -3,6 +3,7 @@
  * event stream), opened in the caller's network namespace or another one.
  */
 import { existsSync } from 'fs';
+import * as entries from './entries'; // <entries/>
 import { ConntrackError, invalid } from './errors';
 import { IPCTNL_MSG_CT_GET, NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_DELETE } from './enums';
 import { Dump, DumpOptions, DumpSpec } from './dump';
@@ -158,6 +159,52 @@ export class Conntrack {
   }
 
   // <entries> (issue 3: get, create, update, delete, flush, deleteMatching)
+  /**
+   * The entry named by `key` (its original tuple, or with `{ direction: 'reply' }` its reply
+   * tuple, within `key.zone`). A Flow from list() can be passed back: with its `id`, an
+   * entry re-created meanwhile is not returned. Rejects with code ENOENT when absent.
+   */
+  get(key: entries.EntryKey, options?: entries.GetOptions): Promise<Flow> {
+    return entries.getEntry(this, key, options);
+  }
+
+  /**
+   * Creates an entry. The family comes from the addresses; `reply` defaults to the inverse
+   * of `orig` (adjusted by the kernel for `nat`). Rejects with EEXIST for a duplicate.
+   */
+  create(spec: entries.CreateSpec): Promise<void> {
+    return entries.createEntry(this, spec);
+  }
+
+  /**
+   * Changes mark (optionally under a mask), timeout, settable status flags, labels or
+   * state of the entry named by `spec` (tuple, zone and, when given, id).
+   */
+  update(spec: entries.UpdateSpec): Promise<void> {
+    return entries.updateEntry(this, spec);
+  }
+
+  /** Deletes the entry named by a tuple, or by a Flow (tuple plus id). ENOENT when absent. */
+  delete(key: entries.EntryKey): Promise<void> {
+    return entries.deleteEntry(this, key);
+  }
+
+  /**
+   * Deletes every entry, or those matching `filter`. The kernel flushes by itself when the
+   * filter is only mark and/or status; other filters use deleteMatching().
+   */
+  flush(filter?: FlowFilter, options?: entries.DeleteMatchingOptions): Promise<void> {
+    return entries.flushEntries(this, filter, options);
+  }
+
+  /**
+   * Deletes the entries that match `filter` (and `predicate`, when given): a filtered dump
+   * with pipelined deletes by tuple and id. Resolves with the number removed; entries that
+   * vanish by themselves meanwhile are not errors and not counted.
+   */
+  deleteMatching(filter?: FlowFilter, predicate?: (flow: Flow) => boolean, options?: entries.DeleteMatchingOptions): Promise<number> {
+    return entries.deleteMatchingEntries(this, filter, predicate, options);
+  }
   // </entries>
 
   // <events> (issue 4: events, mirror)

@@ -9,6 +9,7 @@ export type { Family, Proto, StatusFlag, TcpState, SctpState, DccpState } from '
 export * as constants from './enums';
 
 // <entries>
+export type { EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions } from './entries';
 // </entries>
 // <events>
 // </events>
