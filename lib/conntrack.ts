@@ -3,7 +3,13 @@
  * event stream), opened in the caller's network namespace or another one.
  */
 import { existsSync } from 'fs';
+import { Expectations } from './expect'; // <expectations/>
 import * as entries from './entries'; // <entries/>
+import { EventsOptions, FlowEventStream } from './event'; // <events/>
+import { Mirror, MirrorOptions } from './mirror'; // <events/>
+import { ConntrackStats, fetchStats } from './stats'; // <stats/>
+import { Settings } from './sysctl'; // <stats/>
+import { PressureMonitor, PressureOptions } from './pressure'; // <stats/>
 import { ConntrackError, invalid } from './errors';
 import { IPCTNL_MSG_CT_GET, NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_DELETE } from './enums';
 import { Dump, DumpOptions, DumpSpec } from './dump';
@@ -145,7 +151,8 @@ export class Conntrack {
       // Applied even when the kernel filtered too: an older kernel that ignores CTA_FILTER
       // must not change the result. It costs a few comparisons per flow.
       match: compiled.empty ? undefined : compiled.match,
-      identity: (f: Flow) => ({ id: f.id, signature: flowSignature(f) }),
+      idOf: (f: Flow) => f.id,
+      signatureOf: flowSignature,
     };
   }
 
@@ -208,12 +215,81 @@ export class Conntrack {
   // </entries>
 
   // <events> (issue 4: events, mirror)
+  /**
+   * Subscribes to conntrack events (NEW / UPDATE / DESTROY) on a socket of its own in this
+   * handle's namespace. The result is an AsyncIterable of FlowEvent, an EventEmitter
+   * ('event', 'lost', 'error', 'close') and, through `.readable()`, a Node Readable.
+   * Throws ERR_INVALID_ARGUMENT (nothing subscribed) on bad options.
+   */
+  events(options?: EventsOptions): FlowEventStream {
+    this.assertOpen('events');
+    const stream = new FlowEventStream({ netns: this.netnsPath, onClose: (s) => this.extraSockets.delete(s) }, options);
+    if (!stream.isClosed) this.extraSockets.add(stream);
+    return stream;
+  }
+
+  /**
+   * A live in-memory copy of the table (or of the entries matching `options.filter`):
+   * subscribes to events, dumps, then applies the events in order; resynchronises by itself
+   * after the kernel drops events. Await `mirror.ready` before reading it.
+   */
+  mirror(options?: MirrorOptions): Mirror {
+    this.assertOpen('mirror');
+    const m = new Mirror(this, options);
+    this.extraSockets.add(m);
+    m.once('close', () => this.extraSockets.delete(m));
+    return m;
+  }
   // </events>
 
   // <expectations> (issue 5)
+  private expectationsTable: Expectations | undefined;
+  /** The expectation table: list / dump / get / create / delete / flush / events / stats. */
+  get expectations(): Expectations {
+    return (this.expectationsTable ??= new Expectations(this));
+  }
   // </expectations>
 
   // <stats> (issue 6: stats, settings, pressure)
+  /**
+   * The kernel's conntrack statistics for this handle's namespace: per-CPU counters
+   * (IPCTNL_MSG_CT_GET_STATS_CPU), their sums, the entry count and the table limit.
+   *
+   * @example
+   * const { count, max, total } = await ct.stats();
+   * if (total.drop > 0) console.warn(`${total.drop} flows dropped; table ${count}/${max}`);
+   */
+  stats(): Promise<ConntrackStats> {
+    try {
+      return fetchStats(this);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private statsSettings: Settings | undefined;
+  /**
+   * The nf_conntrack sysctls of this handle's namespace: `get()` and `set()` (all or
+   * nothing; `max`, `buckets` and `expectMax` are global, changed only from the initial
+   * namespace).
+   */
+  get settings(): Settings {
+    this.statsSettings ??= new Settings(this.netnsPath);
+    return this.statsSettings;
+  }
+
+  /**
+   * Watches the table fill up: samples count, max and the drop counters every
+   * `interval` ms, emits `warning` when the fill passes `warnAt` or drops begin.
+   * Close it (or abort its signal, or close this handle) when done.
+   *
+   * @example
+   * const mon = ct.pressure({ interval: 5000, warnAt: 0.8 });
+   * mon.on('warning', (w) => log.warn(w.message));
+   */
+  pressure(options: PressureOptions = {}): PressureMonitor {
+    return new PressureMonitor(this, options);
+  }
   // </stats>
 
   /** Closes every socket of this handle; pending requests reject with ERR_CLOSED. */

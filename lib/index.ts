@@ -12,8 +12,24 @@ export * as constants from './enums';
 export type { EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions } from './entries';
 // </entries>
 // <events>
+export { FlowEventStream } from './event';
+export type { FlowEvent, FlowEventType, EventsOptions, LostInfo, EventStreamStats } from './event';
+export { Mirror } from './mirror';
+export type { MirrorOptions, ResyncInfo, TupleKey } from './mirror';
 // </events>
 // <expectations>
+export { Expectations, ExpectationEvents, decodeExpectationStats } from './expect';
+export type {
+  Expectation, ExpectationFilter, ExpectationKey, ExpectationSpec, ExpectationFlag, ExpectationTupleFilter,
+  NatDirection, ExpectationEvent, ExpectationEventType, ExpectationEventsOptions, ExpectationCpuStats, ExpectationTarget,
+} from './expect';
+export { decodeExpectation } from './expect-codec';
 // </expectations>
 // <stats>
+export { readProcStats, parseProcStats, PROC_STATS_PATH } from './stats';
+export type { ProcStats, ReadProcStatsOptions, ConntrackStats, CpuStats, StatsCounters } from './stats';
+export { Settings } from './sysctl';
+export type { ConntrackSettings, SettingsUpdate, EventsSetting } from './sysctl';
+export { PressureMonitor } from './pressure';
+export type { PressureOptions, PressureSample, PressureRates, PressureWarning, PressureRecovery, PressureReason, PressureMonitorEvents } from './pressure';
 // </stats>
