@@ -105,9 +105,10 @@ export interface UpdateSpec extends EntryKey {
   timeout?: number;
   /**
    * Status flags to set (array), or `{ set, unset }`. SEEN_REPLY and ASSURED can only be
-   * set; FIXED_TIMEOUT can be set and cleared.
+   * set; FIXED_TIMEOUT can be set and cleared. Other flags may be listed only when the entry
+   * already has them (so a Flow can be passed back with changes).
    */
-  status?: SettableStatusFlag[] | { set?: SettableStatusFlag[]; unset?: SettableStatusFlag[] };
+  status?: StatusFlag[] | { set?: StatusFlag[]; unset?: SettableStatusFlag[] };
   /** Labels: an array replaces all labels; `{ set, unset }` changes only those bits. */
   labels?: number[] | { set?: number[]; unset?: number[] };
   /** New TCP/SCTP/DCCP state name. */
