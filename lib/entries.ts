@@ -233,6 +233,17 @@ interface ResolvedKey {
   id: number | undefined;
 }
 
+/** resolveTuple() with a check the foundation leaves out: ports on a protocol without ports. */
+function tupleOf(t: unknown, protonum: number, field: string): ResolvedTuple {
+  if (!PORT_PROTOS.has(protonum) && t !== null && typeof t === 'object') {
+    const o = t as Record<string, unknown>;
+    for (const k of ['sport', 'dport']) {
+      if (o[k] !== undefined) throw invalid(`${field}.${k}`, `protocol ${protonum} has no ports; remove sport and dport`);
+    }
+  }
+  return resolveTuple(t, protonum, field, true);
+}
+
 function resolveZone(v: unknown, field: string): number {
   return v === undefined ? 0 : checkUInt(v, 0, 65535, field, 'zone');
 }
@@ -246,7 +257,7 @@ function resolveKey(key: unknown, direction: 'orig' | 'reply' = 'orig', field = 
       ? 'the entry is named by its original tuple: give orig: { src, dst, sport, dport } (or icmp)'
       : "direction 'reply' names the entry by its reply tuple: give reply: { src, dst, sport, dport }");
   }
-  const tuple = resolveTuple(k[tfield], protonum, tfield, true);
+  const tuple = tupleOf(k[tfield], protonum, tfield);
   const zone = resolveZone(k.zone, 'zone');
   const id = k.id === undefined ? undefined : checkUInt(k.id, 0, 0xffffffff, 'id', 'id');
   return { family: tuple.family, protonum, tuple, direction, zone, id };
@@ -308,10 +319,10 @@ export function encodeCreate(spec: CreateSpec): { family: number; payload: Buffe
   const s = checkObject(spec, 'spec', "{ proto: 'udp', orig: { src, dst, sport, dport }, timeout: 30 }");
   const protonum = protoNumber(s.proto, 'proto');
   if (s.orig === undefined) throw invalid('orig', 'create needs the original tuple: orig: { src, dst, sport, dport } (or icmp for ICMP)');
-  const orig = resolveTuple(s.orig, protonum, 'orig', true);
+  const orig = tupleOf(s.orig, protonum, 'orig');
   let reply: ResolvedTuple;
   if (s.reply !== undefined) {
-    reply = resolveTuple(s.reply, protonum, 'reply', true);
+    reply = tupleOf(s.reply, protonum, 'reply');
     if (reply.family !== orig.family) throw invalid('reply.src', `is ${reply.family} but orig is ${orig.family}: both tuples need one family`);
   } else {
     reply = invertTuple(orig);
