@@ -263,7 +263,7 @@ export function compileEventFilter(filter: FlowFilter | undefined, types: readon
         a.ins(LD_MEM, 2);
         a.ins(LDX_IMM, side === 'sport' ? CTA_PROTO_SRC_PORT : CTA_PROTO_DST_PORT);
         a.ins(LDB_ABS, K_NLATTR_NEST);
-        a.ins(JEQ_K, 0, ACCEPT);
+        a.ins(JEQ_K, 0, REJECT); // no port (ICMP, GRE...): the library would not match it either
         a.ins(TAX);
         a.ins(LDH_IND, 4);
         a.ins(JEQ_K, port, undefined, REJECT);
@@ -300,7 +300,7 @@ export function compileEventFilter(filter: FlowFilter | undefined, types: readon
   if (f.zone !== undefined) scalar(CTA_ZONE, 'h', f.zone, 0xffffffff);
   if (f.status !== undefined) complete = false;
 
-  if (!emitted) return { program: undefined, instructions: [], complete: true };
+  if (!emitted) return { program: undefined, instructions: [], complete };
   a.label(ACCEPT);
   a.ins(RET_K, ACCEPT_ALL);
   a.label(REJECT);
