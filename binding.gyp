@@ -6,7 +6,8 @@
         "native/addon.cc",
         "native/socket.cc",
         "native/poller.cc",
-        "native/request.cc"
+        "native/request.cc",
+        "native/dumper.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

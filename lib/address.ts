@@ -10,6 +10,23 @@ export function formatIPv4(b: Uint8Array, o: number): string {
   return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
 }
 
+// Addresses repeat heavily across a table (local addresses, busy peers), so decoding keeps
+// the text of recently seen IPv4 addresses: one Map lookup instead of building a string.
+const V4_CACHE_MAX = 1 << 16;
+let v4cache = new Map<number, string>();
+
+/** formatIPv4() through a bounded cache keyed by the address as an int32. */
+export function formatIPv4Cached(b: Uint8Array, o: number): string {
+  const key = (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+  let s = v4cache.get(key);
+  if (s === undefined) {
+    s = formatIPv4(b, o);
+    if (v4cache.size >= V4_CACHE_MAX) v4cache = new Map();
+    v4cache.set(key, s);
+  }
+  return s;
+}
+
 export function formatIPv6(b: Uint8Array, o: number): string {
   const w = new Array<number>(8);
   for (let i = 0; i < 8; i++) w[i] = (b[o + 2 * i] << 8) | b[o + 2 * i + 1];

@@ -19,7 +19,7 @@ import {
   DCCP_STATES, Family, NLA_TYPE_MASK, Proto, SCTP_STATES, STATUS_NAMES, StatusFlag,
   TCP_FLAG_NAMES, TCP_STATES,
 } from './enums';
-import { ProtoTuple, Tuple, decodeTuple, protoName } from './tuple';
+import { ProtoTuple, Tuple, protoName, readTuple, tupleScratch } from './tuple';
 import { NFNL_ATTR_OFFSET, align4, readString } from './netlink';
 
 export interface Counter {
@@ -116,6 +116,20 @@ export function statusNames(bits: number): StatusFlag[] {
   for (let i = 0; i < STATUS_NAMES.length; i++) if (bits & (1 << i)) out.push(STATUS_NAMES[i]);
   return out;
 }
+
+// A table has few distinct status words; decoding copies a cached name list.
+const statusCache = new Map<number, StatusFlag[]>();
+function cachedStatusNames(bits: number): StatusFlag[] {
+  let names = statusCache.get(bits);
+  if (names === undefined) {
+    names = statusNames(bits);
+    if (statusCache.size < 4096) statusCache.set(bits, names);
+  }
+  return names.slice();
+}
+
+const u16le = (b: Buffer, p: number): number => b[p] | (b[p + 1] << 8);
+const u32be = (b: Buffer, p: number): number => ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
 
 function decodeCounters(buf: Buffer, s: number, e: number): Counter {
   let packets = 0n;
@@ -227,7 +241,7 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
     proto: 0,
     orig: EMPTY_TUPLE,
     reply: EMPTY_TUPLE,
-    status: [],
+    status: NO_STATUS,
     statusBits: 0,
     timeout: 0,
     mark: 0,
@@ -251,41 +265,41 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
   };
   let p = off + NFNL_ATTR_OFFSET;
   while (p + 4 <= end) {
-    const l = buf.readUInt16LE(p);
+    const l = u16le(buf, p);
     if (l < 4 || p + l > end) {
       pushUnknown(flow, -1); // truncated attribute: stop here
       break;
     }
-    const t = buf.readUInt16LE(p + 2) & NLA_TYPE_MASK;
+    const t = u16le(buf, p + 2) & NLA_TYPE_MASK;
     const s = p + 4;
     const e = p + l;
     switch (t) {
       case CTA_TUPLE_ORIG: {
-        const d = decodeTuple(buf, s, e);
-        flow.orig = d.tuple;
-        flow.proto = protoName(d.protonum);
-        if (d.family) flow.family = d.family;
+        flow.orig = readTuple(buf, s, e);
+        const num = tupleScratch.protonum;
+        flow.proto = num === 17 ? 'udp' : num === 6 ? 'tcp' : protoName(num);
+        if (tupleScratch.family) flow.family = tupleScratch.family;
         break;
       }
       case CTA_TUPLE_REPLY:
-        flow.reply = decodeTuple(buf, s, e).tuple;
+        flow.reply = readTuple(buf, s, e);
         break;
       case CTA_TUPLE_MASTER: {
-        const d = decodeTuple(buf, s, e);
-        flow.master = { proto: protoName(d.protonum), ...d.tuple };
+        const t = readTuple(buf, s, e);
+        flow.master = { proto: protoName(tupleScratch.protonum), ...t };
         break;
       }
       case CTA_STATUS:
         if (l >= 8) {
-          flow.statusBits = buf.readUInt32BE(s);
-          flow.status = statusNames(flow.statusBits);
+          flow.statusBits = u32be(buf, s);
+          flow.status = cachedStatusNames(flow.statusBits);
         }
         break;
-      case CTA_TIMEOUT: if (l >= 8) flow.timeout = buf.readUInt32BE(s); break;
-      case CTA_MARK: if (l >= 8) flow.mark = buf.readUInt32BE(s); break;
-      case CTA_USE: if (l >= 8) flow.use = buf.readUInt32BE(s); break;
-      case CTA_ID: if (l >= 8) flow.id = buf.readUInt32BE(s); break;
-      case CTA_ZONE: if (l >= 6) flow.zone = buf.readUInt16BE(s); break;
+      case CTA_TIMEOUT: if (l >= 8) flow.timeout = u32be(buf, s); break;
+      case CTA_MARK: if (l >= 8) flow.mark = u32be(buf, s); break;
+      case CTA_USE: if (l >= 8) flow.use = u32be(buf, s); break;
+      case CTA_ID: if (l >= 8) flow.id = u32be(buf, s); break;
+      case CTA_ZONE: if (l >= 6) flow.zone = (buf[s] << 8) | buf[s + 1]; break;
       case CTA_SECMARK: if (l >= 8) flow.secmark = buf.readUInt32BE(s); break;
       case CTA_PROTOINFO: decodeProtoinfo(flow, buf, s, e); break;
       case CTA_COUNTERS_ORIG:
@@ -374,8 +388,12 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
     }
     p += align4(l);
   }
+  if (flow.status === NO_STATUS) flow.status = [];
   return flow;
 }
+
+// Placeholder until CTA_STATUS is read (saves allocating an array that is replaced).
+const NO_STATUS: StatusFlag[] = [];
 
 const EMPTY_TUPLE: Tuple = Object.freeze({ src: '', dst: '' }) as Tuple;
 

@@ -31,7 +31,8 @@ export interface NativeSocket {
 }
 
 export interface NativeAddon {
-  Socket: new (onData: OnData, options?: { netns?: string }) => NativeSocket;
+  /** `threaded`: read on a native thread (dump sockets: overlaps kernel work with decoding). */
+  Socket: new (onData: OnData, options?: { netns?: string; threaded?: boolean }) => NativeSocket;
   NLMSG_HDRLEN: number;
   NFGENMSG_LEN: number;
   MAX_SEND: number;

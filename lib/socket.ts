@@ -37,6 +37,11 @@ interface Queued {
 
 export interface SocketOptions {
   netns?: string;
+  /**
+   * Read on a native thread instead of the event loop (for dump sockets): the kernel builds
+   * the next part of a dump inside recvmsg(), so a reader thread overlaps that with decoding.
+   */
+  threaded?: boolean;
   /** Receive buffer to ask for (bytes); default keeps the kernel default. */
   receiveBufferSize?: number;
 }
@@ -65,7 +70,7 @@ export class NfSocket {
   constructor(options: SocketOptions = {}) {
     const { Socket } = native();
     try {
-      this.handle = new Socket(this.onData, options.netns ? { netns: options.netns } : undefined);
+      this.handle = new Socket(this.onData, options.netns || options.threaded ? { netns: options.netns, threaded: options.threaded } : undefined);
     } catch (err) {
       throw fromNative(err, options.netns ? `opening a netlink socket in ${options.netns}` : 'opening a netlink socket');
     }

@@ -9,7 +9,7 @@ import {
   CTA_TUPLE_PROTO, CTA_TUPLE_ZONE, Family, IPPROTO_ICMP, IPPROTO_ICMPV6, NLA_TYPE_MASK,
   PORT_PROTOS, PROTO_NAMES, PROTO_NUMBERS, Proto,
 } from './enums';
-import { formatIPv4, formatIPv6, parseAddress } from './address';
+import { formatIPv4Cached, formatIPv6, parseAddress } from './address';
 import { AttrWriter, align4 } from './netlink';
 import { invalid } from './errors';
 
@@ -44,8 +44,18 @@ export interface DecodedTuple {
   protonum: number;
 }
 
-/** Decodes a CTA_TUPLE_* nest whose payload is buf[start, end). Never throws. */
-export function decodeTuple(buf: Buffer, start: number, end: number): DecodedTuple {
+/** Family and protocol number of the tuple last read by readTuple() (scratch, not reentrant-safe across calls). */
+export const tupleScratch = { family: undefined as Family | undefined, protonum: 0 };
+
+const u16be = (b: Buffer, p: number): number => (b[p] << 8) | b[p + 1];
+const u16le = (b: Buffer, p: number): number => b[p] | (b[p + 1] << 8);
+
+/**
+ * Reads a CTA_TUPLE_* nest whose payload is buf[start, end) into a Tuple; its family and
+ * protocol number are left in `tupleScratch`. Never throws. (The hot path of a dump: plain
+ * byte reads, no intermediate objects.)
+ */
+export function readTuple(buf: Buffer, start: number, end: number): Tuple {
   let src = '';
   let dst = '';
   let family: Family | undefined;
@@ -58,52 +68,53 @@ export function decodeTuple(buf: Buffer, start: number, end: number): DecodedTup
   let zone: number | undefined;
   let p = start;
   while (p + 4 <= end) {
-    const len = buf.readUInt16LE(p);
+    const len = u16le(buf, p);
     if (len < 4 || p + len > end) break;
-    const type = buf.readUInt16LE(p + 2) & NLA_TYPE_MASK;
-    const ps = p + 4;
+    const type = u16le(buf, p + 2) & NLA_TYPE_MASK;
     const pe = p + len;
     if (type === CTA_TUPLE_IP) {
-      let q = ps;
+      let q = p + 4;
       while (q + 4 <= pe) {
-        const l = buf.readUInt16LE(q);
+        const l = u16le(buf, q);
         if (l < 4 || q + l > pe) break;
-        const t = buf.readUInt16LE(q + 2) & NLA_TYPE_MASK;
+        const t = u16le(buf, q + 2) & NLA_TYPE_MASK;
         if (l === 8 && (t === CTA_IP_V4_SRC || t === CTA_IP_V4_DST)) {
           family = 'ipv4';
-          if (t === CTA_IP_V4_SRC) src = formatIPv4(buf, q + 4);
-          else dst = formatIPv4(buf, q + 4);
+          if (t === CTA_IP_V4_SRC) src = formatIPv4Cached(buf, q + 4);
+          else dst = formatIPv4Cached(buf, q + 4);
         } else if (l === 20 && (t === CTA_IP_V6_SRC || t === CTA_IP_V6_DST)) {
           family = 'ipv6';
           if (t === CTA_IP_V6_SRC) src = formatIPv6(buf, q + 4);
           else dst = formatIPv6(buf, q + 4);
         }
-        q += align4(l);
+        q += (l + 3) & ~3;
       }
     } else if (type === CTA_TUPLE_PROTO) {
-      let q = ps;
+      let q = p + 4;
       while (q + 4 <= pe) {
-        const l = buf.readUInt16LE(q);
+        const l = u16le(buf, q);
         if (l < 4 || q + l > pe) break;
-        const t = buf.readUInt16LE(q + 2) & NLA_TYPE_MASK;
+        const t = u16le(buf, q + 2) & NLA_TYPE_MASK;
         const v = q + 4;
         switch (t) {
           case CTA_PROTO_NUM: if (l >= 5) protonum = buf[v]; break;
-          case CTA_PROTO_SRC_PORT: if (l >= 6) sport = buf.readUInt16BE(v); break;
-          case CTA_PROTO_DST_PORT: if (l >= 6) dport = buf.readUInt16BE(v); break;
-          case CTA_PROTO_ICMP_ID: case CTA_PROTO_ICMPV6_ID: if (l >= 6) iid = buf.readUInt16BE(v); break;
+          case CTA_PROTO_SRC_PORT: if (l >= 6) sport = u16be(buf, v); break;
+          case CTA_PROTO_DST_PORT: if (l >= 6) dport = u16be(buf, v); break;
+          case CTA_PROTO_ICMP_ID: case CTA_PROTO_ICMPV6_ID: if (l >= 6) iid = u16be(buf, v); break;
           case CTA_PROTO_ICMP_TYPE: case CTA_PROTO_ICMPV6_TYPE: if (l >= 5) itype = buf[v]; break;
           case CTA_PROTO_ICMP_CODE: case CTA_PROTO_ICMPV6_CODE: if (l >= 5) icode = buf[v]; break;
           default: break; // unknown: skipped
         }
-        q += align4(l);
+        q += (l + 3) & ~3;
       }
     } else if (type === CTA_TUPLE_ZONE && len >= 6) {
-      zone = buf.readUInt16BE(ps);
+      zone = u16be(buf, p + 4);
     }
-    p += align4(len);
+    p += (len + 3) & ~3;
   }
-  const tuple: Tuple = {
+  tupleScratch.family = family;
+  tupleScratch.protonum = protonum;
+  return {
     src,
     dst,
     sport,
@@ -111,7 +122,12 @@ export function decodeTuple(buf: Buffer, start: number, end: number): DecodedTup
     icmp: itype >= 0 || iid >= 0 ? { type: itype < 0 ? 0 : itype, code: icode < 0 ? 0 : icode, id: iid < 0 ? 0 : iid } : undefined,
     zone,
   };
-  return { tuple, family, protonum };
+}
+
+/** Decodes a CTA_TUPLE_* nest whose payload is buf[start, end). Never throws. */
+export function decodeTuple(buf: Buffer, start: number, end: number): DecodedTuple {
+  const tuple = readTuple(buf, start, end);
+  return { tuple, family: tupleScratch.family, protonum: tupleScratch.protonum };
 }
 
 /** The protocol name for a number, or the number when unnamed. */

@@ -1,5 +1,6 @@
 #include "socket.h"
 #include "poller.h"
+#include "dumper.h"
 #include "state.h"
 
 #include <errno.h>
@@ -93,9 +94,11 @@ Socket::Socket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Socket>(info) 
   on_data_ = Napi::Persistent(info[0].As<Napi::Function>());
 
   std::string netns;
+  bool threaded = false;
   if (info[1].IsObject()) {
     Napi::Value ns = info[1].As<Napi::Object>().Get("netns");
     if (ns.IsString()) netns = ns.As<Napi::String>().Utf8Value();
+    threaded = info[1].As<Napi::Object>().Get("threaded").ToBoolean();
   }
 
   nl_ = netns.empty() ? mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC)
@@ -118,7 +121,8 @@ Socket::Socket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Socket>(info) 
   state_ = env.GetInstanceData<AddonState>();
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
-  poller_ = new Poller(loop, fd_, this);
+  if (threaded) dumper_ = new Dumper(loop, fd_, this);
+  else poller_ = new Poller(loop, fd_, this);
   if (state_) state_->sockets.insert(this);
 }
 
@@ -128,6 +132,10 @@ void Socket::Shutdown() {
   if (poller_) {
     poller_->Close();  // the handle frees itself once libuv is done with it
     poller_ = nullptr;
+  }
+  if (dumper_) {
+    dumper_->Close();  // joins the reader thread; the handle frees itself later
+    dumper_ = nullptr;
   }
   if (nl_) {
     mnl_socket_close(nl_);
@@ -161,12 +169,21 @@ Napi::Value Socket::Fd(const Napi::CallbackInfo& info) {
 Napi::Value Socket::Start(const Napi::CallbackInfo& info) {
   CheckOpen(info.Env());
   size_t batch = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+  if (dumper_) {
+    if (!dumper_->active()) Napi::ObjectWrap<Socket>::Ref();
+    dumper_->Start(batch);
+    return info.Env().Undefined();
+  }
   if (!poller_->active()) Napi::ObjectWrap<Socket>::Ref();
   poller_->Start(batch);
   return info.Env().Undefined();
 }
 
 Napi::Value Socket::Pause(const Napi::CallbackInfo& info) {
+  if (dumper_ && dumper_->active()) {
+    dumper_->Stop();
+    Napi::ObjectWrap<Socket>::Unref();
+  }
   if (poller_ && poller_->active()) {
     poller_->Stop();
     Napi::ObjectWrap<Socket>::Unref();
@@ -176,11 +193,13 @@ Napi::Value Socket::Pause(const Napi::CallbackInfo& info) {
 
 Napi::Value Socket::Ref(const Napi::CallbackInfo& info) {
   if (poller_) poller_->Ref();
+  if (dumper_) dumper_->Ref();
   return info.Env().Undefined();
 }
 
 Napi::Value Socket::Unref(const Napi::CallbackInfo& info) {
   if (poller_) poller_->Unref();
+  if (dumper_) dumper_->Unref();
   return info.Env().Undefined();
 }
 
@@ -284,7 +303,7 @@ Napi::Value Socket::DetachFilter(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Socket::Close(const Napi::CallbackInfo& info) {
-  bool was_active = poller_ && poller_->active();
+  bool was_active = (poller_ && poller_->active()) || (dumper_ && dumper_->active());
   Shutdown();
   if (was_active) Napi::ObjectWrap<Socket>::Unref();
   on_data_.Reset();

@@ -25,6 +25,7 @@ class Socket : public Napi::ObjectWrap<Socket> {
 
  private:
   friend class Poller;
+  friend class Dumper;
 
   Napi::Value PortId(const Napi::CallbackInfo& info);
   Napi::Value Fd(const Napi::CallbackInfo& info);
@@ -52,6 +53,7 @@ class Socket : public Napi::ObjectWrap<Socket> {
   uint32_t portid_ = 0;
   uint32_t seq_ = 0;
   class Poller* poller_ = nullptr;  // freed in its own uv close callback
+  class Dumper* dumper_ = nullptr;  // instead of poller_ for dump sockets ({ threaded: true })
   AddonState* state_ = nullptr;
   Napi::FunctionReference on_data_;
 };
