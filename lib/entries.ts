@@ -15,7 +15,8 @@ import {
   CTA_PROTOINFO_SCTP, CTA_PROTOINFO_SCTP_STATE, CTA_PROTOINFO_SCTP_VTAG_ORIGINAL,
   CTA_PROTOINFO_SCTP_VTAG_REPLY, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE,
   CTA_PROTONAT_PORT_MAX, CTA_PROTONAT_PORT_MIN, CTA_STATUS, CTA_TIMEOUT, CTA_TUPLE_ORIG,
-  CTA_TUPLE_REPLY, CTA_ZONE, DCCP_STATES, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET,
+  CTA_STATS_GLOBAL_ENTRIES, CTA_TUPLE_REPLY, CTA_ZONE, DCCP_STATES, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET,
+  IPCTNL_MSG_CT_GET_STATS,
   IPCTNL_MSG_CT_NEW, IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_TCP, IPS_ASSURED_BIT,
   IPS_CONFIRMED_BIT, IPS_FIXED_TIMEOUT_BIT, IPS_SEEN_REPLY_BIT, NFNL_SUBSYS_CTNETLINK,
   NLA_TYPE_MASK, NLM_F_CREATE, NLM_F_EXCL, PORT_PROTOS, Proto, SCTP_STATES, STATUS_NAMES,
@@ -118,6 +119,13 @@ export interface UpdateSpec extends EntryKey {
 export interface DeleteMatchingOptions {
   /** Stops the operation; the promise rejects with ERR_ABORTED (deletes already acked stay done). */
   signal?: AbortSignal;
+  /**
+   * deleteMatching only. Default false: a filter of only mark and/or status (and no
+   * predicate) is handed to the kernel's filtered flush, and the count is the drop in the
+   * table's entry count, which other changes to the table at the same moment skew. true:
+   * always dump, then delete each match by tuple and id, counting acks exactly.
+   */
+  exact?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -531,12 +539,34 @@ export async function deleteEntry(ct: Conntrack, key: EntryKey): Promise<void> {
 
 const FLUSH_KERNEL_KEYS = new Set(['mark', 'status']);
 
+/** True when the kernel's filtered flush expresses the whole filter by itself. */
+function kernelFlushable(filter: FlowFilter | undefined): boolean {
+  const f = (filter ?? {}) as Record<string, unknown>;
+  return Object.keys(f).every((k) => f[k] === undefined || FLUSH_KERNEL_KEYS.has(k));
+}
+
+/** The table's entry count (CTA_STATS_GLOBAL_ENTRIES of IPCTNL_MSG_CT_GET_STATS). */
+async function entryCount(ct: Conntrack): Promise<number> {
+  const replies = await ct.request(CT(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC, undefined, 'deleteMatching (count)');
+  let n = -1;
+  for (const m of replies) {
+    let p = NFNL_ATTR_OFFSET;
+    while (p + 4 <= m.length) {
+      const l = m.readUInt16LE(p);
+      if (l < 4 || p + l > m.length) break;
+      if ((m.readUInt16LE(p + 2) & NLA_TYPE_MASK) === CTA_STATS_GLOBAL_ENTRIES && l >= 8) n = m.readUInt32BE(p + 4);
+      p += align4(l);
+    }
+  }
+  if (n < 0) throw new ConntrackError('ERR_PROTOCOL', 'deleteMatching: the kernel sent no entry count');
+  return n;
+}
+
 /** ct.flush(). */
 export async function flushEntries(ct: Conntrack, filter?: FlowFilter, options: DeleteMatchingOptions = {}): Promise<void> {
   ct.assertOpen('flush');
   const compiled = compileFilter(filter);
-  const keys = Object.keys(filter ?? {}).filter((k) => (filter as Record<string, unknown>)[k] !== undefined);
-  if (keys.every((k) => FLUSH_KERNEL_KEYS.has(k))) {
+  if (kernelFlushable(filter)) {
     // The kernel's own flush: no tuple means "everything", CTA_MARK/CTA_STATUS narrow it.
     // (The family in the header only counts with nfgen version 1, which we do not send,
     // so a family filter goes the dump-and-delete way below.)
@@ -609,6 +639,13 @@ export async function deleteMatchingEntries(
   const compiled = compileFilter(filter);
   const signal = options.signal;
   if (signal?.aborted) throw abortError('deleteMatching', signal);
+  if (!predicate && !options.exact && kernelFlushable(filter)) {
+    // One request does it all; the count is how much the table shrank.
+    const before = await entryCount(ct);
+    await ct.request(CT(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, 'deleteMatching (flush)');
+    const after = await entryCount(ct);
+    return Math.max(0, before - after);
+  }
   // The kernel's dump filter ignores a zone given without a tuple filter, so zones (and
   // whatever else the kernel cannot filter) are checked here on the decoded flow.
   const needDecode = predicate !== undefined || !compiled.kernelComplete || (filter?.zone !== undefined);

@@ -337,6 +337,9 @@ describe('flush and deleteMatching', () => {
         expect(cli.map((e) => e.orig.sport).sort()).toEqual(['4', '6']);
         expect(await ct.deleteMatching({ orig: { src: '10.0.0.0/8' } })).toBe(1);
         expect(await ct.deleteMatching({ mark: 0x999 })).toBe(0);
+        await ct.create({ ...udp(9), timeout: 100, mark: 0x55 });
+        await ct.create({ ...udp(10), timeout: 100, mark: 0x55 });
+        expect(await ct.deleteMatching({ mark: 0x55 }, undefined, { exact: true })).toBe(2);
         expect(await ct.deleteMatching()).toBe(1);
         expect(await cliList(ns)).toHaveLength(0);
       } finally {
@@ -351,7 +354,7 @@ describe('flush and deleteMatching', () => {
       try {
         const n = 3000;
         await Promise.all(Array.from({ length: n }, (_, i) => ct.create({ proto: 'udp', orig: { src: '10.1.0.1', dst: '10.2.0.1', sport: 1 + (i % 60000), dport: 53 }, timeout: 300, mark: i % 2 })));
-        expect(await ct.deleteMatching({ mark: 1 })).toBe(n / 2);
+        expect(await ct.deleteMatching({ proto: 'udp', mark: 1 })).toBe(n / 2); // proto: not a kernel flush, so dump + pipelined deletes
         const cli = await cliList(ns);
         expect(cli).toHaveLength(n / 2);
         expect(cli.every((e) => e.mark === 0)).toBe(true);

@@ -1,0 +1,122 @@
+'use strict';
+/**
+ * Entries benchmark, in one namespace, round by round:
+ *   - create N IPv4 UDP entries, update their mark, delete them: with the library
+ *     (N concurrent promises on one Conntrack) and with bench/c/entries_floor.c (libmnl,
+ *     same window of requests in flight, messages packed per sendmsg);
+ *   - bulk delete of N entries by mark: deleteMatching() against `conntrack -D -m MARK`
+ *     (and flush({ mark }), the kernel's own filtered flush, for reference).
+ * Prints ops/s and ratios. Usage: node bench/entries.bench.js [entries=100000] [rounds=3]
+ */
+const { Netns, compileC, since, printTable, machine } = require('./lib');
+
+const N = Number(process.argv[2] ?? 100000);
+const ROUNDS = Number(process.argv[3] ?? 3);
+const WINDOW = 1024; // the library's window with the 8 MB receive buffer it gets as root
+
+const key = (i) => ({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1 + (i % 60000), dport: 1000 + Math.floor(i / 60000) } });
+/** Runs fn(0..n-1) with at most `limit` promises outstanding. */
+async function pool(n, limit, fn) {
+  let next = 0;
+  const worker = async () => {
+    while (next < n) await fn(next++);
+  };
+  await Promise.all(Array.from({ length: limit }, worker));
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const best = (xs) => Math.min(...xs);
+
+async function main() {
+  const { Conntrack } = require('../dist');
+  const floor = compileC('c/entries_floor.c', 'entries_floor');
+  const ns = await Netns.create();
+  ns.sh(`sysctl -q -w net.netfilter.nf_conntrack_max=${Math.max(262144, N * 2)} 2>/dev/null || true`);
+  const ct = await Conntrack.open({ netns: ns.path });
+  console.log(`${machine()}\n${N} entries, ${ROUNDS} rounds, window ${WINDOW}`);
+
+  const runFloor = (op, mark = 1) => {
+    const [ok, errs, secs] = ns.run(floor, [op, String(N), String(WINDOW), String(mark)]).trim().split(' ').map(Number);
+    if (ok !== N || errs !== 0) throw new Error(`floor ${op}: ${ok} ok, ${errs} errors`);
+    return secs;
+  };
+  const count = () => Number(ns.sh('conntrack -C').trim());
+
+  const t = { cCreate: [], cUpdate: [], cDelete: [], jsCreate: [], jsUpdate: [], jsDelete: [], pCreate: [], pUpdate: [], pDelete: [], dm: [], dmExact: [], cli: [], flush: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    // C floor.
+    t.cCreate.push(runFloor('create'));
+    t.cUpdate.push(runFloor('update', 7));
+    t.cDelete.push(runFloor('delete'));
+    if (count() !== 0) throw new Error('floor left entries behind');
+
+    // Library.
+    const keys = Array.from({ length: N }, (_, i) => key(i));
+    let t0 = process.hrtime.bigint();
+    await Promise.all(keys.map((k) => ct.create({ ...k, timeout: 600, mark: 1 })));
+    t.jsCreate.push(since(t0));
+    if (count() !== N) throw new Error('create: wrong count');
+    t0 = process.hrtime.bigint();
+    await Promise.all(keys.map((k) => ct.update({ ...k, mark: 7 })));
+    t.jsUpdate.push(since(t0));
+    t0 = process.hrtime.bigint();
+    await Promise.all(keys.map((k) => ct.delete(k)));
+    t.jsDelete.push(since(t0));
+    if (count() !== 0) throw new Error('delete: entries left');
+
+    // Library, at most 2048 promises outstanding (what a careful bulk caller does).
+    t0 = process.hrtime.bigint();
+    await pool(N, 2048, (i) => ct.create({ ...keys[i], timeout: 600, mark: 1 }));
+    t.pCreate.push(since(t0));
+    t0 = process.hrtime.bigint();
+    await pool(N, 2048, (i) => ct.update({ ...keys[i], mark: 7 }));
+    t.pUpdate.push(since(t0));
+    t0 = process.hrtime.bigint();
+    await pool(N, 2048, (i) => ct.delete(keys[i]));
+    t.pDelete.push(since(t0));
+    if (count() !== 0) throw new Error('pooled delete: entries left');
+
+    // Bulk delete by mark: library vs conntrack -D (tables filled by the floor).
+    runFloor('create', 1);
+    t0 = process.hrtime.bigint();
+    const removed = await ct.deleteMatching({ mark: 1 });
+    t.dm.push(since(t0));
+    if (removed !== N || count() !== 0) throw new Error(`deleteMatching removed ${removed}`);
+    runFloor('create', 1);
+    t0 = process.hrtime.bigint();
+    const exact = await ct.deleteMatching({ mark: 1 }, undefined, { exact: true });
+    t.dmExact.push(since(t0));
+    if (exact !== N || count() !== 0) throw new Error(`deleteMatching (exact) removed ${exact}`);
+    runFloor('create', 1);
+    t.cli.push(ns.time('sh', ['-c', 'conntrack -D -m 1 >/dev/null 2>&1']));
+    if (count() !== 0) throw new Error('conntrack -D left entries');
+    runFloor('create', 1);
+    t0 = process.hrtime.bigint();
+    await ct.flush({ mark: 1 });
+    t.flush.push(since(t0));
+    if (count() !== 0) throw new Error('flush left entries');
+  }
+  await ct.close();
+
+  const ops = (s) => Math.round(N / s).toLocaleString('en-US');
+  const rows = [];
+  for (const [name, js, p, c] of [['create', t.jsCreate, t.pCreate, t.cCreate], ['update', t.jsUpdate, t.pUpdate, t.cUpdate], ['delete', t.jsDelete, t.pDelete, t.cDelete]]) {
+    rows.push([name, ops(best(c)), ops(best(js)), (best(c) / best(js)).toFixed(2) + 'x', ops(best(p)), (best(c) / best(p)).toFixed(2) + 'x']);
+  }
+  printTable(`per-entry operations, ${N} entries (ops/s, best of ${ROUNDS}; ratio = library / C floor)`, ['op', 'C floor', 'all at once', 'ratio', '2048 outstanding', 'ratio'], rows);
+  printTable(`bulk delete of ${N} entries by mark (best of ${ROUNDS})`, ['method', 'seconds', 'entries/s', 'vs conntrack -D'], [
+    ['conntrack -D -m 1', best(t.cli).toFixed(3), ops(best(t.cli)), '1.00x'],
+    ['ct.deleteMatching({ mark: 1 })', best(t.dm).toFixed(3), ops(best(t.dm)), (best(t.cli) / best(t.dm)).toFixed(2) + 'x'],
+    ['deleteMatching(.., { exact: true })', best(t.dmExact).toFixed(3), ops(best(t.dmExact)), (best(t.cli) / best(t.dmExact)).toFixed(2) + 'x'],
+    ['ct.flush({ mark: 1 }) (kernel flush)', best(t.flush).toFixed(3), ops(best(t.flush)), (best(t.cli) / best(t.flush)).toFixed(2) + 'x'],
+  ]);
+  const createOk = best(t.cCreate) / Math.min(best(t.jsCreate), best(t.pCreate)) >= 0.7;
+  const deleteOk = best(t.cDelete) / Math.min(best(t.jsDelete), best(t.pDelete)) >= 0.7;
+  const dmOk = best(t.cli) / best(t.dm) >= 5;
+  console.log(`\ntargets: create >= 0.7x floor ${createOk ? 'met' : 'MISSED'}, delete >= 0.7x floor ${deleteOk ? 'met' : 'MISSED'}, deleteMatching >= 5x conntrack -D ${dmOk ? 'met' : 'MISSED'}`);
+  ns.destroy();
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
