@@ -124,7 +124,8 @@ export class Dump<T> implements AsyncIterableIterator<T> {
 
   private onDone(err?: ConntrackError): void {
     this.finished = true;
-    if (err && !this.discarding) this.error = err;
+    // Keep the first error: fail() (an abort) closes the socket, which reports ERR_CLOSED here.
+    if (err && !this.discarding && !this.error) this.error = err;
     this.release();
     if (this.waiter) {
       const w = this.waiter;
