@@ -171,8 +171,14 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** @internal */ readonly sock: NfSocket | undefined;
   private readonly hwm: number;
   private readonly low: number;
-  private queue: FlowEvent[] = [];
+  // The queue holds undecoded messages (batch buffer, offset, length, kind): they are
+  // decoded when taken, so queued events cost no objects and survive no garbage collection.
+  private qBuf: Buffer[] = [];
+  private qOff: number[] = [];
+  private qLen: number[] = [];
+  private qKind: FlowEventType[] = [];
   private head = 0;
+  private listening = false;
   private waiter: Waiter | undefined;
   private error: ConntrackError | undefined;
   private closed = false;
@@ -197,6 +203,14 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** @internal Use Conntrack.events(). */
   constructor(spec: EventStreamSpec, options?: EventsOptions) {
     super();
+    const track = (): void => {
+      this.listening = this.listenerCount('event') > 0;
+    };
+    // 'newListener' fires before the listener is added, 'removeListener' after it is gone.
+    this.on('newListener', (name: string) => {
+      if (name === 'event') this.listening = true;
+    });
+    this.on('removeListener', track);
     const v = validateEventsOptions(options);
     const compiled = compileFilter(v.filter, 'options.filter');
     const bpf: EventFilterProgram = compileEventFilter(v.filter, v.types);
@@ -276,7 +290,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
 
   /** Events waiting in the library's queue. */
   get queued(): number {
-    return this.queue.length - this.head;
+    return this.qOff.length - this.head;
   }
 
   /** True once the stream has ended (close(), abort, or an error). */
@@ -320,30 +334,96 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       this.counters.ignored++;
       return;
     }
+    if (this.listening) {
+      const ev = this.decode(buf, off, len, kind);
+      if (ev === undefined) return;
+      this.emit('event', ev);
+      if (!this.iterating) return;
+      this.enqueueDecoded(ev);
+      return;
+    }
+    if (this.waiter !== undefined) {
+      const ev = this.decode(buf, off, len, kind);
+      if (ev === undefined) return;
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve({ value: ev, done: false });
+      return;
+    }
+    this.qBuf.push(buf);
+    this.qOff.push(off);
+    this.qLen.push(len);
+    this.qKind.push(kind);
+    if (!this.flowControlPaused && this.qOff.length - this.head >= this.hwm) {
+      this.flowControlPaused = true;
+      this.updatePaused();
+    }
+  };
+
+  /** Decodes and filters one message; undefined when the library's filter rejects it. */
+  private decode(buf: Buffer, off: number, len: number, kind: FlowEventType): FlowEvent | undefined {
     const flow = decodeFlow(buf, off, len);
     if (this.match !== undefined && !this.match(flow)) {
       this.counters.filtered++;
-      return;
+      return undefined;
     }
     this.counters.delivered++;
-    this.deliver({ type: kind, flow, timestamp: flow.eventTimestamp });
-  };
+    return { type: kind, flow, timestamp: flow.eventTimestamp };
+  }
 
-  private deliver(ev: FlowEvent): void {
-    const listening = this.listenerCount('event') > 0;
-    if (listening) this.emit('event', ev);
-    if (listening && !this.iterating) return;
+  /** Queues an event already decoded (for 'event' listeners) for the iterator as well. */
+  private enqueueDecoded(ev: FlowEvent): void {
     if (this.waiter !== undefined) {
       const w = this.waiter;
       this.waiter = undefined;
       w.resolve({ value: ev, done: false });
       return;
     }
-    this.queue.push(ev);
-    if (!this.flowControlPaused && this.queue.length - this.head >= this.hwm) {
+    const b = Buffer.allocUnsafe(0) as Buffer & { decoded?: FlowEvent };
+    b.decoded = ev;
+    this.qBuf.push(b);
+    this.qOff.push(-1);
+    this.qLen.push(0);
+    this.qKind.push(ev.type);
+    if (!this.flowControlPaused && this.qOff.length - this.head >= this.hwm) {
       this.flowControlPaused = true;
       this.updatePaused();
     }
+  }
+
+  /** Takes the next queued event, decoding it; undefined when the queue is exhausted. */
+  private take(): FlowEvent | undefined {
+    while (this.head < this.qOff.length) {
+      const i = this.head++;
+      const off = this.qOff[i];
+      const ev = off < 0 ? (this.qBuf[i] as Buffer & { decoded?: FlowEvent }).decoded : this.decode(this.qBuf[i], off, this.qLen[i], this.qKind[i]);
+      if (ev !== undefined) return ev;
+    }
+    return undefined;
+  }
+
+  private compact(): void {
+    if (this.head === this.qOff.length) {
+      this.clearQueue();
+    } else if (this.head > 4096 && this.head * 2 > this.qOff.length) {
+      this.qBuf = this.qBuf.slice(this.head);
+      this.qOff = this.qOff.slice(this.head);
+      this.qLen = this.qLen.slice(this.head);
+      this.qKind = this.qKind.slice(this.head);
+      this.head = 0;
+    }
+    if (this.flowControlPaused && this.qOff.length - this.head <= this.low) {
+      this.flowControlPaused = false;
+      this.updatePaused();
+    }
+  }
+
+  private clearQueue(): void {
+    this.qBuf = [];
+    this.qOff = [];
+    this.qLen = [];
+    this.qKind = [];
+    this.head = 0;
   }
 
   private updatePaused(): void {
@@ -419,20 +499,10 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** Next event; resolves done after close(); rejects with ERR_ABORTED after an abort. */
   next(): Promise<IteratorResult<FlowEvent>> {
     this.iterating = true;
-    if (this.head < this.queue.length) {
-      const value = this.queue[this.head++];
-      if (this.head === this.queue.length) {
-        this.queue = [];
-        this.head = 0;
-      } else if (this.head > 4096 && this.head * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.head);
-        this.head = 0;
-      }
-      if (this.flowControlPaused && this.queue.length - this.head <= this.low) {
-        this.flowControlPaused = false;
-        this.updatePaused();
-      }
-      return Promise.resolve({ value, done: false });
+    if (this.head < this.qOff.length) {
+      const value = this.take();
+      this.compact();
+      if (value !== undefined) return Promise.resolve({ value, done: false });
     }
     if (this.error) return Promise.reject(this.error);
     if (this.closed) return Promise.resolve({ value: undefined, done: true });
@@ -452,25 +522,16 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
    */
   async nextBatch(): Promise<FlowEvent[]> {
     this.iterating = true;
-    if (this.head >= this.queue.length) {
+    const out: FlowEvent[] = [];
+    for (;;) {
+      let ev: FlowEvent | undefined;
+      while ((ev = this.take()) !== undefined) out.push(ev);
+      this.compact();
+      if (out.length > 0) return out;
       const r = await this.next();
-      if (r.done) return [];
-      const rest = this.takeAll();
-      rest.unshift(r.value);
-      return rest;
+      if (r.done) return out;
+      out.push(r.value);
     }
-    return this.takeAll();
-  }
-
-  private takeAll(): FlowEvent[] {
-    const out = this.head === 0 ? this.queue : this.queue.slice(this.head);
-    this.queue = [];
-    this.head = 0;
-    if (this.flowControlPaused) {
-      this.flowControlPaused = false;
-      this.updatePaused();
-    }
-    return out;
   }
 
   /** Ends iteration early (break in for-await): closes the stream. */
@@ -496,8 +557,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   private fail(err: ConntrackError, emitError = true): void {
     if (this.closed) return;
     this.error = err;
-    this.queue = [];
-    this.head = 0;
+    this.clearQueue();
     // An abort is a normal way to stop: listeners just see 'close'.
     if (emitError && this.listenerCount('error') > 0) this.emit('error', err);
     this.shutdown();
@@ -506,8 +566,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** Closes the socket; queued events are discarded, a pending next() resolves done. */
   close(): void {
     if (this.closed) return;
-    this.queue = [];
-    this.head = 0;
+    this.clearQueue();
     this.shutdown();
   }
 

@@ -1,0 +1,110 @@
+'use strict';
+/**
+ * Events benchmark: drain rate of a full event queue. Three listeners subscribe to
+ * NFNLGRP_CONNTRACK_NEW in one namespace, each with a large forced receive buffer, and
+ * none reads while the table is filled with N real flows (UDP on loopback, tracked by an
+ * nft ct rule), so each socket holds the same N queued events. Then each drains in turn:
+ *   - the floor: bench/c/events_floor.c, a minimal libmnl listener (parses attributes);
+ *   - ct.events() consumed with for await (one event at a time, reading a few fields);
+ *   - ct.events() consumed with nextBatch() (all queued events per call).
+ * Prints events/s, CPU time per event (user+sys) and the ratio to the floor's rate.
+ * Usage: node bench/events.bench.js [events=100000]   (as real root, after `npm run build`)
+ */
+const { spawn } = require('child_process');
+const { Netns, compileC, fillUdp, since, printTable, machine } = require('./lib');
+
+const N = Number(process.argv[2] ?? 100000);
+const RCVBUF = 256 << 20; // forced: room for N queued events (about 1.3 KB each)
+
+function touch(ev) {
+  const f = ev.flow;
+  return f.id ^ f.orig.src.length ^ (f.orig.sport ?? 0) ^ (f.orig.dport ?? 0) ^ ev.type.length;
+}
+
+async function drain(stream, mode) {
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  let n = 0;
+  let h = 0;
+  stream.resume();
+  if (mode === 'iterate') {
+    for await (const ev of stream) {
+      h ^= touch(ev);
+      if (++n >= N) break;
+    }
+  } else {
+    while (n < N) {
+      const batch = await stream.nextBatch();
+      for (let i = 0; i < batch.length; i++) h ^= touch(batch[i]);
+      n += batch.length;
+    }
+  }
+  const secs = since(t0);
+  const cpu = process.cpuUsage(c0);
+  if (h === 0.5) console.log(h);
+  return { n, secs, cpu: (cpu.user + cpu.system) / 1e6, lost: stream.lost };
+}
+
+async function main() {
+  const { Conntrack } = require('../dist');
+  const floorBin = compileC('c/events_floor.c', 'events_floor');
+  const ns = await Netns.create();
+  const ct = await Conntrack.open({ netns: ns.path });
+  const a = ct.events({ types: ['new'], receiveBufferSize: RCVBUF }).pause();
+  const b = ct.events({ types: ['new'], receiveBufferSize: RCVBUF }).pause();
+  if (!a.receiveBufferForced) throw new Error('SO_RCVBUFFORCE was refused: run this benchmark as real root');
+
+  // Warm-up (JIT) for both streams: 20,000 events from netlink-made entries, drained
+  // before the floor subscribes, then removed again (their DESTROY events go unheard).
+  const WARM = 20000;
+  const creates = [];
+  for (let i = 0; i < WARM; i++) creates.push(ct.create({ proto: 'tcp', orig: { src: '10.200.0.1', dst: '10.200.0.2', sport: 1 + (i >> 15), dport: 1 + (i & 0x7fff) }, state: 'ESTABLISHED', timeout: 600 }));
+  await Promise.all(creates);
+  for (const s of [a, b]) {
+    let n = 0;
+    s.resume();
+    while (n < WARM) n += (await s.nextBatch()).length;
+    s.pause();
+  }
+  await ct.flush({ proto: 'tcp' });
+
+  const floor = spawn('nsenter', [`--net=${ns.path}`, '--', floorBin, String(N), String(RCVBUF)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  floor.stdout.on('data', (d) => (out += d));
+  while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 5));
+
+  const t0 = process.hrtime.bigint();
+  const count = fillUdp(ns, N);
+  console.log(`${machine()}\nqueued ${count} NEW events (real UDP flows) in ${since(t0).toFixed(2)} s; kernel buffer ${(a.kernelQueuedBytes / (1 << 20)).toFixed(1)} MB per socket`);
+  if (count < N) throw new Error(`only ${count} of ${N} flows were created (nf_conntrack_max?)`);
+
+  const done = new Promise((resolve) => floor.on('exit', resolve));
+  floor.stdin.write('go\n');
+  await done;
+  const [fn, fsecs, fcpu, fdrops] = out.split('\n')[1].trim().split(' ').map(Number);
+
+  const it = await drain(a, 'iterate');
+  const bt = await drain(b, 'batch');
+  await ct.close();
+  ns.destroy();
+
+  const rate = (n, s) => Math.round(n / s);
+  const floorRate = rate(fn, fsecs);
+  const row = (name, n, secs, cpu, lost) => [
+    name, n, secs.toFixed(3), rate(n, secs).toLocaleString('en-US'), ((cpu / n) * 1e9).toFixed(0),
+    (rate(n, secs) / floorRate).toFixed(2), lost,
+  ];
+  printTable(`drain of ${N} queued NEW events (ratio = rate / floor rate; >= 0.6 is the target)`,
+    ['listener', 'events', 'seconds', 'events/s', 'CPU ns/event', 'ratio', 'lost'], [
+      row('C libmnl floor (events_floor.c)', fn, fsecs, fcpu, fdrops),
+      row('ct.events(), for await', it.n, it.secs, it.cpu, it.lost),
+      row('ct.events(), nextBatch()', bt.n, bt.secs, bt.cpu, bt.lost),
+    ]);
+  const ok = rate(it.n, it.secs) / floorRate >= 0.6 && it.lost === 0 && bt.lost === 0;
+  console.log(`target (for await >= 0.6x the C listener, nothing lost): ${ok ? 'met' : 'NOT met'}`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
