@@ -104,7 +104,7 @@ export const CTA_LABELS_MASK = 23; // CTA_LABELS_MASK
 export const CTA_SYNPROXY = 24; // CTA_SYNPROXY
 export const CTA_FILTER = 25; // CTA_FILTER
 export const CTA_STATUS_MASK = 26; // CTA_STATUS_MASK
-export const CTA_TIMESTAMP_EVENT = 27; // CTA_TIMESTAMP_EVENT (newer kernels: event time, ns)
+export const CTA_TIMESTAMP_EVENT = 27; // CTA_TIMESTAMP_EVENT (newer kernels: Linux 6.14, event time in ns)
 
 // enum ctattr_tuple
 export const CTA_TUPLE_IP = 1; // CTA_TUPLE_IP
@@ -235,7 +235,7 @@ export const CTA_STATS_EXP_DELETE = 3; // CTA_STATS_EXP_DELETE
 export const CTA_FILTER_ORIG_FLAGS = 1; // CTA_FILTER_ORIG_FLAGS
 export const CTA_FILTER_REPLY_FLAGS = 2; // CTA_FILTER_REPLY_FLAGS
 
-// net/netfilter/nf_conntrack_netlink.c (kernel-internal, stable ABI): CTA_FILTER flag bits
+// net/netfilter/nf_internals.h (kernel-internal, stable ABI; used by nf_conntrack_netlink.c): CTA_FILTER flag bits
 export const CTA_FILTER_F_CTA_IP_SRC = 1 << 0; // CTA_FILTER_F_CTA_IP_SRC
 export const CTA_FILTER_F_CTA_IP_DST = 1 << 1; // CTA_FILTER_F_CTA_IP_DST
 export const CTA_FILTER_F_CTA_TUPLE_ZONE = 1 << 2; // CTA_FILTER_F_CTA_TUPLE_ZONE
