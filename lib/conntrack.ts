@@ -15,7 +15,7 @@ import { IPCTNL_MSG_CT_GET, NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, IPCTNL_MSG
 import { Dump, DumpOptions, DumpSpec } from './dump';
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
-import { NfSocket } from './socket';
+import { NfSocket, ReplyHandler } from './socket';
 
 export interface OpenOptions {
   /**
@@ -55,6 +55,27 @@ export function flowSignature(f: Flow): number {
     h = Math.imul(h, 0x01000193);
   }
   return h >>> 0;
+}
+
+/**
+ * One request's reply collector. A class with prototype methods rather than closures:
+ * bulk operations keep thousands of these alive at once.
+ */
+class PendingRequest implements ReplyHandler {
+  replies: Buffer[] | undefined = undefined;
+  resolve!: (replies: Buffer[]) => void;
+  reject!: (err: unknown) => void;
+
+  constructor(readonly operation: string) {}
+
+  message(buf: Buffer, off: number, len: number): void {
+    (this.replies ??= []).push(Buffer.from(buf.subarray(off, off + len)));
+  }
+
+  done(err?: ConntrackError): void {
+    if (err) this.reject(err);
+    else this.resolve(this.replies ?? []);
+  }
 }
 
 export class Conntrack {
@@ -101,14 +122,13 @@ export class Conntrack {
    * their bytes) once the kernel acks it.
    */
   request(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string): Promise<Buffer[]> {
-    return new Promise((resolve, reject) => {
-      const replies: Buffer[] = [];
-      this.sock.request(type, flags | 1 /* NLM_F_REQUEST */, family, payload, {
-        operation,
-        message: (buf, off, len) => replies.push(Buffer.from(buf.subarray(off, off + len))),
-        done: (err) => (err ? reject(err) : resolve(replies)),
-      });
+    const h = new PendingRequest(operation);
+    const p = new Promise<Buffer[]>((resolve, reject) => {
+      h.resolve = resolve;
+      h.reject = reject;
     });
+    this.sock.request(type, flags | 1 /* NLM_F_REQUEST */, family, payload, h);
+    return p;
   }
 
   /** @internal Starts a dump on its own socket. */

@@ -433,12 +433,6 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
 
   private onOverrun(count: number): void {
     this.counters.overruns += count;
-    // libuv stops a poll handle that reports POLLERR (which a pending ENOBUFS raises):
-    // restart reading unless we are paused on purpose.
-    if (this.sock && !this.closed && !this.flowControlPaused && !this.userPaused) {
-      this.sock.setPaused(true);
-      this.sock.setPaused(false);
-    }
     this.refreshLost();
     if (this.growMax !== undefined && this.sock && !this.closed) {
       const current = this.requested || Math.floor(this.granted / 2);

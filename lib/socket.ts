@@ -48,11 +48,20 @@ export interface SocketOptions {
 
 /** Bytes of receive buffer we budget per request in flight (its ack plus a reply). */
 const BUDGET_PER_REQUEST = 4096;
+/** Most requests in flight on one socket; the pending ring is twice as large. */
+const MAX_IN_FLIGHT = 4096;
+const RING = MAX_IN_FLIGHT * 2;
 
 export class NfSocket {
   readonly handle: NativeSocket;
-  private readonly pending = new Map<number, ReplyHandler>();
+  // Requests in flight, by sequence number: sequence numbers are consecutive and at most
+  // MAX_IN_FLIGHT are outstanding, so a ring indexed by seq replaces a Map (no hashing,
+  // no per-entry allocation on the hot path of bulk operations).
+  private readonly ring: (ReplyHandler | undefined)[] = new Array(RING).fill(undefined);
+  private readonly ringSeq = new Uint32Array(RING);
+  private inFlight = 0;
   private queue: Queued[] = [];
+  private queueHead = 0;
   private flushScheduled = false;
   private maxInFlight = 32;
   private closed = false;
@@ -88,7 +97,29 @@ export class NfSocket {
 
   /** Requests in flight plus queued. */
   get outstanding(): number {
-    return this.pending.size + this.queue.length;
+    return this.inFlight + this.queue.length - this.queueHead;
+  }
+
+  private takePending(seq: number): ReplyHandler | undefined {
+    const i = seq & (RING - 1);
+    const h = this.ring[i];
+    if (h === undefined || this.ringSeq[i] !== seq) return undefined;
+    this.ring[i] = undefined;
+    this.inFlight--;
+    return h;
+  }
+
+  private peekPending(seq: number): ReplyHandler | undefined {
+    const i = seq & (RING - 1);
+    return this.ringSeq[i] === seq ? this.ring[i] : undefined;
+  }
+
+  private addPending(seq: number, h: ReplyHandler): void {
+    const i = seq & (RING - 1);
+    // Cannot be occupied: at most MAX_IN_FLIGHT consecutive sequence numbers are live.
+    this.ring[i] = h;
+    this.ringSeq[i] = seq;
+    this.inFlight++;
   }
 
   setReceiveBufferSize(bytes: number, force: boolean): { granted: number; forced: boolean } {
@@ -103,7 +134,7 @@ export class NfSocket {
   }
 
   private updateWindow(granted: number): void {
-    this.maxInFlight = Math.max(8, Math.min(4096, Math.floor(granted / 2 / BUDGET_PER_REQUEST)));
+    this.maxInFlight = Math.max(8, Math.min(MAX_IN_FLIGHT, Math.floor(granted / 2 / BUDGET_PER_REQUEST)));
   }
 
   /** Queues a request; it is sent (coalesced with others of this tick) within the window. */
@@ -123,21 +154,33 @@ export class NfSocket {
   private flush = (): void => {
     this.flushScheduled = false;
     if (this.closed) return;
-    let room = this.maxInFlight - this.pending.size;
-    if (room <= 0 || this.queue.length === 0) {
+    const room = this.maxInFlight - this.inFlight;
+    const queued = this.queue.length - this.queueHead;
+    if (room <= 0 || queued === 0) {
       this.updateReading();
       return;
     }
-    const take = this.queue.splice(0, Math.min(room, this.queue.length));
-    let i = 0;
-    while (i < take.length) {
+    const q = this.queue;
+    const end = this.queueHead + Math.min(room, queued);
+    let i = this.queueHead;
+    while (i < end) {
       let j = i + 1;
-      const a = take[i];
-      while (j < take.length && take[j].type === a.type && take[j].flags === a.flags && take[j].family === a.family) j++;
-      this.sendRun(take, i, j);
+      const a = q[i];
+      while (j < end && q[j].type === a.type && q[j].flags === a.flags && q[j].family === a.family) j++;
+      this.sendRun(q, i, j);
       i = j;
     }
-    room = this.maxInFlight - this.pending.size;
+    // Drop what was sent: cheaply (a moving head) until the dead prefix is worth compacting.
+    if (end === q.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (end > 1024 && end * 2 > q.length) {
+      this.queue = q.slice(end);
+      this.queueHead = 0;
+    } else {
+      for (let k = this.queueHead; k < end; k++) q[k] = undefined as unknown as Queued;
+      this.queueHead = end;
+    }
     this.updateReading();
   };
 
@@ -146,7 +189,7 @@ export class NfSocket {
     try {
       if (to - from === 1) {
         const seq = this.handle.request(a.type, a.flags, a.family, a.payload);
-        this.pending.set(seq, a.handler);
+        this.addPending(seq, a.handler);
         return;
       }
       let total = 0;
@@ -163,7 +206,7 @@ export class NfSocket {
         ends[k - from] = off;
       }
       const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends);
-      for (let k = from; k < to; k++) this.pending.set((first + (k - from)) >>> 0, items[k].handler);
+      for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler);
     } catch (err) {
       for (let k = from; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation));
     }
@@ -171,8 +214,14 @@ export class NfSocket {
 
   /** Forgets a request (after an abort); its late reply is counted and dropped. */
   forget(handler: ReplyHandler): void {
-    for (const [seq, h] of this.pending) if (h === handler) this.pending.delete(seq);
-    this.queue = this.queue.filter((q) => q.handler !== handler);
+    for (let i = 0; i < RING; i++) {
+      if (this.ring[i] === handler) {
+        this.ring[i] = undefined;
+        this.inFlight--;
+      }
+    }
+    this.queue = this.queue.slice(this.queueHead).filter((q) => q.handler !== handler);
+    this.queueHead = 0;
     this.updateReading();
   }
 
@@ -191,7 +240,7 @@ export class NfSocket {
 
   private updateReading(): void {
     if (this.closed) return;
-    const want = !this.paused && (this.keepReading || this.pending.size > 0);
+    const want = !this.paused && (this.keepReading || this.inFlight > 0);
     if (want && !this.reading) {
       this.handle.start(this.batchBytes);
       this.reading = true;
@@ -206,7 +255,7 @@ export class NfSocket {
     if (batch) this.dispatch(batch);
     if (overruns > 0) {
       if (this.events) this.events.overrun(overruns);
-      if (this.pending.size > 0) {
+      if (this.inFlight > 0) {
         // Replies were dropped: nothing says which, so fail every request in flight.
         const err = kernelError(105 /* ENOBUFS */, 'receiving replies', 'the receive buffer overflowed; replies were lost');
         this.failPending(err);
@@ -217,7 +266,7 @@ export class NfSocket {
       this.failPending(err);
       this.events?.error(err);
     }
-    if (this.queue.length > 0 && !this.flushScheduled) {
+    if (this.queue.length > this.queueHead && !this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(this.flush);
     } else {
@@ -226,8 +275,15 @@ export class NfSocket {
   };
 
   private failPending(err: ConntrackError): void {
-    const handlers = [...this.pending.values()];
-    this.pending.clear();
+    const handlers: ReplyHandler[] = [];
+    for (let i = 0; i < RING; i++) {
+      const h = this.ring[i];
+      if (h !== undefined) {
+        handlers.push(h);
+        this.ring[i] = undefined;
+      }
+    }
+    this.inFlight = 0;
     for (const h of handlers) h.done(err);
   }
 
@@ -242,7 +298,7 @@ export class NfSocket {
       const flags = buf.readUInt16LE(p + 6);
       const seq = buf.readUInt32LE(p + 8);
       const pid = buf.readUInt32LE(p + 12);
-      const h = seq !== 0 && pid === portId ? this.pending.get(seq) : undefined;
+      const h = seq !== 0 && pid === portId ? this.peekPending(seq) : undefined;
       if (h === undefined) {
         if (seq === 0 && this.events && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_NOOP) {
           this.events.message(buf, p, len, type, flags);
@@ -250,12 +306,12 @@ export class NfSocket {
           this.unmatched++;
         }
       } else if (type === NLMSG_ERROR) {
-        this.pending.delete(seq);
+        this.takePending(seq);
         const e = parseError(buf, p, len, flags);
         if (e.errno === 0) h.done();
         else h.done(kernelError(e.errno, h.operation, e.extack));
       } else if (type === NLMSG_DONE) {
-        this.pending.delete(seq);
+        this.takePending(seq);
         const status = len >= NLMSG_HDRLEN + 4 ? buf.readInt32LE(p + NLMSG_HDRLEN) : 0;
         if (status < 0) h.done(kernelError(-status, h.operation));
         else h.done();
@@ -272,8 +328,9 @@ export class NfSocket {
     if (this.closed) return;
     this.closed = true;
     const err = new ConntrackError('ERR_CLOSED', 'the connection was closed');
-    const queued = this.queue;
+    const queued = this.queue.slice(this.queueHead);
     this.queue = [];
+    this.queueHead = 0;
     for (const q of queued) q.handler.done(err);
     this.failPending(err);
     this.reading = false;

@@ -48,6 +48,12 @@ void Poller::OnClose(uv_handle_t* handle) {
 void Poller::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<Poller*>(handle->data);
   if (self->closing_ || self->owner_ == nullptr) return;
+  if (status < 0 && self->active_) {
+    // A pending socket error (ENOBUFS after an overrun) shows as POLLERR, and libuv then
+    // stops the handle and reports UV_EBADF. The socket is fine: re-arm, and let Drain()
+    // read the error (which clears it) and the messages behind it.
+    uv_poll_start(&self->handle_, UV_READABLE, OnPoll);
+  }
   self->Drain();
 }
 
