@@ -233,7 +233,10 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       return;
     }
 
-    const sock = new NfSocket({ netns: spec.netns });
+    // A reader thread drains the socket while JS decodes (see native/dumper.cc); it stops
+    // once 4 MB wait for JS, so a slow consumer still fills the kernel buffer, where every
+    // drop is counted.
+    const sock = new NfSocket({ netns: spec.netns, threaded: true });
     this.sock = sock;
     try {
       sock.batchBytes = 1 << 20;
