@@ -54,6 +54,9 @@ async function main() {
   if (count < FLOWS * 0.99) throw new Error(`only ${count} of ${FLOWS} flows were created (nf_conntrack_max?)`);
 
   const ct = await Conntrack.open({ netns: ns.path });
+  // First, a streaming dump in a fresh process (nothing allocated yet): its RSS growth is
+  // the honest one; later rounds run in a heap that list() already grew.
+  const cold = await streamOnce(ct);
   const times = { floor: [], list: [], dump: [], cli: [] };
   let dumpRss = 0;
   let seen = { list: 0, dump: 0, floor: 0 };
@@ -93,10 +96,10 @@ async function main() {
     ['method', 'flows', 'best s', 'median s', 'flows/s (best)', 'ratio best', 'ratio median', 'notes'], [
       row('C libmnl floor (dump_floor.c)', 'floor', seen.floor),
       row('list() + read every field', 'list', seen.list),
-      row('dump() streaming, for await', 'dump', seen.dump, `RSS +${dumpRss.toFixed(1)} MB${global.gc ? '' : ' (no --expose-gc)'}`),
+      row('dump() streaming, for await', 'dump', seen.dump, `RSS +${cold.rss.toFixed(1)} MB first run, +${dumpRss.toFixed(1)} MB later${global.gc ? '' : ' (no --expose-gc)'}`),
       row('conntrack -L > /dev/null', 'cli', seen.floor),
     ]);
-  const ok = best.floor / best.list >= 0.75 && best.floor / best.dump >= 0.75 && dumpRss < 64;
+  const ok = best.floor / best.list >= 0.75 && best.floor / best.dump >= 0.75 && cold.rss < 64 && dumpRss < 64;
   console.log(`targets (list and dump >= 0.75x floor rate, dump RSS growth < 64 MB): ${ok ? 'met' : 'NOT met'}`);
 }
 
