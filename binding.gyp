@@ -7,6 +7,7 @@
         "native/socket.cc",
         "native/poller.cc",
         "native/request.cc",
+        "native/sender.cc",
         "native/dumper.cc"
       ],
       "include_dirs": [

@@ -73,8 +73,34 @@ export function formatIPv6(b: Uint8Array, o: number): string {
 }
 
 /** Parses a textual IPv4 or IPv6 address; returns undefined when it is neither. */
+/** Dotted-quad IPv4 without leading zeros (what isIPv4 accepts), parsed by hand. */
+function parseIPv4(text: string): Buffer | undefined {
+  const n = text.length;
+  if (n < 7 || n > 15) return undefined;
+  const bytes = Buffer.allocUnsafe(4);
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? text.charCodeAt(i) : 46; /* '.' */
+    if (c === 46) {
+      if (digits === 0 || part > 3) return undefined;
+      bytes[part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return undefined; // leading zero
+      value = value * 10 + (c - 48);
+      if (++digits > 3 || value > 255) return undefined;
+    } else return undefined;
+  }
+  return part === 4 ? bytes : undefined;
+}
+
 export function parseAddress(text: string): { family: 'ipv4' | 'ipv6'; bytes: Buffer } | undefined {
   if (typeof text !== 'string') return undefined;
+  const v4 = parseIPv4(text);
+  if (v4) return { family: 'ipv4', bytes: v4 };
   if (isIPv4(text)) {
     const bytes = Buffer.alloc(4);
     const parts = text.split('.');

@@ -482,33 +482,44 @@ export async function getEntry(ct: Conntrack, key: EntryKey, options: GetOptions
   return flow;
 }
 
-/** ct.create(). */
-export async function createEntry(ct: Conntrack, spec: CreateSpec): Promise<void> {
-  ct.assertOpen('create');
-  const { family, payload, labels } = encodeCreate(spec);
-  await ct.request(CT(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, family, payload, 'create');
-  if (labels && !labels.equals(Buffer.alloc(16))) {
-    // The kernel drops labels silently when the namespace has no label space: check, and
-    // undo the creation so the caller is never left with a half-made entry.
-    let flow: Flow | undefined;
+/** ct.create(). Not an async function: bulk callers make 100k of these at once. */
+export function createEntry(ct: Conntrack, spec: CreateSpec): Promise<void> {
+  let enc: ReturnType<typeof encodeCreate>;
+  try {
+    ct.assertOpen('create');
+    enc = encodeCreate(spec);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  const sent = ct.requestAck(CT(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, enc.family, enc.payload, 'create');
+  const labels = enc.labels;
+  if (!labels || labels.every((b) => b === 0)) return sent;
+  return sent.then(() => checkLabelsKept(ct, spec));
+}
+
+/**
+ * The kernel drops labels silently when the namespace has no label space: check, and undo
+ * the creation so the caller is never left with a half-made entry.
+ */
+async function checkLabelsKept(ct: Conntrack, spec: CreateSpec): Promise<void> {
+  let flow: Flow | undefined;
+  try {
+    flow = await getEntry(ct, spec as EntryKey);
+  } catch {
+    return; // gone already (expired or deleted by someone else)
+  }
+  if (!flow.labels || flow.labels.length === 0) {
     try {
-      flow = await getEntry(ct, spec as EntryKey);
+      await deleteEntry(ct, { ...(spec as EntryKey), id: flow.id });
     } catch {
-      return; // gone already (expired or deleted by someone else)
+      /* already gone */
     }
-    if (!flow.labels || flow.labels.length === 0) {
-      try {
-        await deleteEntry(ct, { ...(spec as EntryKey), id: flow.id });
-      } catch {
-        /* already gone */
-      }
-      throw new ConntrackError(
-        'ERR_UNSUPPORTED',
-        'create: labels: this network namespace has no connlabel space, so the kernel cannot store labels. ' +
-          "Load a ruleset that sets labels first (e.g. nft add rule inet t c ct label set 127), then retry; the entry was not kept",
-        { field: 'labels' },
-      );
-    }
+    throw new ConntrackError(
+      'ERR_UNSUPPORTED',
+      'create: labels: this network namespace has no connlabel space, so the kernel cannot store labels. ' +
+        "Load a ruleset that sets labels first (e.g. nft add rule inet t c ct label set 127), then retry; the entry was not kept",
+      { field: 'labels' },
+    );
   }
 }
 
@@ -527,14 +538,19 @@ export async function updateEntry(ct: Conntrack, spec: UpdateSpec): Promise<void
       throw invalid('status', `the kernel does not let callers set ${statusNames(missing).join(', ')}; settable flags are ${Object.keys(SETTABLE).join(', ')} (flags the entry already has may be listed)`);
     }
   }
-  await ct.request(CT(IPCTNL_MSG_CT_NEW), 0, FAMILY_NUM[r.key.family], encodeUpdate(r, current), 'update');
+  await ct.requestAck(CT(IPCTNL_MSG_CT_NEW), 0, FAMILY_NUM[r.key.family], encodeUpdate(r, current), 'update');
 }
 
-/** ct.delete(). */
-export async function deleteEntry(ct: Conntrack, key: EntryKey): Promise<void> {
-  ct.assertOpen('delete');
-  const { family, payload } = encodeKeyRequest(key, 'orig', true);
-  await ct.request(CT(IPCTNL_MSG_CT_DELETE), 0, family, payload, 'delete');
+/** ct.delete(). Not an async function, like createEntry(). */
+export function deleteEntry(ct: Conntrack, key: EntryKey): Promise<void> {
+  let enc: ReturnType<typeof encodeKeyRequest>;
+  try {
+    ct.assertOpen('delete');
+    enc = encodeKeyRequest(key, 'orig', true);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return ct.requestAck(CT(IPCTNL_MSG_CT_DELETE), 0, enc.family, enc.payload, 'delete');
 }
 
 const FLUSH_KERNEL_KEYS = new Set(['mark', 'status']);

@@ -33,13 +33,13 @@ export class ConntrackError extends Error {
   /** Stable code: an errno name for kernel errors, `ERR_*` for the library's own. */
   readonly code: ConntrackErrorCode;
   /** Positive errno when the kernel or a system call refused. */
-  readonly errno?: number;
+  declare readonly errno?: number;
   /** The system call or netlink operation that failed. */
-  readonly syscall?: string;
+  declare readonly syscall?: string;
   /** The input field at fault, for validation errors (e.g. `'orig.sport'`). */
-  readonly field?: string;
+  declare readonly field?: string;
   /** The kernel's extended-ack message, when it sent one. */
-  readonly extack?: string;
+  declare readonly extack?: string;
 
   constructor(code: ConntrackErrorCode, message: string, options: ConntrackErrorOptions = {}) {
     super(message, options.cause !== undefined ? { cause: options.cause } : undefined);

@@ -31,8 +31,12 @@ export interface NativeSocket {
 }
 
 export interface NativeAddon {
-  /** `threaded`: read on a native thread (dump sockets: overlaps kernel work with decoding). */
-  Socket: new (onData: OnData, options?: { netns?: string; threaded?: boolean }) => NativeSocket;
+  /**
+   * `threaded`: read on a native thread (dump sockets: overlaps kernel work with decoding).
+   * `asyncSend`: send on a native thread, in order (bulk requests: the kernel's work happens
+   * inside sendmsg(), which then overlaps with encoding the next batch).
+   */
+  Socket: new (onData: OnData, options?: { netns?: string; threaded?: boolean; asyncSend?: boolean }) => NativeSocket;
   NLMSG_HDRLEN: number;
   NFGENMSG_LEN: number;
   MAX_SEND: number;

@@ -5,7 +5,10 @@
  * unsolicited (multicast) messages handed to an event handler.
  */
 import { ConntrackError, fromNative, kernelError } from './errors';
-import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR } from './enums';
+import {
+  NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK,
+  NLM_F_DUMP_INTR,
+} from './enums';
 import { NLMSG_HDRLEN, align4, parseError } from './netlink';
 import { NativeSocket, native } from './native';
 
@@ -42,15 +45,30 @@ export interface SocketOptions {
    * the next part of a dump inside recvmsg(), so a reader thread overlaps that with decoding.
    */
   threaded?: boolean;
+  /** Send on a native thread, in order (see native/sender.cc). */
+  asyncSend?: boolean;
   /** Receive buffer to ask for (bytes); default keeps the kernel default. */
   receiveBufferSize?: number;
 }
 
-/** Bytes of receive buffer we budget per request in flight (its ack plus a reply). */
-const BUDGET_PER_REQUEST = 4096;
+/**
+ * Receive buffer budgeted per request in flight, by what the kernel will send back: an
+ * ack alone (NEW and DELETE messages: create, update, delete, flush) takes well under 1 KiB
+ * of socket memory; anything else may bring a reply message of up to a page first.
+ */
+const ACK_COST = 1024;
+const REPLY_COST = 16384;
+function replyCost(type: number): number {
+  const subsys = type >> 8;
+  const msg = type & 0xff;
+  const ackOnly = (subsys === NFNL_SUBSYS_CTNETLINK || subsys === NFNL_SUBSYS_CTNETLINK_EXP) && (msg === 0 || msg === 2);
+  return ackOnly ? ACK_COST : REPLY_COST;
+}
 /** Most requests in flight on one socket; the pending ring is twice as large. */
 const MAX_IN_FLIGHT = 4096;
 const RING = MAX_IN_FLIGHT * 2;
+/** Queued requests that are sent at once instead of at the end of the tick. */
+const EAGER_BATCH = 128;
 
 export class NfSocket {
   readonly handle: NativeSocket;
@@ -59,11 +77,14 @@ export class NfSocket {
   // no per-entry allocation on the hot path of bulk operations).
   private readonly ring: (ReplyHandler | undefined)[] = new Array(RING).fill(undefined);
   private readonly ringSeq = new Uint32Array(RING);
+  private readonly ringCost = new Uint32Array(RING);
   private inFlight = 0;
+  /** Receive buffer the replies of the requests in flight may take (see replyCost). */
+  private inFlightBytes = 0;
+  private budgetBytes = 64 * 1024;
   private queue: Queued[] = [];
   private queueHead = 0;
   private flushScheduled = false;
-  private maxInFlight = 32;
   private closed = false;
   private reading = false;
   private keepReading = false;
@@ -79,7 +100,7 @@ export class NfSocket {
   constructor(options: SocketOptions = {}) {
     const { Socket } = native();
     try {
-      this.handle = new Socket(this.onData, options.netns || options.threaded ? { netns: options.netns, threaded: options.threaded } : undefined);
+      this.handle = new Socket(this.onData, { netns: options.netns, threaded: options.threaded, asyncSend: options.asyncSend });
     } catch (err) {
       throw fromNative(err, options.netns ? `opening a netlink socket in ${options.netns}` : 'opening a netlink socket');
     }
@@ -106,6 +127,7 @@ export class NfSocket {
     if (h === undefined || this.ringSeq[i] !== seq) return undefined;
     this.ring[i] = undefined;
     this.inFlight--;
+    this.inFlightBytes -= this.ringCost[i];
     return h;
   }
 
@@ -114,12 +136,20 @@ export class NfSocket {
     return this.ringSeq[i] === seq ? this.ring[i] : undefined;
   }
 
-  private addPending(seq: number, h: ReplyHandler): void {
+  private addPending(seq: number, h: ReplyHandler, cost: number): void {
     const i = seq & (RING - 1);
     // Cannot be occupied: at most MAX_IN_FLIGHT consecutive sequence numbers are live.
     this.ring[i] = h;
     this.ringSeq[i] = seq;
+    this.ringCost[i] = cost;
     this.inFlight++;
+    this.inFlightBytes += cost;
+  }
+
+  /** True when one more request of `cost` fits the window (one always fits when idle). */
+  private fits(cost: number): boolean {
+    if (this.inFlight === 0) return true;
+    return this.inFlight < MAX_IN_FLIGHT && this.inFlightBytes + cost <= this.budgetBytes;
   }
 
   setReceiveBufferSize(bytes: number, force: boolean): { granted: number; forced: boolean } {
@@ -134,7 +164,8 @@ export class NfSocket {
   }
 
   private updateWindow(granted: number): void {
-    this.maxInFlight = Math.max(8, Math.min(MAX_IN_FLIGHT, Math.floor(granted / 2 / BUDGET_PER_REQUEST)));
+    // Half the granted buffer: the kernel counts skb overhead against it too.
+    this.budgetBytes = Math.max(64 * 1024, Math.floor(granted / 2));
   }
 
   /** Queues a request; it is sent (coalesced with others of this tick) within the window. */
@@ -144,6 +175,12 @@ export class NfSocket {
       return;
     }
     this.queue.push({ type, flags: flags | NLM_F_ACK, family, payload, handler });
+    // A caller issuing many requests in one synchronous loop: send full batches right away,
+    // so the kernel (on the sender thread) works while the caller encodes the rest.
+    if (this.queue.length - this.queueHead >= EAGER_BATCH && this.fits(ACK_COST)) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(this.flush);
@@ -154,14 +191,22 @@ export class NfSocket {
   private flush = (): void => {
     this.flushScheduled = false;
     if (this.closed) return;
-    const room = this.maxInFlight - this.inFlight;
-    const queued = this.queue.length - this.queueHead;
-    if (room <= 0 || queued === 0) {
+    const q = this.queue;
+    // Take queued requests while their replies fit the window.
+    let end = this.queueHead;
+    let count = this.inFlight;
+    let bytes = this.inFlightBytes;
+    while (end < q.length) {
+      const cost = replyCost(q[end].type);
+      if (count > 0 && (count >= MAX_IN_FLIGHT || bytes + cost > this.budgetBytes)) break;
+      count++;
+      bytes += cost;
+      end++;
+    }
+    if (end === this.queueHead) {
       this.updateReading();
       return;
     }
-    const q = this.queue;
-    const end = this.queueHead + Math.min(room, queued);
     let i = this.queueHead;
     while (i < end) {
       let j = i + 1;
@@ -189,7 +234,7 @@ export class NfSocket {
     try {
       if (to - from === 1) {
         const seq = this.handle.request(a.type, a.flags, a.family, a.payload);
-        this.addPending(seq, a.handler);
+        this.addPending(seq, a.handler, replyCost(a.type));
         return;
       }
       let total = 0;
@@ -206,7 +251,8 @@ export class NfSocket {
         ends[k - from] = off;
       }
       const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends);
-      for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler);
+      const cost = replyCost(a.type);
+      for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler, cost);
     } catch (err) {
       for (let k = from; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation));
     }
@@ -218,6 +264,7 @@ export class NfSocket {
       if (this.ring[i] === handler) {
         this.ring[i] = undefined;
         this.inFlight--;
+        this.inFlightBytes -= this.ringCost[i];
       }
     }
     this.queue = this.queue.slice(this.queueHead).filter((q) => q.handler !== handler);
@@ -262,7 +309,8 @@ export class NfSocket {
       }
     }
     if (errno !== 0) {
-      const err = kernelError(errno, 'receiving from the netlink socket');
+      // A negative errno is a failed send on the sender thread; positive, a failed receive.
+      const err = errno < 0 ? kernelError(-errno, 'sending requests') : kernelError(errno, 'receiving from the netlink socket');
       this.failPending(err);
       this.events?.error(err);
     }
@@ -284,6 +332,7 @@ export class NfSocket {
       }
     }
     this.inFlight = 0;
+    this.inFlightBytes = 0;
     for (const h of handlers) h.done(err);
   }
 

@@ -1,5 +1,6 @@
 #include "request.h"
 #include "socket.h"
+#include "sender.h"
 
 #include <errno.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -61,7 +62,7 @@ Napi::Value Socket::Request(const Napi::CallbackInfo& info) {
   thread_local std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
   uint32_t seq = NextSeq();
   size_t total = PutMessage(buf, 0, type, flags, family, res_id, seq, payload, len);
-  SendAll(env, fd_, buf.data(), total);
+  Transmit(env, buf.data(), total);
   return Napi::Number::New(env, seq);
 }
 
@@ -91,14 +92,23 @@ Napi::Value Socket::RequestBatch(const Napi::CallbackInfo& info) {
     if (i == 0) first = seq;
     if (i > 0 && seq != first + i) throw Napi::RangeError::New(env, "requestBatch: sequence wrapped");
     if (off > 0 && off + (end - start) + 64 > kMaxSend) {
-      SendAll(env, fd_, buf.data(), off);
+      Transmit(env, buf.data(), off);
       off = 0;
     }
     off = PutMessage(buf, off, type, flags, family, 0, seq, payloads.Data() + start, end - start);
     start = end;
   }
-  if (off > 0) SendAll(env, fd_, buf.data(), off);
+  if (off > 0) Transmit(env, buf.data(), off);
   return Napi::Number::New(env, first);
+}
+
+// Sends now, or hands a copy to the sender thread when the socket has one.
+void Socket::Transmit(Napi::Env env, const char* data, size_t len) {
+  if (sender_) {
+    sender_->Enqueue(std::vector<char>(data, data + len));
+    return;
+  }
+  SendAll(env, fd_, data, len);
 }
 
 void InitRequest(Napi::Env env, Napi::Object exports) {

@@ -1,6 +1,7 @@
 #include "socket.h"
 #include "poller.h"
 #include "dumper.h"
+#include "sender.h"
 #include "state.h"
 
 #include <errno.h>
@@ -95,10 +96,12 @@ Socket::Socket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Socket>(info) 
 
   std::string netns;
   bool threaded = false;
+  bool async_send = false;
   if (info[1].IsObject()) {
     Napi::Value ns = info[1].As<Napi::Object>().Get("netns");
     if (ns.IsString()) netns = ns.As<Napi::String>().Utf8Value();
     threaded = info[1].As<Napi::Object>().Get("threaded").ToBoolean();
+    async_send = info[1].As<Napi::Object>().Get("asyncSend").ToBoolean();
   }
 
   nl_ = netns.empty() ? mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC)
@@ -123,12 +126,17 @@ Socket::Socket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Socket>(info) 
   napi_get_uv_event_loop(env, &loop);
   if (threaded) dumper_ = new Dumper(loop, fd_, this);
   else poller_ = new Poller(loop, fd_, this);
+  if (async_send) sender_ = new Sender(loop, fd_, this);
   if (state_) state_->sockets.insert(this);
 }
 
 Socket::~Socket() { Shutdown(); }
 
 void Socket::Shutdown() {
+  if (sender_) {
+    sender_->Close();  // joins the sender thread before the fd goes away
+    sender_ = nullptr;
+  }
   if (poller_) {
     poller_->Close();  // the handle frees itself once libuv is done with it
     poller_ = nullptr;
@@ -146,6 +154,22 @@ void Socket::Shutdown() {
     state_->sockets.erase(this);
     state_ = nullptr;
   }
+}
+
+void Socket::ReportError(int err) {
+  napi_env raw = Env();
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(raw, &scope) != napi_ok) return;
+  napi_value argv[4];
+  if (napi_get_null(raw, &argv[0]) == napi_ok && napi_create_uint32(raw, 0, &argv[1]) == napi_ok &&
+      napi_create_uint32(raw, 0, &argv[2]) == napi_ok && napi_create_int32(raw, err, &argv[3]) == napi_ok) {
+    napi_value result;
+    if (napi_make_callback(raw, nullptr, Value(), on_data_.Value(), 4, argv, &result) == napi_pending_exception) {
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(raw, &exc) == napi_ok) napi_fatal_exception(raw, exc);
+    }
+  }
+  napi_close_handle_scope(raw, scope);
 }
 
 void Socket::CheckOpen(Napi::Env env) const {

@@ -22,10 +22,13 @@ class Socket : public Napi::ObjectWrap<Socket> {
 
   // Called by the per-environment cleanup hook: stop reading and close the fd now.
   void Shutdown();
+  // Calls onData(null, 0, 0, err) on the loop (err < 0: a send failed).
+  void ReportError(int err);
 
  private:
   friend class Poller;
   friend class Dumper;
+  friend class Sender;
 
   Napi::Value PortId(const Napi::CallbackInfo& info);
   Napi::Value Fd(const Napi::CallbackInfo& info);
@@ -47,12 +50,14 @@ class Socket : public Napi::ObjectWrap<Socket> {
 
   void CheckOpen(Napi::Env env) const;
   uint32_t NextSeq();
+  void Transmit(Napi::Env env, const char* data, size_t len);
 
   struct mnl_socket* nl_ = nullptr;
   int fd_ = -1;
   uint32_t portid_ = 0;
   uint32_t seq_ = 0;
   class Poller* poller_ = nullptr;  // freed in its own uv close callback
+  class Sender* sender_ = nullptr;  // optional: sends on a native thread
   class Dumper* dumper_ = nullptr;  // instead of poller_ for dump sockets ({ threaded: true })
   AddonState* state_ = nullptr;
   Napi::FunctionReference on_data_;
