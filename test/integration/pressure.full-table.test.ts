@@ -50,19 +50,24 @@ describe('a full table (real root)', () => {
       );
       const child = ns.spawn('node', ['-e', CLIENT]);
       const lines: { phase: string; ok: number; timedOut?: number }[] = [];
-      const waitFor = (phase: string) =>
-        new Promise<{ ok: number; timedOut?: number }>((resolve, reject) => {
-          const check = (): void => {
-            const l = lines.find((x) => x.phase === phase);
-            if (l) resolve(l);
-          };
-          child.stdout!.on('data', (d: Buffer) => {
-            for (const t of d.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(t));
-            check();
-          });
-          child.once('exit', (code) => reject(new Error(`client exited (${code})`)));
-          check();
-        });
+      const wake: (() => void)[] = [];
+      let exited = false;
+      child.stdout!.on('data', (d: Buffer) => {
+        for (const t of d.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(t));
+        wake.splice(0).forEach((f) => f());
+      });
+      child.once('exit', () => {
+        exited = true;
+        wake.splice(0).forEach((f) => f());
+      });
+      const waitFor = async (phase: string): Promise<{ phase: string; ok: number; timedOut?: number }> => {
+        for (;;) {
+          const l = lines.find((x) => x.phase === phase);
+          if (l) return l;
+          if (exited) throw new Error(`the client in the namespace exited before "${phase}"`);
+          await new Promise<void>((r) => wake.push(r));
+        }
+      };
       const ct = await Conntrack.open({ netns: ns.path });
       const init = await Conntrack.open();
       try {
@@ -75,7 +80,7 @@ describe('a full table (real root)', () => {
         mon.on('warning', (w) => warnings.push(w));
         await once(mon, 'sample'); // the baseline: drops are measured from here
 
-        let more: { ok: number; timedOut?: number };
+        let more: { phase: string; ok: number; timedOut?: number };
         let stats: ConntrackStats;
         let proc: ProcStats;
         let cliS: string;
@@ -89,7 +94,8 @@ describe('a full table (real root)', () => {
           stats = await ct.stats();
           proc = await readProcStats({ netns: ns.pid });
           [cliS, cliC] = await Promise.all([ns.run('conntrack', ['-S']), ns.run('conntrack', ['-C'])]).then((r) => r.map((x) => x.stdout));
-          while (!(warnings.some((w) => w.reason === 'fill') && warnings.some((w) => w.reason === 'drops'))) {
+          // At most two more seconds of samples: the limit must not stay lowered for long.
+          for (let i = 0; i < 20 && !(warnings.some((w) => w.reason === 'fill') && warnings.some((w) => w.reason === 'drops')); i++) {
             await once(mon, 'sample');
           }
         } finally {
