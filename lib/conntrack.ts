@@ -248,6 +248,24 @@ export class Conntrack {
   }
 
   /**
+   * Creates many entries in one call: every spec is validated first (a bad one refuses the
+   * whole call, naming `items[i].field`, before anything is sent), then they stream to the
+   * kernel pipelined, without a promise per entry. Resolves with how many the kernel
+   * accepted and the refusals (e.g. EEXIST) by index. Specs take no `labels` here.
+   */
+  createMany(specs: Iterable<entries.CreateSpec>): Promise<entries.BulkResult> {
+    return entries.createMany(this, specs);
+  }
+
+  /**
+   * Deletes many entries named by tuple (or Flows, tuple plus id) in one call, like
+   * createMany(). Entries already gone are reported as ENOENT in `errors`.
+   */
+  deleteMany(keys: Iterable<entries.EntryKey>): Promise<entries.BulkResult> {
+    return entries.deleteMany(this, keys);
+  }
+
+  /**
    * Deletes every entry, or those matching `filter`. The kernel flushes by itself when the
    * filter is only mark and/or status; other filters use deleteMatching().
    */

@@ -6,6 +6,7 @@
  * handle's request socket, which keeps a window of them in flight and packs the ones
  * issued in the same tick into one sendmsg(); acks are matched by sequence number.
  */
+import type { ReplyHandler } from './socket';
 import type { Conntrack } from './conntrack';
 import {
   AF_INET, AF_INET6, AF_UNSPEC, CTA_HELP, CTA_HELP_NAME, CTA_ID, CTA_LABELS, CTA_LABELS_MASK,
@@ -324,6 +325,13 @@ const writer = new AttrWriter(512);
 
 /** Validates a create spec and encodes the IPCTNL_MSG_CT_NEW payload. */
 export function encodeCreate(spec: CreateSpec): { family: number; payload: Buffer; labels?: Buffer } {
+  const w = writer.reset();
+  const { family, labels } = writeCreate(w, spec);
+  return { family, payload: w.finish(), labels };
+}
+
+/** Validates a create spec and appends its payload to `w` (nothing written on a refusal). */
+function writeCreate(w: AttrWriter, spec: CreateSpec): { family: number; labels?: Buffer } {
   const s = checkObject(spec, 'spec', "{ proto: 'udp', orig: { src, dst, sport, dport }, timeout: 30 }");
   const protonum = protoNumber(s.proto, 'proto');
   if (s.orig === undefined) throw invalid('orig', 'create needs the original tuple: orig: { src, dst, sport, dport } (or icmp for ICMP)');
@@ -352,7 +360,6 @@ export function encodeCreate(spec: CreateSpec): { family: number; payload: Buffe
     if (n.dst !== undefined) natDst = resolveNat(n.dst, 'nat.dst', orig.family, protonum);
   }
 
-  const w = writer.reset();
   encodeTuple(w, CTA_TUPLE_ORIG, orig);
   encodeTuple(w, CTA_TUPLE_REPLY, reply);
   w.u32(CTA_TIMEOUT, timeout);
@@ -365,7 +372,7 @@ export function encodeCreate(spec: CreateSpec): { family: number; payload: Buffe
   if (natSrc) encodeNat(w, CTA_NAT_SRC, orig.family, natSrc);
   if (natDst) encodeNat(w, CTA_NAT_DST, orig.family, natDst);
   if (labels) w.bytes(CTA_LABELS, labels);
-  return { family: FAMILY_NUM[orig.family], payload: w.finish(), labels };
+  return { family: FAMILY_NUM[orig.family], labels };
 }
 
 /** Validates a key and encodes a GET or DELETE payload. */
@@ -551,6 +558,122 @@ export function deleteEntry(ct: Conntrack, key: EntryKey): Promise<void> {
     return Promise.reject(err);
   }
   return ct.requestAck(CT(IPCTNL_MSG_CT_DELETE), 0, enc.family, enc.payload, 'delete');
+}
+
+/** What createMany() and deleteMany() resolve with. */
+export interface BulkResult {
+  /** Items the kernel acknowledged. */
+  ok: number;
+  /** Items the kernel refused (EEXIST, ENOENT, ...), by their index in the input. */
+  errors: { index: number; error: ConntrackError }[];
+}
+
+/** Prefixes a validation error's field with the item's place in a bulk call. */
+function atIndex(err: unknown, index: number): unknown {
+  if (err instanceof ConntrackError && err.code === 'ERR_INVALID_ARGUMENT') {
+    const field = `items[${index}]${err.field ? '.' + err.field : ''}`;
+    return new ConntrackError(err.code, `${field}: ${err.message.replace(/^[^:]*: /, '')}`, { field });
+  }
+  return err;
+}
+
+/** Settles one bulk call: counts the per-item outcomes, resolves after the last. */
+class BulkHandler {
+  ok = 0;
+  errors: { index: number; error: ConntrackError }[] = [];
+  private left: number;
+  constructor(readonly operation: string, count: number, private readonly resolve: (r: BulkResult) => void, private readonly indexMap: Uint32Array) {
+    this.left = count;
+    if (count === 0) resolve({ ok: 0, errors: [] });
+  }
+  message(): void {
+    /* acks only */
+  }
+  done(err: ConntrackError | undefined, item: number): void {
+    if (err) this.errors.push({ index: this.indexMap[item] ?? item, error: err });
+    else this.ok++;
+    if (--this.left === 0) {
+      this.errors.sort((a, b) => a.index - b.index);
+      this.resolve({ ok: this.ok, errors: this.errors });
+    }
+  }
+}
+
+/**
+ * Validates and encodes every item (nothing is sent if any is refused), groups them by
+ * family, and sends each group as one requestMany() batch.
+ */
+function bulk<T>(
+  ct: Conntrack,
+  items: Iterable<T>,
+  operation: string,
+  msg: number,
+  flags: number,
+  write: (w: AttrWriter, item: T) => number,
+): Promise<BulkResult> {
+  try {
+    ct.assertOpen(operation);
+    if (items === null || typeof (items as Iterable<T>)?.[Symbol.iterator] !== 'function') {
+      throw invalid('items', 'must be an array (or iterable) of entries');
+    }
+    const groups = new Map<number, { w: AttrWriter; ends: number[]; index: number[] }>();
+    let i = 0;
+    for (const item of items) {
+      // Encode into a scratch writer first, so a refused item leaves no partial bytes.
+      const w = writer.reset();
+      let family: number;
+      try {
+        family = write(w, item);
+      } catch (err) {
+        throw atIndex(err, i);
+      }
+      let g = groups.get(family);
+      if (!g) groups.set(family, (g = { w: new AttrWriter(1 << 16), ends: [], index: [] }));
+      g.w.append(w);
+      g.ends.push(g.w.length);
+      g.index.push(i);
+      i++;
+    }
+    const total = i;
+    return new Promise<BulkResult>((resolve) => {
+      const indexMap = new Uint32Array(total);
+      let base = 0;
+      const batches: [number, { w: AttrWriter; ends: number[]; index: number[] }, number][] = [];
+      for (const [family, g] of groups) {
+        for (let k = 0; k < g.index.length; k++) indexMap[base + k] = g.index[k];
+        batches.push([family, g, base]);
+        base += g.index.length;
+      }
+      const handler = new BulkHandler(operation, total, resolve, indexMap);
+      for (const [family, g, start] of batches) {
+        // Item numbers in a batch start at 0: shift them into the shared index map.
+        const shifted: ReplyHandler = { operation, message() {}, done: (err, item) => handler.done(err, start + item) };
+        ct.sock.requestMany(CT(msg), flags, family, g.w.finish(), Uint32Array.from(g.ends), shifted);
+      }
+    });
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** ct.createMany(). */
+export function createMany(ct: Conntrack, specs: Iterable<CreateSpec>): Promise<BulkResult> {
+  return bulk(ct, specs, 'createMany', IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, (w, spec) => {
+    const { family, labels } = writeCreate(w, spec);
+    if (labels) {
+      throw invalid('labels', 'createMany does not take labels (the kernel may drop them silently); use create() for entries with labels');
+    }
+    return family;
+  });
+}
+
+/** ct.deleteMany(). */
+export function deleteMany(ct: Conntrack, keys: Iterable<EntryKey>): Promise<BulkResult> {
+  return bulk(ct, keys, 'deleteMany', IPCTNL_MSG_CT_DELETE, 0, (w, key) => {
+    const k = resolveKey(key, 'orig');
+    encodeKey(w, k, true);
+    return FAMILY_NUM[k.family];
+  });
 }
 
 const FLUSH_KERNEL_KEYS = new Set(['mark', 'status']);

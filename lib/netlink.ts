@@ -172,6 +172,15 @@ export class AttrWriter {
     return this;
   }
 
+  /** Appends everything another writer holds (closed nests only). */
+  append(other: AttrWriter): this {
+    const n = other.length;
+    this.ensure(n);
+    other.buf.copy(this.buf, this.pos, 0, n);
+    this.pos += n;
+    return this;
+  }
+
   /** A copy of what was written. */
   finish(): Buffer {
     if (this.nests.length) throw new Error('AttrWriter: unclosed nest');

@@ -7,7 +7,7 @@
 import { ConntrackError, fromNative, kernelError } from './errors';
 import {
   NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK,
-  NLM_F_DUMP_INTR,
+  NLM_F_DUMP_INTR, NLM_F_REQUEST,
 } from './enums';
 import { NLMSG_HDRLEN, align4, parseError } from './netlink';
 import { NativeSocket, native } from './native';
@@ -16,8 +16,11 @@ import { NativeSocket, native } from './native';
 export interface ReplyHandler {
   /** A data message (not ACK/DONE/ERROR) at buf[off, off + len). */
   message(buf: Buffer, off: number, len: number, type: number, flags: number): void;
-  /** The request finished: with an error, or successfully (ack or NLMSG_DONE). */
-  done(err?: ConntrackError): void;
+  /**
+   * The request finished: with an error, or successfully (ack or NLMSG_DONE). For the
+   * items of a requestMany() batch, `item` is the item's index (else -1).
+   */
+  done(err: ConntrackError | undefined, item: number): void;
   /** Label used in error messages. */
   operation: string;
 }
@@ -36,6 +39,8 @@ interface Queued {
   family: number;
   payload: Buffer | undefined;
   handler: ReplyHandler;
+  /** Set for requestMany(): many messages, sent as the window allows. */
+  batch?: { payloads: Buffer; ends: Uint32Array; next: number };
 }
 
 export interface SocketOptions {
@@ -78,6 +83,9 @@ export class NfSocket {
   private readonly ring: (ReplyHandler | undefined)[] = new Array(RING).fill(undefined);
   private readonly ringSeq = new Uint32Array(RING);
   private readonly ringCost = new Uint32Array(RING);
+  private readonly ringItem = new Int32Array(RING);
+  /** The batch item index of the request takePending() last returned. */
+  private takenItem = -1;
   private inFlight = 0;
   /** Receive buffer the replies of the requests in flight may take (see replyCost). */
   private inFlightBytes = 0;
@@ -128,6 +136,7 @@ export class NfSocket {
     this.ring[i] = undefined;
     this.inFlight--;
     this.inFlightBytes -= this.ringCost[i];
+    this.takenItem = this.ringItem[i];
     return h;
   }
 
@@ -136,12 +145,13 @@ export class NfSocket {
     return this.ringSeq[i] === seq ? this.ring[i] : undefined;
   }
 
-  private addPending(seq: number, h: ReplyHandler, cost: number): void {
+  private addPending(seq: number, h: ReplyHandler, cost: number, item = -1): void {
     const i = seq & (RING - 1);
     // Cannot be occupied: at most MAX_IN_FLIGHT consecutive sequence numbers are live.
     this.ring[i] = h;
     this.ringSeq[i] = seq;
     this.ringCost[i] = cost;
+    this.ringItem[i] = item;
     this.inFlight++;
     this.inFlightBytes += cost;
   }
@@ -171,10 +181,10 @@ export class NfSocket {
   /** Queues a request; it is sent (coalesced with others of this tick) within the window. */
   request(type: number, flags: number, family: number, payload: Buffer | undefined, handler: ReplyHandler): void {
     if (this.closed) {
-      handler.done(new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`));
+      handler.done(new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
       return;
     }
-    this.queue.push({ type, flags: flags | NLM_F_ACK, family, payload, handler });
+    this.queue.push({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload, handler });
     // A caller issuing many requests in one synchronous loop: send full batches right away,
     // so the kernel (on the sender thread) works while the caller encodes the rest.
     if (this.queue.length - this.queueHead >= EAGER_BATCH && this.fits(ACK_COST)) {
@@ -187,33 +197,84 @@ export class NfSocket {
     }
   }
 
+  /**
+   * Queues `ends.length` requests of one header whose payloads are consecutive slices of
+   * `payloads` (item i ends at ends[i]). They go out in order as the window allows, with
+   * no per-item object; `handler.done(err, i)` is called once per item.
+   */
+  requestMany(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, handler: ReplyHandler): void {
+    if (this.closed) {
+      const err = new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`);
+      for (let k = 0; k < ends.length; k++) handler.done(err, k);
+      return;
+    }
+    if (ends.length === 0) return;
+    // Without NLM_F_REQUEST the kernel acks a message without acting on it.
+    this.queue.push({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload: undefined, handler, batch: { payloads, ends, next: 0 } });
+    this.flush();
+  }
+
+  /** Sends as many items of a batch as the window allows; true when all are sent. */
+  private sendBatchItems(a: Queued): boolean {
+    const b = a.batch!;
+    const cost = replyCost(a.type);
+    let n = 0;
+    const left = b.ends.length - b.next;
+    while (n < left) {
+      const count = this.inFlight + n;
+      if (count > 0 && (count >= MAX_IN_FLIGHT || this.inFlightBytes + (n + 1) * cost > this.budgetBytes)) break;
+      n++;
+    }
+    if (n === 0) return false;
+    const startOff = b.next === 0 ? 0 : b.ends[b.next - 1];
+    const endOff = b.ends[b.next + n - 1];
+    const ends = new Uint32Array(n);
+    for (let k = 0; k < n; k++) ends[k] = b.ends[b.next + k] - startOff;
+    try {
+      const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends);
+      for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k);
+    } catch (err) {
+      const e = fromNative(err, a.handler.operation);
+      for (let k = 0; k < n; k++) a.handler.done(e, b.next + k);
+    }
+    b.next += n;
+    return b.next === b.ends.length;
+  }
+
   /** Sends what the window allows, grouping runs of the same header into one batch call. */
   private flush = (): void => {
     this.flushScheduled = false;
     if (this.closed) return;
     const q = this.queue;
-    // Take queued requests while their replies fit the window.
+    // Send queued requests in order while their replies fit the window: runs of single
+    // requests with one header go out in one batch call; requestMany() batches in slices.
     let end = this.queueHead;
-    let count = this.inFlight;
-    let bytes = this.inFlightBytes;
     while (end < q.length) {
-      const cost = replyCost(q[end].type);
-      if (count > 0 && (count >= MAX_IN_FLIGHT || bytes + cost > this.budgetBytes)) break;
-      count++;
-      bytes += cost;
-      end++;
+      const a = q[end];
+      if (a.batch) {
+        if (!this.sendBatchItems(a)) break; // window full part-way: resume here later
+        end++;
+        continue;
+      }
+      const cost = replyCost(a.type);
+      let j = end;
+      let count = this.inFlight;
+      let bytes = this.inFlightBytes;
+      while (j < q.length) {
+        const b = q[j];
+        if (b.batch || b.type !== a.type || b.flags !== a.flags || b.family !== a.family) break;
+        if (count > 0 && (count >= MAX_IN_FLIGHT || bytes + cost > this.budgetBytes)) break;
+        count++;
+        bytes += cost;
+        j++;
+      }
+      if (j === end) break; // window full
+      this.sendRun(q, end, j);
+      end = j;
     }
     if (end === this.queueHead) {
       this.updateReading();
       return;
-    }
-    let i = this.queueHead;
-    while (i < end) {
-      let j = i + 1;
-      const a = q[i];
-      while (j < end && q[j].type === a.type && q[j].flags === a.flags && q[j].family === a.family) j++;
-      this.sendRun(q, i, j);
-      i = j;
     }
     // Drop what was sent: cheaply (a moving head) until the dead prefix is worth compacting.
     if (end === q.length) {
@@ -254,7 +315,7 @@ export class NfSocket {
       const cost = replyCost(a.type);
       for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler, cost);
     } catch (err) {
-      for (let k = from; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation));
+      for (let k = from; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation), -1);
     }
   }
 
@@ -324,16 +385,18 @@ export class NfSocket {
 
   private failPending(err: ConntrackError): void {
     const handlers: ReplyHandler[] = [];
+    const items: number[] = [];
     for (let i = 0; i < RING; i++) {
       const h = this.ring[i];
       if (h !== undefined) {
         handlers.push(h);
+        items.push(this.ringItem[i]);
         this.ring[i] = undefined;
       }
     }
     this.inFlight = 0;
     this.inFlightBytes = 0;
-    for (const h of handlers) h.done(err);
+    for (let k = 0; k < handlers.length; k++) handlers[k].done(err, items[k]);
   }
 
   private dispatch(buf: Buffer): void {
@@ -356,14 +419,16 @@ export class NfSocket {
         }
       } else if (type === NLMSG_ERROR) {
         this.takePending(seq);
+        const item = this.takenItem;
         const e = parseError(buf, p, len, flags);
-        if (e.errno === 0) h.done();
-        else h.done(kernelError(e.errno, h.operation, e.extack));
+        if (e.errno === 0) h.done(undefined, item);
+        else h.done(kernelError(e.errno, h.operation, e.extack), item);
       } else if (type === NLMSG_DONE) {
         this.takePending(seq);
+        const item = this.takenItem;
         const status = len >= NLMSG_HDRLEN + 4 ? buf.readInt32LE(p + NLMSG_HDRLEN) : 0;
-        if (status < 0) h.done(kernelError(-status, h.operation));
-        else h.done();
+        if (status < 0) h.done(kernelError(-status, h.operation), item);
+        else h.done(undefined, item);
       } else if (type === NLMSG_NOOP || type === NLMSG_OVERRUN) {
         // nothing to deliver
       } else {
@@ -380,7 +445,10 @@ export class NfSocket {
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
-    for (const q of queued) q.handler.done(err);
+    for (const q of queued) {
+      if (q.batch) for (let k = q.batch.next; k < q.batch.ends.length; k++) q.handler.done(err, k);
+      else q.handler.done(err, -1);
+    }
     this.failPending(err);
     this.reading = false;
     this.handle.close();
