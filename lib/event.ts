@@ -8,7 +8,7 @@ import { EventEmitter } from 'events';
 import { Readable } from 'stream';
 import { ConntrackError, fromNative, invalid } from './errors';
 import {
-  IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS,
+  AF_UNSPEC, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS,
   NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
   NFNL_SUBSYS_CTNETLINK, NLM_F_CREATE, SK_MEMINFO_DROPS, SK_MEMINFO_RMEM_ALLOC,
 } from './enums';
@@ -299,6 +299,24 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** True once the stream has ended (close(), abort, or an error). */
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * Resolves once every message the kernel queued for this stream before the call has been
+   * read and handed on ('event' listeners called, or queued for the iterator): a request on
+   * the stream's own socket, whose reply comes behind those messages. Needs the stream to
+   * be reading (not paused).
+   */
+  barrier(): Promise<void> {
+    const sock = this.sock;
+    if (this.closed || !sock) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      sock.request((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS, 0, AF_UNSPEC, undefined, {
+        operation: 'events barrier',
+        message: () => undefined,
+        done: (err) => (err && err.code !== 'ERR_CLOSED' ? reject(err) : resolve()),
+      });
+    });
   }
 
   /** Bytes of events waiting in the kernel's socket buffer (SK_MEMINFO_RMEM_ALLOC). */

@@ -199,8 +199,11 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     for (;;) {
       if (this.closed) return;
       if (!this.syncing) {
+        // Everything queued so far is applied once a request on the stream's socket is
+        // answered (the reply comes behind the queued events).
+        await this.stream.barrier();
         void this.stream.lost; // reads the drop counter: a loss not yet reported starts a resync
-        if (!this.syncing && this.stream.kernelQueuedBytes === 0) return;
+        if (this.closed || !this.syncing) return;
       }
       await new Promise((r) => setTimeout(r, 5));
     }
