@@ -8,6 +8,7 @@
         "native/poller.cc",
         "native/request.cc",
         "native/sender.cc",
+        "native/recv.cc",
         "native/dumper.cc"
       ],
       "include_dirs": [

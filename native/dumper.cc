@@ -1,5 +1,6 @@
 #include "dumper.h"
 #include "socket.h"
+#include "recv.h"
 
 #include <errno.h>
 #include <linux/netlink.h>
@@ -11,9 +12,6 @@
 
 namespace conntrack {
 
-// Room kept free before every recvmsg(): more than any netlink datagram (a dump skb is at
-// most 32 KiB).
-static constexpr size_t kMaxDatagram = 64 * 1024;
 // The thread stops reading while this much is received but not yet handed to JS.
 static constexpr size_t kMaxQueued = 4 << 20;
 
@@ -132,52 +130,30 @@ void Dumper::Run() {
     Block b{data, 0, 0, 0, 0};
     std::vector<char>& block = *b.data;
     while (b.used < batch) {
-      struct sockaddr_nl addr;
-      struct iovec iov = {block.data() + b.used, block.size() - b.used};
-      struct msghdr msg;
-      memset(&msg, 0, sizeof msg);
-      msg.msg_name = &addr;
-      msg.msg_namelen = sizeof addr;
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      ssize_t n = recvmsg(fd_, &msg, MSG_DONTWAIT);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          if (b.used > 0 || b.overruns > 0 || b.skipped > 0) break;  // hand over what we have
-          struct pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-          int r = poll(fds, 2, -1);
-          if (r < 0 && errno != EINTR) {
-            b.fatal = errno;
-            break;
-          }
-          if (fds[1].revents) {
-            delete b.data;
-            return;  // Close() woke us
-          }
-          continue;
-        }
-        if (errno == ENOBUFS) {
-          b.overruns++;
-          continue;
-        }
-        b.fatal = errno;
+      size_t kept = 0;
+      RecvCounters c;
+      RecvStatus st = RecvOne(fd_, block.data() + b.used, block.size() - b.used, &kept, &c);
+      b.overruns += c.overruns;
+      b.skipped += c.skipped;
+      if (st == RecvStatus::kFatal) {
+        b.fatal = c.fatal;
         break;
       }
-      if ((msg.msg_flags & MSG_TRUNC) || addr.nl_pid != 0) {
-        b.skipped++;
+      if (st == RecvStatus::kAgain) {
+        if (b.used > 0 || b.overruns > 0 || b.skipped > 0) break;  // hand over what we have
+        struct pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+        int r = poll(fds, 2, -1);
+        if (r < 0 && errno != EINTR) {
+          b.fatal = errno;
+          break;
+        }
+        if (fds[1].revents) {
+          delete b.data;
+          return;  // Close() woke us
+        }
         continue;
       }
-      const char* start = block.data() + b.used;
-      const struct nlmsghdr* nlh = reinterpret_cast<const struct nlmsghdr*>(start);
-      int left = static_cast<int>(n);
-      while (NLMSG_OK(nlh, left)) nlh = NLMSG_NEXT(nlh, left);
-      size_t good = static_cast<size_t>(reinterpret_cast<const char*>(nlh) - start);
-      if (good > static_cast<size_t>(n)) good = static_cast<size_t>(n);
-      if (good < static_cast<size_t>(n)) b.skipped++;
-      size_t aligned = NLMSG_ALIGN(good);
-      memset(block.data() + b.used + good, 0, aligned - good);
-      b.used += aligned;
+      b.used += kept;
     }
     Publish(b);
     if (b.fatal != 0) return;
@@ -209,37 +185,8 @@ void Dumper::Deliver() {
       delete b.data;
       return;
     }
-    napi_env raw = owner->Env();
-    napi_handle_scope scope;
-    if (napi_open_handle_scope(raw, &scope) != napi_ok) {
-      delete b.data;
-      return;
-    }
-    napi_value argv[4];
-    bool ok = true;
-    // A copy (about 1 ms per 5 MB) rather than an external buffer: V8 then accounts for the
-    // memory and collects it promptly, which keeps a streaming dump's RSS flat.
-    if (b.used > 0) {
-      void* data = nullptr;
-      ok = napi_create_buffer_copy(raw, b.used, b.data->data(), &data, &argv[0]) == napi_ok;
-    } else {
-      ok = napi_get_null(raw, &argv[0]) == napi_ok;
-    }
+    owner->Deliver(b.data->data(), b.used, b.overruns, b.skipped, b.fatal);
     Recycle(b.data);
-    ok = ok && napi_create_uint32(raw, b.overruns, &argv[1]) == napi_ok &&
-         napi_create_uint32(raw, b.skipped, &argv[2]) == napi_ok &&
-         napi_create_int32(raw, b.fatal, &argv[3]) == napi_ok;
-    if (ok) {
-      napi_value recv = owner->Value();
-      napi_value fn = owner->on_data_.Value();
-      napi_value result;
-      napi_status st = napi_make_callback(raw, nullptr, recv, fn, 4, argv, &result);
-      if (st == napi_pending_exception) {
-        napi_value exc;
-        if (napi_get_and_clear_last_exception(raw, &exc) == napi_ok) napi_fatal_exception(raw, exc);
-      }
-    }
-    napi_close_handle_scope(raw, scope);
     if (closing_ || owner_ == nullptr) return;  // the callback closed the socket
   }
 }

@@ -156,15 +156,31 @@ void Socket::Shutdown() {
   }
 }
 
-void Socket::ReportError(int err) {
+void Socket::ReportError(int err) { Deliver(nullptr, 0, 0, 0, err); }
+
+// Calls onData(batch, overruns, skipped, errno) from a libuv callback. Raw N-API calls with
+// status checks: while an environment is being torn down (a worker calling process.exit(),
+// say) JS cannot run, and node-addon-api would abort trying to build an Error for that;
+// the batch is then simply dropped with the socket. The buffer is a copy (V8 accounts for
+// it and collects it promptly, which keeps a streaming dump's RSS flat).
+void Socket::Deliver(const char* data, size_t len, uint32_t overruns, uint32_t skipped, int err) {
   napi_env raw = Env();
   napi_handle_scope scope;
   if (napi_open_handle_scope(raw, &scope) != napi_ok) return;
   napi_value argv[4];
-  if (napi_get_null(raw, &argv[0]) == napi_ok && napi_create_uint32(raw, 0, &argv[1]) == napi_ok &&
-      napi_create_uint32(raw, 0, &argv[2]) == napi_ok && napi_create_int32(raw, err, &argv[3]) == napi_ok) {
+  bool ok;
+  if (len > 0) {
+    void* copy = nullptr;
+    ok = napi_create_buffer_copy(raw, len, data, &copy, &argv[0]) == napi_ok;
+  } else {
+    ok = napi_get_null(raw, &argv[0]) == napi_ok;
+  }
+  ok = ok && napi_create_uint32(raw, overruns, &argv[1]) == napi_ok &&
+       napi_create_uint32(raw, skipped, &argv[2]) == napi_ok && napi_create_int32(raw, err, &argv[3]) == napi_ok;
+  if (ok) {
     napi_value result;
     if (napi_make_callback(raw, nullptr, Value(), on_data_.Value(), 4, argv, &result) == napi_pending_exception) {
+      // An exception thrown by the JS callback: report it as uncaught, like any callback.
       napi_value exc;
       if (napi_get_and_clear_last_exception(raw, &exc) == napi_ok) napi_fatal_exception(raw, exc);
     }

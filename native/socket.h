@@ -24,6 +24,8 @@ class Socket : public Napi::ObjectWrap<Socket> {
   void Shutdown();
   // Calls onData(null, 0, 0, err) on the loop (err < 0: a send failed).
   void ReportError(int err);
+  // Hands one receive batch to JS: onData(copy of data, overruns, skipped, errno).
+  void Deliver(const char* data, size_t len, uint32_t overruns, uint32_t skipped, int err);
 
  private:
   friend class Poller;

@@ -1,0 +1,50 @@
+#include "recv.h"
+
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+#include <cstring>
+
+namespace conntrack {
+
+RecvStatus RecvOne(int fd, char* dst, size_t cap, size_t* kept, RecvCounters* counters) {
+  *kept = 0;
+  struct sockaddr_nl addr;
+  struct iovec iov = {dst, cap};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_name = &addr;
+  msg.msg_namelen = sizeof addr;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &msg, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return RecvStatus::kAgain;
+    if (errno == ENOBUFS) {  // overrun: reported once, then reading goes on
+      counters->overruns++;
+      return RecvStatus::kData;
+    }
+    counters->fatal = errno;
+    return RecvStatus::kFatal;
+  }
+  if ((msg.msg_flags & MSG_TRUNC) || addr.nl_pid != 0) {
+    counters->skipped++;  // never hand partial or spoofed (non-kernel) messages to JS
+    return RecvStatus::kData;
+  }
+  const struct nlmsghdr* nlh = reinterpret_cast<const struct nlmsghdr*>(dst);
+  int left = static_cast<int>(n);
+  while (mnl_nlmsg_ok(nlh, left)) nlh = mnl_nlmsg_next(nlh, &left);
+  size_t good = static_cast<size_t>(reinterpret_cast<const char*>(nlh) - dst);
+  if (good > static_cast<size_t>(n)) good = static_cast<size_t>(n);
+  if (good < static_cast<size_t>(n)) counters->skipped++;
+  size_t aligned = NLMSG_ALIGN(good);
+  memset(dst + good, 0, aligned - good);
+  *kept = aligned;
+  return RecvStatus::kData;
+}
+
+}  // namespace conntrack
