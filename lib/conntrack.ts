@@ -267,7 +267,7 @@ export class Conntrack {
 
   /**
    * Deletes every entry, or those matching `filter`. The kernel flushes by itself when the
-   * filter is only mark and/or status; other filters use deleteMatching().
+   * filter is only a mark; other filters use deleteMatching(), which checks each entry.
    */
   flush(filter?: FlowFilter, options?: entries.DeleteMatchingOptions): Promise<void> {
     return entries.flushEntries(this, filter, options);

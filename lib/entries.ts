@@ -123,7 +123,7 @@ export interface DeleteMatchingOptions {
   signal?: AbortSignal;
   /**
    * deleteMatching only: how the count is made when the kernel's filtered flush can do the
-   * work (a filter of only mark and/or status, and no predicate).
+   * work (a filter of only a mark, and no predicate).
    * - true (default): exact. The flush is counted by the DESTROY event the kernel emits
    *   for each entry it removes (received, or counted by the socket's drop counter).
    *   About 3x faster than `conntrack -D`.
@@ -681,7 +681,11 @@ export function deleteMany(ct: Conntrack, keys: Iterable<EntryKey>): Promise<Bul
   });
 }
 
-const FLUSH_KERNEL_KEYS = new Set(['mark', 'status']);
+// Only a mark filter is handed to the kernel's flush: a kernel that did not know a flush
+// filter attribute would ignore it and flush the whole table, and mark filtering of flushes
+// is long-standing, while status filtering is recent. Everything else (status included)
+// goes through a dump where the library checks every entry before deleting it.
+const FLUSH_KERNEL_KEYS = new Set(['mark']);
 
 /** True when the kernel's filtered flush expresses the whole filter by itself. */
 function kernelFlushable(filter: FlowFilter | undefined): boolean {
@@ -711,7 +715,7 @@ export async function flushEntries(ct: Conntrack, filter?: FlowFilter, options: 
   ct.assertOpen('flush');
   const compiled = compileFilter(filter);
   if (kernelFlushable(filter)) {
-    // The kernel's own flush: no tuple means "everything", CTA_MARK/CTA_STATUS narrow it.
+    // The kernel's own flush: no tuple means "everything", CTA_MARK/CTA_MARK_MASK narrow it.
     // (The family in the header only counts with nfgen version 1, which we do not send,
     // so a family filter goes the dump-and-delete way below.)
     if (options.signal?.aborted) throw abortError('flush', options.signal);
@@ -840,7 +844,9 @@ export async function deleteMatchingEntries(
   }
   // The kernel's dump filter ignores a zone given without a tuple filter, so zones (and
   // whatever else the kernel cannot filter) are checked here on the decoded flow.
-  const needDecode = predicate !== undefined || !compiled.kernelComplete || (filter?.zone !== undefined);
+  // Every entry is checked here before it is deleted, even when the kernel filtered the
+  // dump: a kernel that ignores a filter attribute must never widen a delete.
+  const needDecode = predicate !== undefined || !compiled.empty;
   const seen = new Set<string>();
   const dump = ct.startDump<Victim>({
     type: CT(IPCTNL_MSG_CT_GET),
