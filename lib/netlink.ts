@@ -54,6 +54,7 @@ export interface NlError {
 
 /** Decodes the body of an NLMSG_ERROR message starting at `off` (the message start). */
 export function parseError(buf: Buffer, off: number, len: number, flags: number): NlError {
+  if (len < NLMSG_HDRLEN + 4) return { errno: 74 /* EBADMSG */, extack: 'malformed error message from the kernel' };
   const err = -buf.readInt32LE(off + NLMSG_HDRLEN);
   let extack: string | undefined;
   if (flags & NLM_F_ACK_TLVS) {

@@ -147,7 +147,15 @@ export class NfSocket {
 
   private addPending(seq: number, h: ReplyHandler, cost: number, item = -1): void {
     const i = seq & (RING - 1);
-    // Cannot be occupied: at most MAX_IN_FLIGHT consecutive sequence numbers are live.
+    // At most MAX_IN_FLIGHT consecutive sequence numbers are live, and the kernel answers in
+    // order, so the slot is free; if it ever is not, the request in it has gone 8192
+    // requests without an answer: fail it rather than leave its caller waiting forever.
+    const stale = this.ring[i];
+    if (stale !== undefined) {
+      this.inFlight--;
+      this.inFlightBytes -= this.ringCost[i];
+      stale.done(new ConntrackError('ERR_PROTOCOL', `${stale.operation}: the kernel never answered this request`), this.ringItem[i]);
+    }
     this.ring[i] = h;
     this.ringSeq[i] = seq;
     this.ringCost[i] = cost;
@@ -360,6 +368,17 @@ export class NfSocket {
 
   private onData = (batch: Buffer | null, overruns: number, skipped: number, errno: number): void => {
     this.skipped += skipped;
+    if (errno < 0) {
+      // The sender thread could not send a block: `batch` lists the sequence numbers of
+      // its requests (u32, host order). Only those fail; earlier ones were carried out.
+      const err = kernelError(-errno, 'sending requests');
+      for (let p = 0; batch && p + 4 <= batch.length; p += 4) {
+        const h = this.takePending(batch.readUInt32LE(p));
+        if (h) h.done(err, this.takenItem);
+      }
+      this.kick();
+      return;
+    }
     if (batch) this.dispatch(batch);
     if (overruns > 0) {
       if (this.events) this.events.overrun(overruns);
@@ -370,18 +389,22 @@ export class NfSocket {
       }
     }
     if (errno !== 0) {
-      // A negative errno is a failed send on the sender thread; positive, a failed receive.
-      const err = errno < 0 ? kernelError(-errno, 'sending requests') : kernelError(errno, 'receiving from the netlink socket');
+      const err = kernelError(errno, 'receiving from the netlink socket');
       this.failPending(err);
       this.events?.error(err);
     }
+    this.kick();
+  };
+
+  /** After replies freed room in the window: send what is queued, or adjust reading. */
+  private kick(): void {
     if (this.queue.length > this.queueHead && !this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(this.flush);
     } else {
       this.updateReading();
     }
-  };
+  }
 
   private failPending(err: ConntrackError): void {
     const handlers: ReplyHandler[] = [];

@@ -19,6 +19,7 @@ Dumper::Dumper(uv_loop_t* loop, int fd, Socket* owner) : fd_(fd), owner_(owner) 
   uv_async_init(loop, &async_, OnAsync);
   async_.data = this;
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) wake_err_ = errno;
   UpdateRef();
 }
 

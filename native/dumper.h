@@ -29,6 +29,9 @@ class Dumper {
   void Ref();
   void Unref();
   bool active() const { return !paused_; }
+  // False when the wake-up eventfd could not be made (the socket must not be used).
+  bool ok() const { return wake_fd_ >= 0; }
+  int wake_error() const { return wake_err_; }
 
  private:
   struct Block {
@@ -50,6 +53,7 @@ class Dumper {
   uv_async_t async_;
   int fd_;
   int wake_fd_ = -1;
+  int wake_err_ = 0;
   Socket* owner_;
   std::thread thread_;
   bool started_ = false;

@@ -91,7 +91,7 @@ Napi::Value Socket::RequestBatch(const Napi::CallbackInfo& info) {
     uint32_t seq = NextSeq();
     if (i == 0) first = seq;
     if (i > 0 && seq != first + i) throw Napi::RangeError::New(env, "requestBatch: sequence wrapped");
-    if (off > 0 && off + (end - start) + 64 > kMaxSend) {
+    if (off > 0 && off + (end - start) + 64 > max_send_) {
       Transmit(env, buf.data(), off);
       off = 0;
     }

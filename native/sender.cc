@@ -2,6 +2,7 @@
 #include "socket.h"
 
 #include <errno.h>
+#include <libmnl/libmnl.h>
 #include <sys/socket.h>
 
 namespace conntrack {
@@ -54,8 +55,16 @@ void Sender::Run() {
       if (errno == EINTR) continue;
       int err = errno;
       {
+        // The kernel took none of this block: name its requests so JS fails exactly those
+        // (requests in earlier blocks were carried out, and their acks are on the way).
         std::lock_guard<std::mutex> lk(mu_);
         if (error_ == 0) error_ = err;
+        const struct nlmsghdr* nlh = reinterpret_cast<const struct nlmsghdr*>(block.data());
+        int left = static_cast<int>(block.size());
+        while (mnl_nlmsg_ok(nlh, left)) {
+          failed_seqs_.push_back(nlh->nlmsg_seq);
+          nlh = mnl_nlmsg_next(nlh, &left);
+        }
       }
       uv_async_send(&async_);
       break;
@@ -63,19 +72,20 @@ void Sender::Run() {
   }
 }
 
-// On the loop: a send failed. The requests in that block will never be answered, and
-// nothing says which they were, so JS fails every request in flight (onData with a
-// negative errno marks a send failure).
+// On the loop: a send failed. The requests of that block will never be answered: JS gets
+// their sequence numbers (u32 each, host order) with a negative errno, and fails them.
 void Sender::OnAsync(uv_async_t* handle) {
   auto* self = static_cast<Sender*>(handle->data);
   int err;
+  std::vector<uint32_t> seqs;
   {
     std::lock_guard<std::mutex> lk(self->mu_);
     err = self->error_;
     self->error_ = 0;
+    seqs.swap(self->failed_seqs_);
   }
   if (err == 0 || self->owner_ == nullptr) return;
-  self->owner_->ReportError(-err);
+  self->owner_->Deliver(reinterpret_cast<const char*>(seqs.data()), seqs.size() * sizeof(uint32_t), 0, 0, -err);
 }
 
 }  // namespace conntrack

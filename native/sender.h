@@ -10,6 +10,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <cstdint>
 #include <vector>
 
 namespace conntrack {
@@ -38,7 +39,8 @@ class Sender {
   std::condition_variable cv_;
   std::deque<std::vector<char>> queue_;
   bool stop_ = false;
-  int error_ = 0;  // first send() failure, reported to JS on the loop
+  int error_ = 0;                     // first send() failure since the last report
+  std::vector<uint32_t> failed_seqs_;  // sequence numbers of the messages that were not sent
 };
 
 }  // namespace conntrack

@@ -121,10 +121,29 @@ Socket::Socket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Socket>(info) 
   setsockopt(fd_, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
   setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
 
+  // netlink_sendmsg() refuses a datagram over sk_sndbuf - 32: pack batches below that.
+  int sndbuf = 0;
+  socklen_t sndlen = sizeof sndbuf;
+  if (getsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sndlen) == 0 && sndbuf > 4096) {
+    size_t cap = static_cast<size_t>(sndbuf) - 64;
+    if (cap < max_send_) max_send_ = cap;
+  }
+
   state_ = env.GetInstanceData<AddonState>();
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
-  if (threaded) dumper_ = new Dumper(loop, fd_, this);
+  if (threaded) {
+    dumper_ = new Dumper(loop, fd_, this);
+    if (!dumper_->ok()) {  // no wake-up fd: the reader thread could never be stopped
+      int err = dumper_->wake_error();
+      dumper_->Close();
+      dumper_ = nullptr;
+      mnl_socket_close(nl_);
+      nl_ = nullptr;
+      fd_ = -1;
+      ThrowErrno(env, "eventfd", err);
+    }
+  }
   else poller_ = new Poller(loop, fd_, this);
   if (async_send) sender_ = new Sender(loop, fd_, this);
   if (state_) state_->sockets.insert(this);
@@ -155,8 +174,6 @@ void Socket::Shutdown() {
     state_ = nullptr;
   }
 }
-
-void Socket::ReportError(int err) { Deliver(nullptr, 0, 0, 0, err); }
 
 // Calls onData(batch, overruns, skipped, errno) from a libuv callback. Raw N-API calls with
 // status checks: while an environment is being torn down (a worker calling process.exit(),

@@ -22,8 +22,6 @@ class Socket : public Napi::ObjectWrap<Socket> {
 
   // Called by the per-environment cleanup hook: stop reading and close the fd now.
   void Shutdown();
-  // Calls onData(null, 0, 0, err) on the loop (err < 0: a send failed).
-  void ReportError(int err);
   // Hands one receive batch to JS: onData(copy of data, overruns, skipped, errno).
   void Deliver(const char* data, size_t len, uint32_t overruns, uint32_t skipped, int err);
 
@@ -58,6 +56,7 @@ class Socket : public Napi::ObjectWrap<Socket> {
   int fd_ = -1;
   uint32_t portid_ = 0;
   uint32_t seq_ = 0;
+  size_t max_send_ = 128 * 1024;  // largest datagram sendmsg() accepts (SO_SNDBUF - 32)
   class Poller* poller_ = nullptr;  // freed in its own uv close callback
   class Sender* sender_ = nullptr;  // optional: sends on a native thread
   class Dumper* dumper_ = nullptr;  // instead of poller_ for dump sockets ({ threaded: true })
