@@ -235,8 +235,10 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
 
     // A reader thread drains the socket while JS decodes (see native/dumper.cc); it stops
     // once 4 MB wait for JS, so a slow consumer still fills the kernel buffer, where every
-    // drop is counted.
-    const sock = new NfSocket({ netns: spec.netns, threaded: true });
+    // drop is counted. Reliable mode reads on the event loop instead: there the kernel's
+    // redelivery from its dying list is paced by what this process reads, and the simpler
+    // reader has proven steadier for it.
+    const sock = new NfSocket({ netns: spec.netns, threaded: !v.reliable });
     this.sock = sock;
     try {
       sock.batchBytes = 1 << 20;
