@@ -8,9 +8,10 @@
  * SKF_AD_NLATTR_NEST (find attribute X inside the nested attribute at offset A); both
  * leave the attribute's offset in A, or 0 when it is absent.
  *
- * The program only rejects an event when it can prove the filter does not match. When
- * the message has an unexpected shape it accepts, and the library's own predicate (the
- * same one dumps use) has the final word, so kernel and library never disagree.
+ * The program only rejects an event when it can prove the filter does not match, and it
+ * decides exactly what the library's predicate (the one dumps use) decides for the parts it
+ * covers (test/unit/bpf.test.ts runs both over captured events). When the program covers
+ * the whole filter the predicate is not run again; otherwise it checks the rest.
  */
 import {
   AF_INET, AF_INET6, CTA_IP_V4_DST, CTA_IP_V4_SRC, CTA_IP_V6_DST, CTA_IP_V6_SRC, CTA_MARK,

@@ -555,7 +555,12 @@ export function compileExpectationFilter(filter: unknown, field = 'filter'): Com
   }
   const protonum = filter.proto !== undefined ? protoNumber(filter.proto, `${field}.proto`) : undefined;
   const helper = filter.helper !== undefined ? checkName(filter.helper, `${field}.helper`, 'helper name') : undefined;
-  const zone = filter.zone !== undefined ? checkU16(filter.zone, `${field}.zone`, 'zone') : undefined;
+  // The kernel does not report an expectation's zone (Linux 6.18 included): a zone filter
+  // could only ever match zone 0, so it is refused rather than silently wrong.
+  if (filter.zone !== undefined) {
+    throw invalid(`${field}.zone`, "the kernel does not report an expectation's zone, so expectations cannot be filtered by it; name the zone in get(), delete() and create() instead");
+  }
+  const zone: number | undefined = undefined;
   const cls = filter.class !== undefined ? checkU32(filter.class, `${field}.class`, 'class') : undefined;
   const tuple = filter.tuple !== undefined ? compileTF(filter.tuple, `${field}.tuple`, family) : undefined;
   const master = filter.master !== undefined ? compileTF(filter.master, `${field}.master`, family) : undefined;

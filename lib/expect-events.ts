@@ -114,19 +114,18 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
     }
     const delta = now - this.drops;
     if (delta > 0) {
+      // The kernel's drop counter is the one source: each growth is counted once and
+      // announced once, whether an overrun report or a read of `lost` noticed it.
       this.drops = now;
       this.lostCount += delta;
+      this.emit('lost', delta);
       return delta;
     }
     return 0;
   }
 
   private onOverrun(): void {
-    const delta = this.refreshDrops();
-    // ENOBUFS without a visible drop count still means something was lost.
-    const n = delta > 0 ? delta : 1;
-    if (delta === 0) this.lostCount += 1;
-    this.emit('lost', n);
+    this.refreshDrops();
   }
 
   private onMessage(buf: Buffer, off: number, len: number, msgType: number): void {

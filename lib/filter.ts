@@ -238,7 +238,10 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter'):
       markValue = checkU32(source.mark.value, `${field}.mark.value`);
       markMask = checkU32(source.mark.mask, `${field}.mark.mask`);
     } else throw invalid(`${field}.mark`, 'must be a number or { value, mask }');
-    markValue = (markValue & markMask) >>> 0;
+    if (((markValue & ~markMask) >>> 0) !== 0) {
+      // (mark & mask) can never equal such a value: refuse rather than silently match nothing.
+      throw invalid(`${field}.mark.value`, `has bits outside the mask (value 0x${markValue.toString(16)}, mask 0x${markMask.toString(16)}): use value & mask`);
+    }
   }
   const zone = source.zone !== undefined ? checkU16(source.zone, `${field}.zone`) : undefined;
 

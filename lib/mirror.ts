@@ -61,9 +61,12 @@ const CARRIED: (keyof Flow)[] = [
   'secmark', 'seqAdj', 'synproxy', 'master',
 ];
 
-function keyOf(protonum: number, o: { src: string; dst: string; sport?: number; dport?: number; icmp?: Partial<IcmpTuple> }, zone: number): string {
-  if (o.icmp) return `${protonum}|${o.src}|${o.dst}|i${o.icmp.type ?? 0}|${o.icmp.code ?? 0}|${o.icmp.id ?? 0}|${zone}`;
-  return `${protonum}|${o.src}|${o.dst}|${o.sport ?? ''}|${o.dport ?? ''}|${zone}`;
+// The kernel keeps an original tuple unique per zone, and per direction-zone when the entry
+// has one (CTA_TUPLE_ZONE, decoded into orig.zone): both are part of the key.
+function keyOf(protonum: number, o: { src: string; dst: string; sport?: number; dport?: number; icmp?: Partial<IcmpTuple>; zone?: number }, zone: number): string {
+  const z = `${zone}|${o.zone ?? ''}`;
+  if (o.icmp) return `${protonum}|${o.src}|${o.dst}|i${o.icmp.type ?? 0}|${o.icmp.code ?? 0}|${o.icmp.id ?? 0}|${z}`;
+  return `${protonum}|${o.src}|${o.dst}|${o.sport ?? ''}|${o.dport ?? ''}|${z}`;
 }
 
 function flowKey(f: Flow): string {

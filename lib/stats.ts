@@ -245,7 +245,9 @@ function emptyCounters(): StatsCounters {
  * netlink message). Unknown or malformed attributes are skipped.
  */
 export function decodeCpuStats(buf: Buffer, off: number, len: number): CpuStats {
-  const s = { cpu: buf.readUInt16BE(off + 18), ...emptyCounters() } as CpuStats;
+  // A message too short for its nfgenmsg has no CPU number and no counters: zeros.
+  const cpu = len >= NFNL_ATTR_OFFSET && off + NFNL_ATTR_OFFSET <= buf.length ? buf.readUInt16BE(off + 18) : 0;
+  const s = { cpu, ...emptyCounters() } as CpuStats;
   forEachAttr(buf, off + NFNL_ATTR_OFFSET, off + len, (type, p, e) => {
     const key = CPU_ATTRS[type];
     if (key !== undefined && e - p >= 4) (s as unknown as Record<string, number>)[key] = buf.readUInt32BE(p);

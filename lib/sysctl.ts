@@ -161,7 +161,10 @@ export async function sameNetnsAsCaller(nsPath: string): Promise<boolean> {
 export async function runJob(nsPath: string | undefined, ops: NetnsOp[], signal?: AbortSignal): Promise<NetnsResult[]> {
   if (signal?.aborted) throw new ConntrackError('ERR_ABORTED', 'aborted');
   if (nsPath === undefined || (await sameNetnsAsCaller(nsPath))) return runLocal(ops);
-  return runInNetns(nsPath, ops, signal);
+  // A job that writes is never interrupted part-way: killing it between two writes would
+  // leave a half-applied change with no rollback. The signal is honoured before it starts.
+  const writes = ops.some((o) => o.op === 'transaction');
+  return runInNetns(nsPath, ops, writes ? undefined : signal);
 }
 
 // ---------------------------------------------------------------------------------------

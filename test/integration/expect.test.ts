@@ -266,6 +266,13 @@ describe('expectations against the kernel', () => {
         expect((await ct.expectations.get({ proto: 'tcp', src: 'fd00::2', dst: 'fd00::1', dport: 50000, zone: 7 })).id).toBe(x!.id);
         expect(await ct.expectations.list({ family: 'ipv4' })).toEqual([]);
         expect(await ct.expectations.list({ family: 'ipv6' })).toHaveLength(1);
+        // Zones are not reported, so they cannot be filtered, and a filtered flush that cannot
+        // reach a zone-7 expectation says so instead of claiming success.
+        await expect(ct.expectations.list({ zone: 7 } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'filter.zone' });
+        await expect(ct.expectations.flush({ family: 'ipv6' })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
+        expect(await ct.expectations.list()).toHaveLength(1);
+        await ct.expectations.flush();
+        expect(await ct.expectations.list()).toEqual([]);
       } finally {
         await ct.close();
       }

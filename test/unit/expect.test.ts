@@ -181,3 +181,11 @@ describe('encodeKey, filters and event types', () => {
     expect(() => eventGroups(['update'], 'types')).toThrow(/no update events/);
   });
 });
+
+describe('decodeExpectationStats on malformed input', () => {
+  test('a message too short for its header decodes to zeros instead of throwing', () => {
+    for (const len of [0, 4, 16, 19]) {
+      expect(decodeExpectationStats(Buffer.alloc(len), 0, len)).toEqual({ cpu: 0, new: 0, create: 0, delete: 0 });
+    }
+  });
+});

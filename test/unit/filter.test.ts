@@ -25,6 +25,7 @@ describe('compileFilter validation', () => {
     [{ mark: -1 }, 'filter.mark', /0-4294967295/],
     [{ mark: { value: 1 } }, 'filter.mark.mask', /0-4294967295/],
     [{ mark: 'x' }, 'filter.mark', /number or \{ value, mask \}/],
+    [{ mark: { value: 0x105, mask: 0xff } }, 'filter.mark.value', /bits outside the mask/],
     [{ zone: 70000 }, 'filter.zone', /0-65535/],
     [{ status: ['ASURED'] }, 'filter.status', /unknown status flag "ASURED": use one of EXPECTED, SEEN_REPLY, ASSURED/],
     [{ status: { set: ['ASSURED'], unset: ['ASSURED'] } }, 'filter.status', /both set and unset/],

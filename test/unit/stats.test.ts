@@ -133,3 +133,13 @@ describe('netlink statistics decoders (bytes captured from Linux 6.18)', () => {
     expect(t).not.toHaveProperty('cpu');
   });
 });
+
+describe('decodeCpuStats on malformed input', () => {
+  test('a message too short for its header decodes to zeros instead of throwing', () => {
+    for (const len of [0, 4, 16, 19]) {
+      const s = decodeCpuStats(Buffer.alloc(len), 0, len);
+      expect(s.cpu).toBe(0);
+      expect(s.found + s.insert + s.drop + s.earlyDrop).toBe(0);
+    }
+  });
+});
