@@ -25,12 +25,10 @@ export interface DumpSpec<T> {
   /** Filter applied after decoding. */
   match?(item: T): boolean;
   /**
-   * Duplicate suppression. Kernel ids are 32-bit hashes that can collide between distinct
-   * entries (a few pairs are expected among 200k), so an entry is its id plus a
-   * signature of its tuple: items with equal id and signature are one entry.
+   * Duplicate suppression (both or neither). Kernel ids are 32-bit hashes that can collide
+   * between distinct entries (a few pairs are expected among 200k), so an entry is its id
+   * plus a signature of its tuple: items with equal id and signature are one entry.
    */
-  identity?(item: T): { id: number; signature: number };
-  /** Faster form of `identity` (no object per item): the id and the signature as two calls. */
   idOf?(item: T): number;
   signatureOf?(item: T): number;
   /** Hooks for the caller to track open dump sockets (closed with the Conntrack). */
@@ -50,7 +48,6 @@ export class Dump<T> implements AsyncIterableIterator<T> {
   private readonly low: number;
   private paused = false;
   private discarding = false;
-  private readonly seen = new Map<number, number | number[]>();
   private readonly ids: IdTable<T> | undefined;
   private readonly abort?: () => void;
   private released = false;
@@ -89,7 +86,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     const item = this.spec.decode(buf, off, len, msgType);
     if (item === undefined) return;
     if (this.spec.match && !this.spec.match(item)) return;
-    if (this.ids ? this.ids.isRepeat(item) : this.spec.identity && this.isRepeat(this.spec.identity(item))) {
+    if (this.ids?.isRepeat(item)) {
       this.duplicates++;
       return;
     }
@@ -104,22 +101,6 @@ export class Dump<T> implements AsyncIterableIterator<T> {
       this.paused = true;
       this.sock.setPaused(true);
     }
-  }
-
-  private isRepeat({ id, signature }: { id: number; signature: number }): boolean {
-    const prev = this.seen.get(id);
-    if (prev === undefined) {
-      this.seen.set(id, signature);
-      return false;
-    }
-    if (typeof prev === 'number') {
-      if (prev === signature) return true;
-      this.seen.set(id, [prev, signature]);
-      return false;
-    }
-    if (prev.includes(signature)) return true;
-    prev.push(signature);
-    return false;
   }
 
   private onDone(err?: ConntrackError): void {

@@ -65,7 +65,8 @@ export class Expectations {
         return decodeExpectation(buf, off, len);
       },
       match: f.empty ? undefined : f.match,
-      identity: (x: Expectation) => ({ id: x.id, signature: expectationSignature(x) }),
+      idOf: (x: Expectation) => x.id,
+      signatureOf: expectationSignature,
     };
   }
 

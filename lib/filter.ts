@@ -67,8 +67,6 @@ export interface CompiledFilter {
   kernelAttrs: Buffer;
   /** Applied to every decoded flow. */
   match(flow: Flow): boolean;
-  /** True when the kernel filters everything this filter asks (so match() is a formality). */
-  kernelComplete: boolean;
   /** True when the filter asks nothing (every flow matches). */
   empty: boolean;
   source: FlowFilter;
@@ -265,7 +263,6 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter'):
 
   // Kernel side.
   const w = new AttrWriter();
-  let kernelComplete = true;
   if (markValue !== undefined) w.u32(CTA_MARK, markValue).u32(CTA_MARK_MASK, markMask);
   if (statusSet | statusUnset) w.u32(CTA_STATUS, statusSet).u32(CTA_STATUS_MASK, (statusSet | statusUnset) >>> 0);
   if (zone !== undefined) w.u16(CTA_ZONE, zone);
@@ -278,10 +275,6 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter'):
     if (reply) rflags = encodeTupleFilter(w, CTA_TUPLE_REPLY, reply, family, protonum);
     // The flag words are NLA_U32 in host order (nf_conntrack_netlink.c uses nla_get_u32).
     w.nest(CTA_FILTER).u32host(CTA_FILTER_ORIG_FLAGS, oflags).u32host(CTA_FILTER_REPLY_FLAGS, rflags).end();
-  } else if (wantsTupleFilter) kernelComplete = false;
-  for (const ct of [orig, reply]) {
-    if (!ct) continue;
-    if ((ct.src && !kernelHost(ct.src)) || (ct.dst && !kernelHost(ct.dst)) || ct.zone !== undefined) kernelComplete = false;
   }
 
   const nfFamily = family === 'ipv4' ? AF_INET : family === 'ipv6' ? AF_INET6 : AF_UNSPEC;
@@ -297,5 +290,5 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter'):
   };
   const empty = family === undefined && protonum === undefined && markValue === undefined && zone === undefined &&
     statusSet === 0 && statusUnset === 0 && orig === undefined && reply === undefined;
-  return { nfFamily, kernelAttrs: w.finish(), match, kernelComplete, empty, source };
+  return { nfFamily, kernelAttrs: w.finish(), match, empty, source };
 }

@@ -327,20 +327,6 @@ export class NfSocket {
     }
   }
 
-  /** Forgets a request (after an abort); its late reply is counted and dropped. */
-  forget(handler: ReplyHandler): void {
-    for (let i = 0; i < RING; i++) {
-      if (this.ring[i] === handler) {
-        this.ring[i] = undefined;
-        this.inFlight--;
-        this.inFlightBytes -= this.ringCost[i];
-      }
-    }
-    this.queue = this.queue.slice(this.queueHead).filter((q) => q.handler !== handler);
-    this.queueHead = 0;
-    this.updateReading();
-  }
-
   /** Keep reading even with nothing pending (event subscriptions). */
   setListening(on: boolean): void {
     this.keepReading = on;
