@@ -719,7 +719,7 @@ export async function flushEntries(ct: Conntrack, filter?: FlowFilter, options: 
     // (The family in the header only counts with nfgen version 1, which we do not send,
     // so a family filter goes the dump-and-delete way below.)
     if (options.signal?.aborted) throw abortError('flush', options.signal);
-    await ct.request(CT(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, 'flush');
+    await ct.requestAck(CT(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, 'flush');
     return;
   }
   await deleteMatchingEntries(ct, filter, undefined, options);
@@ -899,7 +899,7 @@ export async function deleteMatchingEntries(
     for await (const v of dump) {
       if (failure) break;
       inFlight++;
-      ct.request(type, 0, v.family, v.payload, 'deleteMatching').then(onOk, onErr);
+      ct.requestAck(type, 0, v.family, v.payload, 'deleteMatching').then(onOk, onErr);
       if (inFlight >= MAX_QUEUED) await new Promise<void>((r) => (wake = r));
     }
   } catch (err) {
