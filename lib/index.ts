@@ -14,7 +14,7 @@ export type { EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarge
 // <events>
 export { FlowEventStream } from './event';
 export type { FlowEvent, FlowEventType, EventsOptions, LostInfo, EventStreamStats } from './event';
-export { Mirror } from './mirror';
+export { Mirror, DEFAULT_REFRESH_INTERVAL } from './mirror';
 export type { MirrorOptions, ResyncInfo, TupleKey } from './mirror';
 // </events>
 // <expectations>

@@ -3,6 +3,13 @@
  * then apply the events that arrived meanwhile (and all later ones) in order. When the
  * kernel drops events for the mirror's socket (its `lost` count grows), the copy can no
  * longer be trusted, so it dumps again and reconciles by itself, reporting what changed.
+ *
+ * Some entries never produce events: the kernel gives an entry its event cache when the
+ * entry is created, and only if event delivery is on (nf_conntrack_events=1) or, in the
+ * default mode (2), if some process on the host listens for conntrack events at that
+ * moment. Entries made without one change and vanish silently. The mirror therefore also
+ * reconciles with a dump periodically (`refreshInterval`) unless the namespace has
+ * nf_conntrack_events=1, and on demand (`refresh()`).
  */
 import { EventEmitter } from 'events';
 import { canonicalAddress } from './address';
@@ -23,7 +30,16 @@ export interface MirrorOptions {
   growBuffer?: { max: number };
   /** Closes the mirror. */
   signal?: AbortSignal;
+  /**
+   * Milliseconds between reconciling dumps, which catch the changes of entries the kernel
+   * sends no events for (see above); 0 turns them off. Default: 60000, or 0 when the
+   * namespace's nf_conntrack_events is 1 (then every entry created since has events).
+   */
+  refreshInterval?: number;
 }
+
+/** The refresh interval used when nf_conntrack_events is not 1. */
+export const DEFAULT_REFRESH_INTERVAL = 60_000;
 
 /** How an entry is named for get()/has(): its original tuple plus protocol and zone. */
 export interface TupleKey {
@@ -38,8 +54,11 @@ export interface TupleKey {
 
 /** Details of a (re)synchronisation, emitted as 'resync'. */
 export interface ResyncInfo {
-  /** 'initial' for the first sync, 'lost' after the kernel dropped events. */
-  reason: 'initial' | 'lost';
+  /**
+   * 'initial' for the first sync, 'lost' after the kernel dropped events, 'refresh' for a
+   * periodic or requested reconcile (`refreshInterval`, `refresh()`).
+   */
+  reason: 'initial' | 'lost' | 'refresh';
   /** Events lost on the mirror's socket so far (total). */
   lost: number;
   /** Entries that appeared, changed (id, status, mark or state) or vanished versus the old copy. */
@@ -53,7 +72,7 @@ export interface ResyncInfo {
   durationMs: number;
 }
 
-const MIRROR_KEYS = new Set(['filter', 'receiveBufferSize', 'growBuffer', 'signal']);
+const MIRROR_KEYS = new Set(['filter', 'receiveBufferSize', 'growBuffer', 'signal', 'refreshInterval']);
 
 /** Fields an UPDATE event leaves out when they did not change: kept from the previous copy. */
 const CARRIED: (keyof Flow)[] = [
@@ -97,12 +116,21 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   private readonly onAbort: (() => void) | undefined;
   /** Number of resynchronisations after losses. */
   resyncs = 0;
+  /** Number of reconciling dumps made by `refreshInterval` or `refresh()`. */
+  refreshes = 0;
+  private interval = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private current: Promise<ResyncInfo | undefined> | undefined;
 
   /** @internal Use Conntrack.mirror(). */
   constructor(private readonly ct: Conntrack, options: MirrorOptions = {}) {
     super();
     if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalid('options', 'must be an object such as { filter: { proto: "tcp" } }');
     for (const k of Object.keys(options)) if (!MIRROR_KEYS.has(k)) throw invalid(`options.${k}`, `unknown option; use ${[...MIRROR_KEYS].join(', ')}`);
+    const every = options.refreshInterval;
+    if (every !== undefined && (typeof every !== 'number' || !Number.isFinite(every) || every < 0 || every > 2 ** 31 - 1)) {
+      throw invalid('options.refreshInterval', 'must be a number of milliseconds between 0 (never) and 2147483647');
+    }
     this.filter = options.filter;
     // Validates everything (filter included) before anything is subscribed.
     this.stream = ct.events({
@@ -121,7 +149,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       this.onAbort = () => this.close();
       this.signal.addEventListener('abort', this.onAbort, { once: true });
     }
-    this.ready = this.sync('initial');
+    this.ready = this.start(every);
     this.ready.catch(() => undefined); // reported through ready / 'error'; never unhandled
     if (this.signal?.aborted) this.close();
   }
@@ -134,6 +162,14 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   /** Events the kernel dropped for the mirror's socket (each loss triggers a resync). */
   get lost(): number {
     return this.stream.lost;
+  }
+
+  /**
+   * Milliseconds between reconciling dumps (0: none). Decided when `ready` resolves: the
+   * `refreshInterval` option, or its default for the namespace's nf_conntrack_events.
+   */
+  get refreshInterval(): number {
+    return this.interval;
   }
 
   /** True while a dump is being taken and reconciled. */
@@ -212,6 +248,40 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     }
   }
 
+  /**
+   * Dumps the table now and reconciles the copy with it, emitting 'add', 'update' and
+   * 'delete' for the differences and 'resync' with `reason: 'refresh'`. This is how changes
+   * the kernel never announced (entries without an event cache) reach the mirror.
+   */
+  async refresh(): Promise<ResyncInfo> {
+    await this.ready;
+    while (this.current) await this.current.catch(() => undefined);
+    if (this.closed) throw new ConntrackError('ERR_CLOSED', 'mirror.refresh(): the mirror is closed');
+    const info = await this.sync('refresh');
+    if (info === undefined) throw new ConntrackError('ERR_CLOSED', 'mirror.refresh(): the mirror was closed meanwhile');
+    return info;
+  }
+
+  private async start(every: number | undefined): Promise<void> {
+    // Read the namespace's setting while the first dump runs.
+    const decided = every !== undefined
+      ? Promise.resolve(every)
+      : this.ct.settings.get().then((s) => (s.events === true ? 0 : DEFAULT_REFRESH_INTERVAL), () => DEFAULT_REFRESH_INTERVAL);
+    await this.sync('initial');
+    this.interval = Math.floor(await decided);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed || this.interval <= 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.refresh().catch(() => undefined).finally(() => this.schedule());
+    }, this.interval);
+    // The mirror's socket decides whether the process stays alive, not this timer.
+    this.timer.unref();
+  }
+
   private requestResync(): void {
     if (this.closed) return;
     if (this.syncing) {
@@ -221,7 +291,17 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     this.sync('lost').catch(() => undefined);
   }
 
-  private async sync(reason: 'initial' | 'lost'): Promise<void> {
+  private sync(reason: ResyncInfo['reason']): Promise<ResyncInfo | undefined> {
+    const run = this.runSync(reason);
+    this.current = run;
+    const clear = (): void => {
+      if (this.current === run) this.current = undefined;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  private async runSync(reason: ResyncInfo['reason']): Promise<ResyncInfo | undefined> {
     this.syncing = true;
     const started = Date.now();
     this.pending = [];
@@ -231,11 +311,11 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     } catch (err) {
       this.pending = undefined;
       this.syncing = false;
-      if (this.closed) return;
+      if (this.closed) return undefined;
       this.fail(err as ConntrackError);
       throw err;
     }
-    if (this.closed) return;
+    if (this.closed) return undefined;
     const table = new Map<string, Flow>();
     const byId = new Map<number, Flow | Flow[]>();
     for (const f of flows) this.put(table, byId, flowKey(f), f);
@@ -249,7 +329,8 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     let updated = 0;
     let removed = 0;
     if (reason !== 'initial') {
-      this.resyncs++;
+      if (reason === 'lost') this.resyncs++;
+      else this.refreshes++;
       for (const [k, f] of table) {
         const prev = old.get(k);
         if (prev === undefined) {
@@ -277,6 +358,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       this.again = false;
       this.requestResync();
     }
+    return info;
   }
 
   private put(table: Map<string, Flow>, byId: Map<number, Flow | Flow[]>, k: string, f: Flow): Flow | undefined {
@@ -332,6 +414,8 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.onAbort && this.signal) this.signal.removeEventListener('abort', this.onAbort);
     this.stream.close();
     this.emit('close');

@@ -10,7 +10,7 @@ import {
   PORT_PROTOS, PROTO_NAMES, PROTO_NUMBERS, Proto,
 } from './enums';
 import { formatIPv4Cached, formatIPv6, parseAddress } from './address';
-import { AttrWriter, align4 } from './netlink';
+import { AttrWriter } from './netlink';
 import { invalid } from './errors';
 
 export interface IcmpTuple {

@@ -1,4 +1,4 @@
-import { Conntrack, Flow, ResyncInfo } from '../../lib';
+import { Conntrack, DEFAULT_REFRESH_INTERVAL, Flow, ResyncInfo } from '../../lib';
 import { withNetns, Netns } from '../helpers/netns';
 
 /** The table as `conntrack -L -o id` prints it: "proto src dst sport dport id" lines. */
@@ -21,6 +21,10 @@ function spec(i: number, base = 1) {
 describe('mirror', () => {
   test('starts from the table, then follows adds, updates and deletes; lookup by id and tuple', async () => {
     await withNetns(async (ns) => {
+      // With event delivery on, every entry gets an event cache when it is created; in the
+      // default mode (2) only while some process on the host listens, which a test cannot
+      // control (the 'refresh' test below covers entries without one).
+      await ns.sysctl('net.netfilter.nf_conntrack_events', 1);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         for (let i = 0; i < 5; i++) await ct.create(spec(i));
@@ -30,6 +34,7 @@ describe('mirror', () => {
         m.on('update', (f: Flow, prev: Flow) => changes.push(`update ${f.orig.src} ${prev.mark}->${f.mark}`));
         m.on('delete', (f: Flow) => changes.push(`delete ${f.orig.src}`));
         await m.ready;
+        expect(m.refreshInterval).toBe(0); // nf_conntrack_events=1: events cover every change
         expect(m.size).toBe(5);
         expect([...m].map(row).sort()).toEqual(await kernelTable(ns));
         const first = [...m.values()].find((f) => f.orig.src === '10.1.0.0')!;
@@ -106,6 +111,58 @@ describe('mirror', () => {
         expect(() => ct.mirror({ filter: { proto: 'nope' } } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', field: 'options.filter.proto' }));
         expect(() => ct.mirror({ size: 1 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', field: 'options.size' }));
         m.close();
+      } finally {
+        await ct.close();
+      }
+    });
+  });
+  test('entries the kernel never announces are caught by refresh(), and by the refresh timer', async () => {
+    await withNetns(async (ns) => {
+      // Made while event delivery is off, these entries carry no event cache: the kernel
+      // will never report their changes or their removal.
+      await ns.sysctl('net.netfilter.nf_conntrack_events', 0);
+      const ct = await Conntrack.open({ netns: ns.path });
+      try {
+        for (let i = 0; i < 5; i++) await ct.create(spec(i));
+        await ns.sysctl('net.netfilter.nf_conntrack_events', 2); // the default: 'auto'
+        const m = ct.mirror();
+        const changes: string[] = [];
+        m.on('add', (f: Flow) => changes.push(`add ${f.orig.src}`));
+        m.on('update', (f: Flow, prev: Flow) => changes.push(`update ${f.orig.src} ${prev.mark}->${f.mark}`));
+        m.on('delete', (f: Flow) => changes.push(`delete ${f.orig.src}`));
+        await m.ready;
+        expect(m.refreshInterval).toBe(DEFAULT_REFRESH_INTERVAL); // not 1: periodic reconciles
+        expect(m.size).toBe(5);
+
+        await ct.update({ proto: 'udp', orig: spec(1).orig, mark: 42 });
+        await ct.delete({ proto: 'udp', orig: spec(2).orig });
+        await ct.create(spec(7)); // made while the mirror listens: announced
+        await m.settle();
+        expect(changes).toEqual(['add 10.1.0.7']); // the kernel said nothing about 1 and 2
+        expect(m.size).toBe(6);
+
+        const info = await m.refresh();
+        expect(info).toMatchObject({ reason: 'refresh', added: 0, updated: 1, removed: 1, size: 5 });
+        expect(changes).toEqual(['add 10.1.0.7', 'update 10.1.0.1 0->42', 'delete 10.1.0.2']);
+        expect(m.refreshes).toBe(1);
+        expect(m.resyncs).toBe(0);
+        expect([...m].map(row).sort()).toEqual(await kernelTable(ns));
+        m.close();
+        await expect(m.refresh()).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+
+        // The timer: a mirror that refreshes every 50 ms notices a silent removal by itself.
+        const t = ct.mirror({ refreshInterval: 50 });
+        await t.ready;
+        expect(t.refreshInterval).toBe(50);
+        expect(t.has({ proto: 'udp', src: '10.1.0.3', dst: '10.99.0.1', sport: 1000, dport: 53 })).toBe(true);
+        const refreshed = new Promise<ResyncInfo>((resolve) => t.on('resync', (r: ResyncInfo) => r.removed > 0 && resolve(r)));
+        await ct.delete({ proto: 'udp', orig: spec(3).orig });
+        expect(await refreshed).toMatchObject({ reason: 'refresh', removed: 1, size: 4 });
+        expect(t.has({ proto: 'udp', src: '10.1.0.3', dst: '10.99.0.1', sport: 1000, dport: 53 })).toBe(false);
+        t.close();
+        expect(() => ct.mirror({ refreshInterval: -1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', field: 'options.refreshInterval' }));
+        expect(() => ct.mirror({ refreshInterval: '10' } as never)).toThrow(expect.objectContaining({ field: 'options.refreshInterval' }));
+        expect(ct.extraSockets.size).toBe(0);
       } finally {
         await ct.close();
       }
