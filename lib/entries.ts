@@ -778,6 +778,26 @@ function victimPayload(buf: Buffer, off: number, len: number): Buffer | undefine
 const MAX_QUEUED = 8192;
 
 /**
+ * A dumped entry that matches the filter (checked here even when the kernel filtered the
+ * dump) and the predicate: its family and delete payload; undefined otherwise.
+ */
+function matchingVictim(
+  buf: Buffer, off: number, len: number, msgType: number,
+  compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined,
+): Victim | undefined {
+  if (msgType >> 8 !== NFNL_SUBSYS_CTNETLINK || (msgType & 0xff) !== IPCTNL_MSG_CT_NEW) return undefined;
+  const family = buf[off + 16];
+  if (!isFlowFamily(family)) return undefined;
+  if (predicate !== undefined || !compiled.empty) {
+    const flow = decodeFlow(buf, off, len);
+    if (!compiled.match(flow)) return undefined;
+    if (predicate && !predicate(flow)) return undefined;
+  }
+  const payload = victimPayload(buf, off, len);
+  return payload ? { family, payload } : undefined;
+}
+
+/**
  * The keys (original tuple, id and zone, as raw attribute bytes) of the entries that match
  * `compiled` now. Every dumped entry is checked in the library as well as by the kernel.
  */
@@ -789,12 +809,9 @@ async function matchingKeys(ct: Conntrack, compiled: CompiledFilter, signal: Abo
     payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
     operation: 'deleteMatching (count)',
     decode: (buf, off, len, msgType) => {
-      if (msgType >> 8 !== NFNL_SUBSYS_CTNETLINK || (msgType & 0xff) !== IPCTNL_MSG_CT_NEW) return undefined;
-      if (!isFlowFamily(buf[off + 16])) return undefined;
-      if (!compiled.empty && !compiled.match(decodeFlow(buf, off, len))) return undefined;
-      const key = victimPayload(buf, off, len);
+      const v = matchingVictim(buf, off, len, msgType, compiled, undefined);
       // A set: an entry a racing dump repeats is counted once.
-      if (key) keys.add(key.toString('latin1'));
+      if (v) keys.add(v.payload.toString('latin1'));
       return undefined;
     },
   }, { signal });
@@ -847,7 +864,6 @@ export async function deleteMatchingEntries(
   // whatever else the kernel cannot filter) are checked here on the decoded flow.
   // Every entry is checked here before it is deleted, even when the kernel filtered the
   // dump: a kernel that ignores a filter attribute must never widen a delete.
-  const needDecode = predicate !== undefined || !compiled.empty;
   const seen = new Set<string>();
   const dump = ct.startDump<Victim>({
     type: CT(IPCTNL_MSG_CT_GET),
@@ -855,21 +871,13 @@ export async function deleteMatchingEntries(
     payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
     operation: 'deleteMatching (dump)',
     decode: (buf, off, len, msgType) => {
-      if (msgType >> 8 !== NFNL_SUBSYS_CTNETLINK || (msgType & 0xff) !== IPCTNL_MSG_CT_NEW) return undefined;
-      const fam = buf[off + 16];
-      if (!isFlowFamily(fam)) return undefined;
-      if (needDecode) {
-        const flow = decodeFlow(buf, off, len);
-        if (!compiled.match(flow)) return undefined;
-        if (predicate && !predicate(flow)) return undefined;
-      }
-      const payload = victimPayload(buf, off, len);
-      if (!payload) return undefined;
+      const v = matchingVictim(buf, off, len, msgType, compiled, predicate);
+      if (!v) return undefined;
       // A dump racing with table changes can repeat an entry: delete it once.
-      const sig = payload.toString('latin1');
+      const sig = v.payload.toString('latin1');
       if (seen.has(sig)) return undefined;
       seen.add(sig);
-      return { family: fam, payload };
+      return v;
     },
   }, { signal, highWaterMark: 4096 });
 

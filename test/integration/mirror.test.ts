@@ -1,4 +1,4 @@
-import { Conntrack, DEFAULT_REFRESH_INTERVAL, Flow, ResyncInfo } from '../../lib';
+import { Conntrack, DEFAULT_REFRESH_INTERVAL, Flow, Mirror, ResyncInfo } from '../../lib';
 import { withNetns, Netns } from '../helpers/netns';
 
 /** The table as `conntrack -L -o id` prints it: "proto src dst sport dport id" lines. */
@@ -18,6 +18,15 @@ function spec(i: number, base = 1) {
   return { proto: 'udp' as const, orig: { src: `10.${base}.${i >> 8}.${i & 255}`, dst: '10.99.0.1', sport: 1000, dport: 53 }, timeout: 600 };
 }
 
+/** The mirror's change events, as "add SRC" / "update SRC OLDMARK->MARK" / "delete SRC". */
+function track(m: Mirror): string[] {
+  const changes: string[] = [];
+  m.on('add', (f: Flow) => changes.push(`add ${f.orig.src}`));
+  m.on('update', (f: Flow, prev: Flow) => changes.push(`update ${f.orig.src} ${prev.mark}->${f.mark}`));
+  m.on('delete', (f: Flow) => changes.push(`delete ${f.orig.src}`));
+  return changes;
+}
+
 describe('mirror', () => {
   test('starts from the table, then follows adds, updates and deletes; lookup by id and tuple', async () => {
     await withNetns(async (ns) => {
@@ -29,10 +38,7 @@ describe('mirror', () => {
       try {
         for (let i = 0; i < 5; i++) await ct.create(spec(i));
         const m = ct.mirror();
-        const changes: string[] = [];
-        m.on('add', (f: Flow) => changes.push(`add ${f.orig.src}`));
-        m.on('update', (f: Flow, prev: Flow) => changes.push(`update ${f.orig.src} ${prev.mark}->${f.mark}`));
-        m.on('delete', (f: Flow) => changes.push(`delete ${f.orig.src}`));
+        const changes = track(m);
         await m.ready;
         expect(m.refreshInterval).toBe(0); // nf_conntrack_events=1: events cover every change
         expect(m.size).toBe(5);
@@ -126,10 +132,7 @@ describe('mirror', () => {
         for (let i = 0; i < 5; i++) await ct.create(spec(i));
         await ns.sysctl('net.netfilter.nf_conntrack_events', 2); // the default: 'auto'
         const m = ct.mirror();
-        const changes: string[] = [];
-        m.on('add', (f: Flow) => changes.push(`add ${f.orig.src}`));
-        m.on('update', (f: Flow, prev: Flow) => changes.push(`update ${f.orig.src} ${prev.mark}->${f.mark}`));
-        m.on('delete', (f: Flow) => changes.push(`delete ${f.orig.src}`));
+        const changes = track(m);
         await m.ready;
         expect(m.refreshInterval).toBe(DEFAULT_REFRESH_INTERVAL); // not 1: periodic reconciles
         expect(m.size).toBe(5);
