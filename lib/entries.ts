@@ -718,14 +718,20 @@ export async function flushEntries(ct: Conntrack, filter?: FlowFilter, options: 
   ct.assertOpen('flush');
   const compiled = compileFilter(filter);
   if (kernelFlushable(filter)) {
-    // The kernel's own flush: no tuple means "everything", CTA_MARK/CTA_MARK_MASK narrow it.
-    // (The family in the header only counts with nfgen version 1, which we do not send,
-    // so a family filter goes the dump-and-delete way below.)
     if (options.signal?.aborted) throw abortError('flush', options.signal);
-    await ct.requestAck(CT(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, 'flush');
+    await kernelFlush(ct, compiled, 'flush');
     return;
   }
   await deleteMatchingEntries(ct, filter, undefined, options);
+}
+
+/**
+ * The kernel's own flush, one request: no tuple means "everything", CTA_MARK/CTA_MARK_MASK
+ * narrow it. (The family in the header only counts with nfgen version 1, which we do not
+ * send, so a family filter goes the dump-and-delete way.) Only for kernelFlushable filters.
+ */
+function kernelFlush(ct: Conntrack, compiled: CompiledFilter, operation: string): Promise<void> {
+  return ct.requestAck(CT(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, operation);
 }
 
 function abortError(op: string, signal: AbortSignal): ConntrackError {
@@ -831,7 +837,7 @@ async function matchingKeys(ct: Conntrack, compiled: CompiledFilter, signal: Abo
 async function countedFlush(ct: Conntrack, compiled: CompiledFilter, signal: AbortSignal | undefined): Promise<number> {
   const before = await matchingKeys(ct, compiled, signal);
   if (signal?.aborted) throw abortError('deleteMatching', signal);
-  await ct.requestAck(CT(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, 'deleteMatching (flush)');
+  await kernelFlush(ct, compiled, 'deleteMatching (flush)');
   if (before.size === 0) return 0;
   // The flush is done; what is left over is counted even if the caller aborts now.
   const after = await matchingKeys(ct, compiled, undefined);
@@ -857,7 +863,7 @@ export async function deleteMatchingEntries(
   if (!predicate && kernelFlushable(filter)) {
     if (options.exact === true) return countedFlush(ct, compiled, signal);
     const before = await entryCount(ct);
-    await ct.requestAck(CT(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, 'deleteMatching (flush)');
+    await kernelFlush(ct, compiled, 'deleteMatching (flush)');
     return Math.max(0, before - (await entryCount(ct)));
   }
   // The kernel's dump filter ignores a zone given without a tuple filter, so zones (and
