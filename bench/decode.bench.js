@@ -15,7 +15,7 @@ const { Netns, fillUdp, printTable, machine, OUT } = require('./lib');
 const FLOWS = Number(process.argv[2] ?? 200000);
 
 function captureDump(nsPath) {
-  const { native } = require('../dist/native');
+  const { native } = require('../dist/lib/native');
   const parts = [];
   return new Promise((resolve) => {
     const s = new (native().Socket)((buf) => {
@@ -35,7 +35,7 @@ function captureDump(nsPath) {
 }
 
 async function main() {
-  const { decodeFlow } = require('../dist/flow');
+  const { decodeFlow } = require('../dist/lib/flow');
   const addonPath = path.join(OUT, 'napi_objects.node');
   execFileSync('g++', ['-O2', '-shared', '-fPIC', `-I${path.join(path.dirname(process.execPath), '..', 'include', 'node')}`,
     '-o', addonPath, path.join(__dirname, 'c', 'napi_objects.cc')], { stdio: 'inherit' });

@@ -45,7 +45,7 @@ async function streamOnce(ct) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
-  const { Conntrack } = require('../dist');
+  const { Conntrack } = require('../dist/lib');
   const floorBin = compileC('c/dump_floor.c', 'dump_floor');
   const ns = await Netns.create();
   const t0 = process.hrtime.bigint();

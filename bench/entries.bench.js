@@ -28,7 +28,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const best = (xs) => Math.min(...xs);
 
 async function main() {
-  const { Conntrack } = require('../dist');
+  const { Conntrack } = require('../dist/lib');
   const floor = compileC('c/entries_floor.c', 'entries_floor');
   const ns = await Netns.create();
   ns.sh(`sysctl -q -w net.netfilter.nf_conntrack_max=${Math.max(262144, N * 2)} 2>/dev/null || true`);

@@ -46,7 +46,7 @@ async function drain(stream, mode) {
 }
 
 async function main() {
-  const { Conntrack } = require('../dist');
+  const { Conntrack } = require('../dist/lib');
   const floorBin = compileC('c/events_floor.c', 'events_floor');
   const ns = await Netns.create();
   const ct = await Conntrack.open({ netns: ns.path });

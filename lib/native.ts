@@ -2,6 +2,7 @@
  * The one place that loads the compiled addon (through node-gyp-build, which prefers a
  * prebuild from prebuilds/ and falls back to build/Release), with a typed interface.
  */
+import * as fs from 'fs';
 import * as path from 'path';
 import { ConntrackError } from './errors';
 
@@ -44,12 +45,20 @@ export interface NativeAddon {
 
 let addon: NativeAddon | undefined;
 
+/** The package's root (where binding.gyp lives): the same from lib/ under ts-jest and from dist/lib/. */
+function packageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;
+    if (path.dirname(dir) === dir) return path.join(__dirname, '..');
+  }
+}
+
 export function native(): NativeAddon {
   if (addon) return addon;
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    addon = load(path.join(__dirname, '..'));
+    addon = load(packageRoot());
   } catch (err) {
     throw new ConntrackError(
       'ERR_NATIVE',

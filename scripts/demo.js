@@ -25,7 +25,7 @@ const net = require('net'), dgram = require('dgram');
 })();`;
 
 async function main() {
-  const { Conntrack } = require(path.join(__dirname, '..', 'dist'));
+  const { Conntrack } = require(path.join(__dirname, '..', 'dist', 'lib'));
   if (process.getuid() !== 0) {
     // Not root: run the demo as root of a private user and network namespace instead.
     const r = require('child_process').spawnSync('unshare', ['-Urn', process.execPath, __filename], { stdio: 'inherit' });

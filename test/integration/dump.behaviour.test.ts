@@ -92,7 +92,7 @@ describe('dump behaviour', () => {
   });
 
   test('without CAP_NET_ADMIN, open() fails with EPERM and says what is needed', async () => {
-    const dist = path.resolve(__dirname, '../../dist');
+    const dist = path.resolve(__dirname, '../../dist/lib');
     const script = `
       require(${JSON.stringify(dist)}).Conntrack.open().then(
         () => { console.log(JSON.stringify({ ok: true })); },

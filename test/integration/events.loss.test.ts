@@ -11,7 +11,7 @@ import { Conntrack, FlowEvent } from '../../lib';
 import { withNetns } from '../helpers/netns';
 
 const ROOT = path.join(__dirname, '../..');
-const DIST = path.join(ROOT, 'dist');
+const DIST = path.join(ROOT, 'dist', 'lib');
 
 function ensureDist(): void {
   const built = path.join(DIST, 'event.js');

@@ -27,7 +27,7 @@ describe('package entry points', () => {
   });
 
   test('type declarations are emitted for the entry point', () => {
-    const out = node(['-e', "console.log(require('fs').readFileSync('dist/index.d.ts', 'utf8'))"]);
+    const out = node(['-e', "console.log(require('fs').readFileSync('dist/lib/index.d.ts', 'utf8'))"]);
     expect(out).toMatch(/Conntrack/);
     expect(out).toMatch(/readProcStats/);
   });

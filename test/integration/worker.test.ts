@@ -7,7 +7,7 @@ import { Worker } from 'worker_threads';
 import * as path from 'path';
 import { withNetns } from '../helpers/netns';
 
-const DIST = path.join(__dirname, '..', '..', 'dist');
+const DIST = path.join(__dirname, '..', '..', 'dist', 'lib');
 
 function runWorker(code: string, workerData: unknown): Promise<unknown> {
   return new Promise((resolve, reject) => {
