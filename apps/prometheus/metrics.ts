@@ -9,7 +9,7 @@
 import type { Counter as PromCounter, Gauge as PromGauge, Registry } from 'prom-client';
 import { Conntrack, ConntrackError, Mirror } from '../../lib';
 import type { CpuStats } from '../../lib';
-import { KernelSnapshot, MetricsSource } from './source';
+import { ByteGroup, KernelSnapshot, MetricsSource } from './source';
 
 /** Any prom-client registry, of either content type. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -154,7 +154,7 @@ function definitions(prefix: string, nodeMetrics: boolean, flows: boolean, event
     gauge(`${p}mirror_last_resync_timestamp_seconds`, 'When the last reconciling dump of the mirror finished (Unix time).', [], false, (s, _k, emit) => {
       if (s.lastResync) emit({}, s.lastResync.at / 1000);
     });
-    const bytes = (pick: 'Bytes' | 'Packets') => (s: MetricsSource, into: Map<string, import('./source').ByteGroup>, emit: Emit): void => {
+    const bytes = (pick: 'Bytes' | 'Packets') => (s: MetricsSource, into: Map<string, ByteGroup>, emit: Emit): void => {
       if (!s.accounting) return;
       for (const g of into.values()) {
         emit({ family: g.family, proto: g.proto, direction: 'orig' }, g[`orig${pick}`]);
