@@ -12,7 +12,8 @@ export type {
   EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions, BulkResult,
 } from './flows/entry-types';
 export { FlowEventStream } from './flows/events';
-export type { FlowEvent, FlowEventType, EventsOptions, LostInfo, EventStreamStats } from './flows/events';
+export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats } from './flows/events';
+export type { LostInfo } from './common/loss';
 export { Mirror, DEFAULT_REFRESH_INTERVAL } from './flows/mirror';
 export type { MirrorOptions, ResyncInfo, TupleKey } from './flows/mirror';
 

@@ -6,6 +6,8 @@
 import { EventEmitter } from 'events';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
+import { LossMeter } from '../common/loss';
+import { BoundedQueue } from '../common/queue';
 import {
   IPCTNL_MSG_EXP_DELETE, IPCTNL_MSG_EXP_NEW, NFNLGRP_CONNTRACK_EXP_DESTROY,
   NFNLGRP_CONNTRACK_EXP_NEW, NFNL_SUBSYS_CTNETLINK_EXP, SK_MEMINFO_DROPS,
@@ -38,22 +40,19 @@ export interface ExpectationEventsOptions {
  * A live stream of expectation events.
  *
  * Emits `'event'` ({ type, expectation }), `'new'` and `'destroy'` (the Expectation),
- * `'lost'` (number of events the kernel dropped since the last report), `'error'`
+ * `'lost'` (LostInfo: events the kernel dropped, in total and since the last notice), `'error'`
  * and `'close'`. Iterate it with `for await` for backpressure instead.
  */
 export class ExpectationEvents extends EventEmitter implements AsyncIterable<ExpectationEvent> {
   private readonly sock: NfSocket;
   private readonly disown: () => void;
-  private queue: ExpectationEvent[] = [];
-  private head = 0;
+  private readonly queue: BoundedQueue<ExpectationEvent>;
   private waiter: { resolve: (r: IteratorResult<ExpectationEvent>) => void; reject: (e: unknown) => void } | undefined;
   private iterating = false;
-  private paused = false;
   private closed = false;
   private failure: ConntrackError | undefined;
-  private readonly high: number;
-  private lostCount = 0;
-  private drops = 0;
+  private loss: LossMeter | undefined;
+  private granted = 0;
   private readonly onAbort?: () => void;
   private readonly signal?: AbortSignal;
   /** Events received (after type and filter selection). */
@@ -62,12 +61,13 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
   /** @internal Use `ct.expectations.events()`. */
   constructor(handle: Handle, private readonly filter: CompiledExpectationFilter, options: ExpectationEventsOptions, groups: number[]) {
     super();
-    this.high = Math.max(1, options.highWaterMark ?? 4096);
+    this.queue = new BoundedQueue<ExpectationEvent>(Math.max(1, options.highWaterMark ?? 4096), (paused) => this.sock.setPaused(paused));
     this.sock = handle.subscribe({
       operation: 'subscribing to expectation events',
       groups,
       prepare: (sock) => {
-        sock.setReceiveBufferSize(options.receiveBufferSize ?? 1 << 20, true);
+        this.granted = sock.setReceiveBufferSize(options.receiveBufferSize ?? 1 << 20, true).granted;
+        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emit('lost', info));
       },
       sink: {
         message: (buf, off, len, type) => this.onMessage(buf, off, len, type),
@@ -90,7 +90,7 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
    */
   get lost(): number {
     this.refreshDrops();
-    return this.lostCount;
+    return this.loss?.lost ?? 0;
   }
 
   /** True once closed (by close(), the signal, or the Conntrack closing). */
@@ -98,24 +98,8 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
     return this.closed;
   }
 
-  private refreshDrops(): number {
-    if (this.closed) return 0;
-    let now: number;
-    try {
-      now = this.sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0;
-    } catch {
-      return 0;
-    }
-    const delta = now - this.drops;
-    if (delta > 0) {
-      // The kernel's drop counter is the one source: each growth is counted once and
-      // announced once, whether an overrun report or a read of `lost` noticed it.
-      this.drops = now;
-      this.lostCount += delta;
-      this.emit('lost', delta);
-      return delta;
-    }
-    return 0;
+  private refreshDrops(): void {
+    if (!this.closed) this.loss?.refresh(this.granted);
   }
 
   private onOverrun(): void {
@@ -144,10 +128,6 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
     // Buffer for an iterator (present, or not attached yet and nobody listening).
     if (this.iterating || this.listenerCount('event') + this.listenerCount('new') + this.listenerCount('destroy') === 0) {
       this.queue.push(ev);
-      if (!this.paused && this.queue.length - this.head >= this.high) {
-        this.paused = true;
-        this.sock.setPaused(true);
-      }
     }
   }
 
@@ -181,24 +161,10 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
   /** The next event; rejects on a socket error, ends when closed. */
   next(): Promise<IteratorResult<ExpectationEvent>> {
     this.iterating = true;
-    if (this.head < this.queue.length) {
-      const value = this.queue[this.head++];
-      if (this.head > 1024 && this.head * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.head);
-        this.head = 0;
-      }
-      if (this.paused && this.queue.length - this.head <= this.high >> 2) {
-        this.paused = false;
-        this.sock.setPaused(false);
-      }
-      return Promise.resolve({ value, done: false });
-    }
+    if (this.queue.length > 0) return Promise.resolve({ value: this.queue.shift()!, done: false });
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.resolve({ value: undefined, done: true });
-    if (this.paused) {
-      this.paused = false;
-      this.sock.setPaused(false);
-    }
+    this.queue.resume();
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });
@@ -227,11 +193,10 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
       };
       if (signal?.aborted) return onAbort();
       // Events already buffered count too.
-      for (let i = this.head; i < this.queue.length; i++) {
-        if (predicate(this.queue[i])) {
-          resolve(this.queue[i]);
-          return;
-        }
+      const queued = this.queue.find(predicate);
+      if (queued !== undefined) {
+        resolve(queued);
+        return;
       }
       this.on('event', onEvent);
       this.once('close', onClose);

@@ -8,6 +8,9 @@ import { EventEmitter } from 'events';
 import { Readable } from 'stream';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
+import { LossMeter, LostInfo } from '../common/loss';
+import { BoundedQueue } from '../common/queue';
+import { checkBoolean, checkInt, checkKeys, checkSignal, isObject } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import {
   AF_UNSPEC, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS,
@@ -33,16 +36,6 @@ export interface FlowEvent {
   flow: Flow;
   /** When the kernel stamped the event (ns, CTA_TIMESTAMP_EVENT), if it did. */
   timestamp?: bigint;
-}
-
-/** Payload of the 'lost' notice. */
-export interface LostInfo {
-  /** Events the kernel dropped for this stream since it opened (the new total). */
-  lost: number;
-  /** How many of them were noticed now. */
-  delta: number;
-  /** The receive buffer in effect after any growth (bytes, as the kernel reports it). */
-  receiveBufferSize: number;
 }
 
 export interface EventsOptions {
@@ -111,38 +104,28 @@ interface Validated {
   signal: AbortSignal | undefined;
 }
 
-function positiveInt(v: unknown, field: string, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > max) {
-    throw invalid(field, `must be a positive integer up to ${max}, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
 /** @internal Validates events() options; throws ERR_INVALID_ARGUMENT naming the field. */
 export function validateEventsOptions(options: unknown, field = 'options'): Validated {
   if (options === undefined) options = {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalid(field, 'must be an object such as { types: ["new", "destroy"] }');
-  const o = options as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!EVENT_KEYS.has(k)) throw invalid(`${field}.${k}`, `unknown option; use ${[...EVENT_KEYS].join(', ')}`);
+  if (!isObject(options)) throw invalid(field, 'must be an object such as { types: ["new", "destroy"] }');
+  const o = options;
+  checkKeys(o, EVENT_KEYS, field, 'events()');
   let types = [...ALL_TYPES];
   if (o.types !== undefined) {
     if (!Array.isArray(o.types) || o.types.length === 0) throw invalid(`${field}.types`, "must be a non-empty array of 'new', 'update', 'destroy'");
     for (const t of o.types) if (!ALL_TYPES.includes(t)) throw invalid(`${field}.types`, `unknown event type ${JSON.stringify(t)}: use 'new', 'update' or 'destroy'`);
     types = ALL_TYPES.filter((t) => (o.types as unknown[]).includes(t));
   }
-  const receiveBufferSize = o.receiveBufferSize === undefined ? undefined : positiveInt(o.receiveBufferSize, `${field}.receiveBufferSize`, MAX_BUFFER);
+  const receiveBufferSize = o.receiveBufferSize === undefined ? undefined : checkInt(o.receiveBufferSize, 1, MAX_BUFFER, `${field}.receiveBufferSize`);
   let growMax: number | undefined;
   if (o.growBuffer !== undefined && o.growBuffer !== false) {
     const g = o.growBuffer as Record<string, unknown>;
     if (g === null || typeof g !== 'object') throw invalid(`${field}.growBuffer`, 'must be an object { max: bytes }');
-    growMax = positiveInt(g.max, `${field}.growBuffer.max`, MAX_BUFFER);
+    growMax = checkInt(g.max, 1, MAX_BUFFER, `${field}.growBuffer.max`);
   }
-  const highWaterMark = o.highWaterMark === undefined ? 8192 : positiveInt(o.highWaterMark, `${field}.highWaterMark`, 1 << 24);
-  if (o.reliable !== undefined && typeof o.reliable !== 'boolean') throw invalid(`${field}.reliable`, 'must be true or false');
-  const signal = o.signal as AbortSignal | undefined;
-  if (signal !== undefined && (signal === null || typeof signal !== 'object' || typeof signal.addEventListener !== 'function')) {
-    throw invalid(`${field}.signal`, 'must be an AbortSignal');
-  }
+  const highWaterMark = o.highWaterMark === undefined ? 8192 : checkInt(o.highWaterMark, 1, 1 << 24, `${field}.highWaterMark`);
+  if (o.reliable !== undefined) checkBoolean(o.reliable, `${field}.reliable`);
+  const signal = checkSignal(o.signal, `${field}.signal`);
   return { types, filter: o.filter as FlowFilter | undefined, receiveBufferSize, growMax, highWaterMark, reliable: o.reliable === true, signal };
 }
 
@@ -166,28 +149,20 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** True when the kernel filters with a BPF program attached to the socket. */
   readonly kernelFilter: boolean;
   /** @internal */ readonly sock: NfSocket | undefined;
-  private readonly hwm: number;
-  private readonly low: number;
   // The queue holds undecoded messages (batch buffer, offset, length, kind): they are
-  // decoded when taken, so queued events cost no objects and survive no garbage collection.
-  private qBuf: Buffer[] = [];
-  private qOff: number[] = [];
-  private qLen: number[] = [];
-  private qKind: FlowEventType[] = [];
-  private head = 0;
+  // decoded when taken, so queued events cost no Flow objects until they are read.
+  private readonly queue: BoundedQueue<QueuedEvent>;
   private listening = false;
   private waiter: Waiter | undefined;
   private error: ConntrackError | undefined;
   private closed = false;
   private iterating = false;
-  private flowControlPaused = false;
   private userPaused = false;
   private readonly match: ((f: Flow) => boolean) | undefined;
   private readonly wantNew: boolean;
   private readonly wantUpdate: boolean;
   private readonly wantDestroy: boolean;
-  private dropsBase = 0;
-  private lostTotal = 0;
+  private loss: LossMeter | undefined;
   private granted = 0;
   private requested = 0;
   private forced = false;
@@ -213,8 +188,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
     const bpf: EventFilterProgram = compileEventFilter(v.filter, v.types);
     this.types = Object.freeze(v.types);
     this.reliable = v.reliable;
-    this.hwm = v.highWaterMark;
-    this.low = Math.floor(v.highWaterMark / 2);
+    this.queue = new BoundedQueue<QueuedEvent>(v.highWaterMark, () => this.updatePaused());
     this.growMax = v.growMax;
     this.signal = v.signal;
     this.match = bpf.complete ? undefined : compiled.match;
@@ -248,7 +222,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
         }
         // The filter goes on before the groups are joined, so nothing unfiltered slips in.
         if (bpf.program) sock.handle.attachFilter(bpf.program);
-        this.dropsBase = sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0;
+        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emit('lost', info));
       },
       sink: {
         message: this.onMessage,
@@ -280,7 +254,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
    */
   get lost(): number {
     this.refreshLost();
-    return this.lostTotal;
+    return this.loss?.lost ?? 0;
   }
 
   /** Counters of what reached the socket (after the kernel filter) and what became events. */
@@ -290,7 +264,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
 
   /** Events waiting in the library's queue. */
   get queued(): number {
-    return this.qOff.length - this.head;
+    return this.queue.length;
   }
 
   /** True once the stream has ended (close(), abort, or an error). */
@@ -368,14 +342,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       w.resolve({ value: ev, done: false });
       return;
     }
-    this.qBuf.push(buf);
-    this.qOff.push(off);
-    this.qLen.push(len);
-    this.qKind.push(kind);
-    if (!this.flowControlPaused && this.qOff.length - this.head >= this.hwm) {
-      this.flowControlPaused = true;
-      this.updatePaused();
-    }
+    this.queue.push({ buf, off, len, kind, decoded: undefined });
   };
 
   /** Decodes and filters one message; undefined when the library's filter rejects it. */
@@ -397,56 +364,21 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       w.resolve({ value: ev, done: false });
       return;
     }
-    const b = Buffer.allocUnsafe(0) as Buffer & { decoded?: FlowEvent };
-    b.decoded = ev;
-    this.qBuf.push(b);
-    this.qOff.push(-1);
-    this.qLen.push(0);
-    this.qKind.push(ev.type);
-    if (!this.flowControlPaused && this.qOff.length - this.head >= this.hwm) {
-      this.flowControlPaused = true;
-      this.updatePaused();
-    }
+    this.queue.push({ buf: EMPTY, off: 0, len: 0, kind: ev.type, decoded: ev });
   }
 
   /** Takes the next queued event, decoding it; undefined when the queue is exhausted. */
   private take(): FlowEvent | undefined {
-    while (this.head < this.qOff.length) {
-      const i = this.head++;
-      const off = this.qOff[i];
-      const ev = off < 0 ? (this.qBuf[i] as Buffer & { decoded?: FlowEvent }).decoded : this.decode(this.qBuf[i], off, this.qLen[i], this.qKind[i]);
+    for (let q = this.queue.shift(); q !== undefined; q = this.queue.shift()) {
+      const ev = q.decoded ?? this.decode(q.buf, q.off, q.len, q.kind);
       if (ev !== undefined) return ev;
     }
     return undefined;
   }
 
-  private compact(): void {
-    if (this.head === this.qOff.length) {
-      this.clearQueue();
-    } else if (this.head > 4096 && this.head * 2 > this.qOff.length) {
-      this.qBuf = this.qBuf.slice(this.head);
-      this.qOff = this.qOff.slice(this.head);
-      this.qLen = this.qLen.slice(this.head);
-      this.qKind = this.qKind.slice(this.head);
-      this.head = 0;
-    }
-    if (this.flowControlPaused && this.qOff.length - this.head <= this.low) {
-      this.flowControlPaused = false;
-      this.updatePaused();
-    }
-  }
-
-  private clearQueue(): void {
-    this.qBuf = [];
-    this.qOff = [];
-    this.qLen = [];
-    this.qKind = [];
-    this.head = 0;
-  }
-
   private updatePaused(): void {
     if (this.closed || !this.sock) return;
-    this.sock.setPaused(this.flowControlPaused || this.userPaused);
+    this.sock.setPaused(this.queue.isPaused || this.userPaused);
   }
 
   private onOverrun(count: number): void {
@@ -467,19 +399,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** Reads the drop counter; emits 'lost' when it grew. */
   private refreshLost(): void {
     if (this.closed || !this.sock) return;
-    let drops: number;
-    try {
-      drops = this.sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0;
-    } catch {
-      return;
-    }
-    const total = (drops - this.dropsBase) >>> 0;
-    if (total > this.lostTotal) {
-      const delta = total - this.lostTotal;
-      this.lostTotal = total;
-      const info: LostInfo = { lost: total, delta, receiveBufferSize: this.granted };
-      this.emit('lost', info);
-    }
+    this.loss?.refresh(this.granted);
   }
 
   /** Stops reading until resume() (for 'event' listeners that need to catch up). */
@@ -511,17 +431,13 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** Next event; resolves done after close(); rejects with ERR_ABORTED after an abort. */
   next(): Promise<IteratorResult<FlowEvent>> {
     this.iterating = true;
-    if (this.head < this.qOff.length) {
+    if (this.queue.length > 0) {
       const value = this.take();
-      this.compact();
       if (value !== undefined) return Promise.resolve({ value, done: false });
     }
     if (this.error) return Promise.reject(this.error);
     if (this.closed) return Promise.resolve({ value: undefined, done: true });
-    if (this.flowControlPaused) {
-      this.flowControlPaused = false;
-      this.updatePaused();
-    }
+    this.queue.resume();
     if (this.waiter) return Promise.reject(new ConntrackError('ERR_INVALID_ARGUMENT', 'next() called again before the previous call settled', { field: 'next' }));
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
@@ -538,7 +454,6 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
     for (;;) {
       let ev: FlowEvent | undefined;
       while ((ev = this.take()) !== undefined) out.push(ev);
-      this.compact();
       if (out.length > 0) return out;
       const r = await this.next();
       if (r.done) return out;
@@ -569,7 +484,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   private fail(err: ConntrackError, emitError = true): void {
     if (this.closed) return;
     this.error = err;
-    this.clearQueue();
+    this.queue.clear();
     // An abort is a normal way to stop: listeners just see 'close'.
     if (emitError && this.listenerCount('error') > 0) this.emit('error', err);
     this.shutdown();
@@ -578,7 +493,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   /** Closes the socket; queued events are discarded, a pending next() resolves done. */
   close(): void {
     if (this.closed) return;
-    this.clearQueue();
+    this.queue.clear();
     this.shutdown();
   }
 
@@ -598,3 +513,14 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
     this.emit('close');
   }
 }
+
+/** A message waiting for the iterator: decoded when taken, unless 'event' listeners had it decoded already. */
+interface QueuedEvent {
+  buf: Buffer;
+  off: number;
+  len: number;
+  kind: FlowEventType;
+  decoded: FlowEvent | undefined;
+}
+
+const EMPTY = Buffer.alloc(0);

@@ -6,6 +6,8 @@
  */
 import { EventEmitter } from 'events';
 import { ConntrackError, invalid } from '../common/errors';
+import { BoundedQueue } from '../common/queue';
+import { checkBoolean, checkNumber, checkSignal } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import { fetchStats } from './counters';
 
@@ -77,7 +79,7 @@ export interface PressureMonitorEvents {
   close: [];
 }
 
-/** Samples kept for a slow async iterator before the oldest are discarded. */
+/** Samples kept for a slow async iterator before sampling pauses (until it has read half). */
 const ITERATOR_BUFFER = 64;
 
 /**
@@ -97,7 +99,10 @@ export class PressureMonitor extends EventEmitter implements AsyncIterable<Press
   private closed = false;
   private fillWarned = false;
   private dropsWarned = false;
-  private readonly queue: PressureSample[] = [];
+  private readonly queue = new BoundedQueue<PressureSample>(ITERATOR_BUFFER, (paused) => {
+    if (!paused && this.timer === undefined && !this.sampling) this.schedule(0);
+  });
+  private sampling = false;
   private readonly waiters: { resolve: (r: IteratorResult<PressureSample>) => void; reject: (e: unknown) => void }[] = [];
   private iterating = 0;
   private readonly signal: AbortSignal | undefined;
@@ -109,14 +114,12 @@ export class PressureMonitor extends EventEmitter implements AsyncIterable<Press
     super();
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object { interval?, warnAt?, signal?, persistent? }');
     const { interval = 1000, warnAt = 0.9, signal, persistent = true } = options;
-    if (typeof interval !== 'number' || !Number.isFinite(interval) || interval < 10 || interval > 2 ** 31 - 1) {
-      throw invalid('interval', `must be a number of milliseconds from 10 to ${2 ** 31 - 1}, got ${JSON.stringify(interval)}`);
-    }
+    checkNumber(interval, 10, 2 ** 31 - 1, 'interval', 'a number of milliseconds');
     if (typeof warnAt !== 'number' || !(warnAt > 0 && warnAt <= 1)) {
       throw invalid('warnAt', `must be a fill ratio greater than 0 and at most 1 (0.9 warns at 90% full), got ${JSON.stringify(warnAt)}`);
     }
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('signal', 'must be an AbortSignal');
-    if (typeof persistent !== 'boolean') throw invalid('persistent', 'must be true or false');
+    checkSignal(signal, 'signal');
+    checkBoolean(persistent, 'persistent');
     ct.assertOpen('pressure');
     this.interval = interval;
     this.warnAt = warnAt;
@@ -164,13 +167,14 @@ export class PressureMonitor extends EventEmitter implements AsyncIterable<Press
   }
 
   private schedule(delay: number): void {
-    if (this.closed) return;
+    if (this.closed || this.queue.isPaused) return;
     this.timer = setTimeout(this.tick, delay);
     if (!this.persistent) this.timer.unref();
   }
 
   private tick = async (): Promise<void> => {
     this.timer = undefined;
+    this.sampling = true;
     const started = Date.now();
     try {
       const s = await fetchStats(this.ct);
@@ -190,6 +194,7 @@ export class PressureMonitor extends EventEmitter implements AsyncIterable<Press
       }
       if (this.listenerCount('error') > 0) this.emit('error', e);
     }
+    this.sampling = false;
     this.schedule(Math.max(0, this.interval - (Date.now() - started)));
   };
 
@@ -253,7 +258,6 @@ export class PressureMonitor extends EventEmitter implements AsyncIterable<Press
     if (w) w.resolve({ value: sample, done: false });
     else if (this.iterating > 0) {
       this.queue.push(sample);
-      if (this.queue.length > ITERATOR_BUFFER) this.queue.shift();
     }
   }
 

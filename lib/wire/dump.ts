@@ -5,6 +5,7 @@
  */
 import { abortError } from '../common/abort';
 import { ConntrackError } from '../common/errors';
+import { BoundedQueue } from '../common/queue';
 import { NLM_F_DUMP, NLM_F_REQUEST } from './enums';
 import { NfSocket } from './socket';
 
@@ -43,14 +44,10 @@ export interface DumpContext {
 /** An AsyncIterable over a kernel dump, with bounded read-ahead. */
 export class Dump<T> implements AsyncIterableIterator<T> {
   private readonly sock: NfSocket;
-  private items: T[] = [];
-  private head = 0;
+  private readonly queue: BoundedQueue<T>;
   private finished = false;
   private error: ConntrackError | undefined;
   private waiter: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
-  private readonly high: number;
-  private readonly low: number;
-  private paused = false;
   private discarding = false;
   private readonly ids: IdTable<T> | undefined;
   private readonly abort?: () => void;
@@ -62,8 +59,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
 
   /** @internal Use Conntrack.dump() (or Handle.dump()). */
   constructor(private readonly spec: DumpSpec<T>, options: DumpOptions, context: DumpContext) {
-    this.high = Math.max(1, options.highWaterMark ?? 8192);
-    this.low = Math.floor(this.high / 4);
+    this.queue = new BoundedQueue<T>(Math.max(1, options.highWaterMark ?? 8192), (paused) => this.sock.setPaused(paused));
     if (spec.idOf && spec.signatureOf) this.ids = new IdTable<T>(spec.idOf, spec.signatureOf);
     const signal = options.signal;
     if (signal?.aborted) {
@@ -102,11 +98,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
       w.resolve({ value: item, done: false });
       return;
     }
-    this.items.push(item);
-    if (!this.paused && this.items.length - this.head >= this.high) {
-      this.paused = true;
-      this.sock.setPaused(true);
-    }
+    this.queue.push(item);
   }
 
   private onDone(err?: ConntrackError): void {
@@ -126,8 +118,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     if (this.finished && !this.discarding) return;
     this.error = err;
     this.finished = true;
-    this.items = [];
-    this.head = 0;
+    this.queue.clear();
     this.release();
     if (this.waiter) {
       const w = this.waiter;
@@ -147,24 +138,10 @@ export class Dump<T> implements AsyncIterableIterator<T> {
   }
 
   next(): Promise<IteratorResult<T>> {
-    if (this.head < this.items.length) {
-      const value = this.items[this.head++];
-      if (this.head > 4096 && this.head * 2 > this.items.length) {
-        this.items = this.items.slice(this.head);
-        this.head = 0;
-      }
-      if (this.paused && this.items.length - this.head <= this.low) {
-        this.paused = false;
-        this.sock.setPaused(false);
-      }
-      return Promise.resolve({ value, done: false });
-    }
+    if (this.queue.length > 0) return Promise.resolve({ value: this.queue.shift() as T, done: false });
     if (this.error) return Promise.reject(this.error);
     if (this.finished) return Promise.resolve({ value: undefined, done: true });
-    if (this.paused) {
-      this.paused = false;
-      this.sock.setPaused(false);
-    }
+    this.queue.resume();
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });
@@ -176,14 +153,10 @@ export class Dump<T> implements AsyncIterableIterator<T> {
    * the kernel never holds a half-read dump; the consumer does not wait for it.
    */
   return(): Promise<IteratorResult<T>> {
-    this.items = [];
-    this.head = 0;
+    this.queue.clear();
     if (!this.finished) {
       this.discarding = true;
-      if (this.paused) {
-        this.paused = false;
-        this.sock.setPaused(false);
-      }
+      this.queue.resume();
       this.sock.handle.unref();
     }
     return Promise.resolve({ value: undefined, done: true });
@@ -198,14 +171,8 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     const out: T[] = [];
     for (;;) {
       // Take whole runs of buffered items at once rather than one promise per item.
-      if (this.head < this.items.length) {
-        for (let i = this.head; i < this.items.length; i++) out.push(this.items[i]);
-        this.items = [];
-        this.head = 0;
-        if (this.paused) {
-          this.paused = false;
-          this.sock.setPaused(false);
-        }
+      if (this.queue.length > 0) {
+        this.queue.drainInto(out);
         continue;
       }
       const r = await this.next();
