@@ -4,9 +4,9 @@
 import {
   AF_INET6, CTA_EXPECT_CLASS, CTA_EXPECT_FLAGS, CTA_EXPECT_FN, CTA_EXPECT_HELP_NAME, CTA_EXPECT_ID, CTA_EXPECT_MASK,
   CTA_EXPECT_MASTER, CTA_EXPECT_NAT, CTA_EXPECT_NAT_DIR, CTA_EXPECT_NAT_TUPLE, CTA_EXPECT_TIMEOUT, CTA_EXPECT_TUPLE,
-  CTA_EXPECT_ZONE, Family, NF_CT_EXPECT_INACTIVE, NF_CT_EXPECT_PERMANENT, NF_CT_EXPECT_USERSPACE, NLA_TYPE_MASK,
+  CTA_EXPECT_ZONE, Family, NF_CT_EXPECT_INACTIVE, NF_CT_EXPECT_PERMANENT, NF_CT_EXPECT_USERSPACE,
 } from '../wire/enums';
-import { NFNL_ATTR_OFFSET, align4, readString } from '../wire/netlink';
+import { NFNL_ATTR_OFFSET, forEachAttr, readString } from '../wire/netlink';
 import { fnv1a } from '../common/hash';
 import { ProtoTuple, decodeTuple, protoName } from '../flows/tuple';
 
@@ -89,7 +89,6 @@ export function expectationFlagNames(bits: number): ExpectationFlag[] {
  * malformed or unknown attributes are skipped and listed in `unknown`.
  */
 export function decodeExpectation(buf: Buffer, off: number, len: number): Expectation {
-  const end = off + len;
   const nfFamily = buf[off + 16];
   const exp: Expectation = {
     id: 0,
@@ -107,16 +106,8 @@ export function decodeExpectation(buf: Buffer, off: number, len: number): Expect
     fn: undefined,
     unknown: undefined,
   };
-  let p = off + NFNL_ATTR_OFFSET;
-  while (p + 4 <= end) {
-    const l = buf.readUInt16LE(p);
-    if (l < 4 || p + l > end) {
-      (exp.unknown ??= []).push(-1);
-      break;
-    }
-    const t = buf.readUInt16LE(p + 2) & NLA_TYPE_MASK;
-    const s = p + 4;
-    const e = p + l;
+  const whole = forEachAttr(buf, off + NFNL_ATTR_OFFSET, off + len, (t, s, e) => {
+    const l = e - s + 4;
     switch (t) {
       case CTA_EXPECT_MASTER: exp.master = protoTuple(buf, s, e).t; break;
       case CTA_EXPECT_TUPLE: {
@@ -141,23 +132,18 @@ export function decodeExpectation(buf: Buffer, off: number, len: number): Expect
       case CTA_EXPECT_NAT: {
         let dir: NatDirection = 'orig';
         let tuple: ProtoTuple | undefined;
-        let q = s;
-        while (q + 4 <= e) {
-          const ql = buf.readUInt16LE(q);
-          if (ql < 4 || q + ql > e) break;
-          const qt = buf.readUInt16LE(q + 2) & NLA_TYPE_MASK;
-          if (qt === CTA_EXPECT_NAT_DIR && ql >= 8) dir = buf.readUInt32BE(q + 4) === 1 ? 'reply' : 'orig';
-          else if (qt === CTA_EXPECT_NAT_TUPLE) tuple = protoTuple(buf, q + 4, q + ql).t;
-          q += align4(ql);
-        }
+        forEachAttr(buf, s, e, (qt, qs, qe) => {
+          if (qt === CTA_EXPECT_NAT_DIR && qe - qs >= 4) dir = buf.readUInt32BE(qs) === 1 ? 'reply' : 'orig';
+          else if (qt === CTA_EXPECT_NAT_TUPLE) tuple = protoTuple(buf, qs, qe).t;
+        });
         if (tuple) exp.nat = { dir, tuple };
         break;
       }
       default:
         (exp.unknown ??= []).push(t);
     }
-    p += align4(l);
-  }
+  });
+  if (!whole) (exp.unknown ??= []).push(-1); // a truncated attribute: decoding stopped there
   return exp;
 }
 

@@ -5,6 +5,7 @@
 import type { Handle } from '../wire/handle';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
+import { checkInt, checkSignal } from '../common/validate';
 import {
   AF_UNSPEC, IPCTNL_MSG_CT_GET, IPCTNL_MSG_EXP_DELETE, IPCTNL_MSG_EXP_GET, IPCTNL_MSG_EXP_GET_STATS_CPU,
   IPCTNL_MSG_EXP_NEW, NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
@@ -219,12 +220,9 @@ export class Expectations {
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object { types?, signal? }');
     const groups = eventGroups(options.types, 'options.types');
     const filter = compileExpectationFilter(options.filter, 'options.filter');
-    if (options.highWaterMark !== undefined && (!Number.isInteger(options.highWaterMark) || options.highWaterMark < 1)) {
-      throw invalid('options.highWaterMark', 'must be a positive integer');
-    }
-    if (options.receiveBufferSize !== undefined && (!Number.isInteger(options.receiveBufferSize) || options.receiveBufferSize < 4096)) {
-      throw invalid('options.receiveBufferSize', 'must be an integer number of bytes, at least 4096');
-    }
+    if (options.highWaterMark !== undefined) checkInt(options.highWaterMark, 1, 1 << 24, 'options.highWaterMark');
+    if (options.receiveBufferSize !== undefined) checkInt(options.receiveBufferSize, 4096, 0x7fffffff, 'options.receiveBufferSize', 'a size in bytes');
+    checkSignal(options.signal, 'options.signal');
     if (options.signal?.aborted) throw abortError('expectations.events', options.signal);
     return new ExpectationEvents(this.ct, filter, options, groups);
   }

@@ -6,11 +6,12 @@
 import type { Handle } from '../wire/handle';
 import {
   AF_UNSPEC, CTA_ID, CTA_STATS_GLOBAL_ENTRIES, CTA_TUPLE_ORIG, CTA_ZONE, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET,
-  IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK, NLA_TYPE_MASK,
+  IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK,
 } from '../wire/enums';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
-import { NFNL_ATTR_OFFSET, align4, ctType } from '../wire/netlink';
+import type { Dump, DumpOptions } from '../wire/dump';
+import { NFGEN_FAMILY_OFFSET, NFNL_ATTR_OFFSET, align4, ctType, forEachAttr, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
 import type { DeleteMatchingOptions } from './entry-types';
@@ -32,13 +33,9 @@ async function entryCount(ct: Handle): Promise<number> {
   const replies = await ct.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC, undefined, 'deleteMatching (count)');
   let n = -1;
   for (const m of replies) {
-    let p = NFNL_ATTR_OFFSET;
-    while (p + 4 <= m.length) {
-      const l = m.readUInt16LE(p);
-      if (l < 4 || p + l > m.length) break;
-      if ((m.readUInt16LE(p + 2) & NLA_TYPE_MASK) === CTA_STATS_GLOBAL_ENTRIES && l >= 8) n = m.readUInt32BE(p + 4);
-      p += align4(l);
-    }
+    forEachAttr(m, NFNL_ATTR_OFFSET, m.length, (type, pos, pend) => {
+      if (type === CTA_STATS_GLOBAL_ENTRIES && pend - pos >= 4) n = m.readUInt32BE(pos);
+    });
   }
   if (n < 0) throw new ConntrackError('ERR_PROTOCOL', 'deleteMatching: the kernel sent no entry count');
   return n;
@@ -75,20 +72,16 @@ interface Victim {
  * payload: no decoding, no re-encoding.
  */
 function victimPayload(buf: Buffer, off: number, len: number): Buffer | undefined {
-  const end = off + len;
-  let p = off + NFNL_ATTR_OFFSET;
   let tS = -1, tL = 0, idS = -1, zS = -1;
-  while (p + 4 <= end) {
-    const l = buf.readUInt16LE(p);
-    if (l < 4 || p + l > end) break;
-    const t = buf.readUInt16LE(p + 2) & NLA_TYPE_MASK;
+  // Offsets of whole attributes (header included): the payload starts 4 bytes in.
+  forEachAttr(buf, off + NFNL_ATTR_OFFSET, off + len, (t, pos, pend) => {
+    const l = pend - pos + 4;
     if (t === CTA_TUPLE_ORIG) {
-      tS = p;
+      tS = pos - 4;
       tL = l;
-    } else if (t === CTA_ID && l === 8) idS = p;
-    else if (t === CTA_ZONE && l >= 6) zS = p;
-    p += align4(l);
-  }
+    } else if (t === CTA_ID && l === 8) idS = pos - 4;
+    else if (t === CTA_ZONE && l >= 6) zS = pos - 4;
+  });
   if (tS < 0) return undefined;
   const out = Buffer.allocUnsafe(align4(tL) + (idS >= 0 ? 8 : 0) + (zS >= 0 ? 8 : 0));
   buf.copy(out, 0, tS, tS + tL);
@@ -118,8 +111,8 @@ function matchingVictim(
   buf: Buffer, off: number, len: number, msgType: number,
   compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined,
 ): Victim | undefined {
-  if (msgType >> 8 !== NFNL_SUBSYS_CTNETLINK || (msgType & 0xff) !== IPCTNL_MSG_CT_NEW) return undefined;
-  const family = buf[off + 16];
+  if (nfnlSubsys(msgType) !== NFNL_SUBSYS_CTNETLINK || nfnlMsg(msgType) !== IPCTNL_MSG_CT_NEW) return undefined;
+  const family = buf[off + NFGEN_FAMILY_OFFSET];
   if (!isFlowFamily(family)) return undefined;
   if (predicate !== undefined || !compiled.empty) {
     const flow = decodeFlow(buf, off, len);
@@ -131,25 +124,38 @@ function matchingVictim(
 }
 
 /**
- * The keys (original tuple, id and zone, as raw attribute bytes) of the entries that match
- * `compiled` now. Every dumped entry is checked in the library as well as by the kernel.
+ * A dump of the entries that match `compiled` (checked here even when the kernel filtered
+ * the dump) and `predicate`, as delete payloads. A dump racing with table changes can
+ * repeat an entry: each is yielded once, and `seen` holds the keys (original tuple, id and
+ * zone, as raw attribute bytes) of all of them.
  */
-async function matchingKeys(ct: Handle, compiled: CompiledFilter, signal: AbortSignal | undefined): Promise<Set<string>> {
-  const keys = new Set<string>();
-  const dump = ct.startDump<never>({
+function victimDump(
+  ct: Handle, compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined, operation: string,
+  options: DumpOptions,
+): { dump: Dump<Victim>; seen: Set<string> } {
+  const seen = new Set<string>();
+  const dump = ct.startDump<Victim>({
     type: ctType(IPCTNL_MSG_CT_GET),
     family: compiled.nfFamily,
     payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
-    operation: 'deleteMatching (count)',
+    operation,
     decode: (buf, off, len, msgType) => {
-      const v = matchingVictim(buf, off, len, msgType, compiled, undefined);
-      // A set: an entry a racing dump repeats is counted once.
-      if (v) keys.add(v.payload.toString('latin1'));
-      return undefined;
+      const v = matchingVictim(buf, off, len, msgType, compiled, predicate);
+      if (!v) return undefined;
+      const key = v.payload.toString('latin1');
+      if (seen.has(key)) return undefined;
+      seen.add(key);
+      return v;
     },
-  }, { signal });
+  }, options);
+  return { dump, seen };
+}
+
+/** The keys of the entries that match `compiled` now (see victimDump). */
+async function matchingKeys(ct: Handle, compiled: CompiledFilter, signal: AbortSignal | undefined): Promise<Set<string>> {
+  const { dump, seen } = victimDump(ct, compiled, undefined, 'deleteMatching (count)', { signal });
   await dump.toArray();
-  return keys;
+  return seen;
 }
 
 /**
@@ -197,22 +203,7 @@ export async function deleteMatchingEntries(
   // whatever else the kernel cannot filter) are checked here on the decoded flow.
   // Every entry is checked here before it is deleted, even when the kernel filtered the
   // dump: a kernel that ignores a filter attribute must never widen a delete.
-  const seen = new Set<string>();
-  const dump = ct.startDump<Victim>({
-    type: ctType(IPCTNL_MSG_CT_GET),
-    family: compiled.nfFamily,
-    payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
-    operation: 'deleteMatching (dump)',
-    decode: (buf, off, len, msgType) => {
-      const v = matchingVictim(buf, off, len, msgType, compiled, predicate);
-      if (!v) return undefined;
-      // A dump racing with table changes can repeat an entry: delete it once.
-      const sig = v.payload.toString('latin1');
-      if (seen.has(sig)) return undefined;
-      seen.add(sig);
-      return v;
-    },
-  }, { signal, highWaterMark: 4096 });
+  const { dump } = victimDump(ct, compiled, predicate, 'deleteMatching (dump)', { signal, highWaterMark: 4096 });
 
   let removed = 0;
   let failure: ConntrackError | undefined;

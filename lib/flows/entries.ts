@@ -5,7 +5,7 @@
 import type { Handle } from '../wire/handle';
 import { IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK, NLM_F_CREATE, NLM_F_EXCL } from '../wire/enums';
 import { ConntrackError, invalid } from '../common/errors';
-import { ctType } from '../wire/netlink';
+import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
 import { show } from '../common/validate';
@@ -14,7 +14,9 @@ import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, res
 function decodeOne(replies: Buffer[]): Flow | undefined {
   for (const m of replies) {
     const type = m.readUInt16LE(4);
-    if (type >> 8 === NFNL_SUBSYS_CTNETLINK && (type & 0xff) === IPCTNL_MSG_CT_NEW && isFlowFamily(m[16])) return decodeFlow(m, 0, m.length);
+    if (nfnlSubsys(type) === NFNL_SUBSYS_CTNETLINK && nfnlMsg(type) === IPCTNL_MSG_CT_NEW && isFlowFamily(m[NFGEN_FAMILY_OFFSET])) {
+      return decodeFlow(m, 0, m.length);
+    }
   }
   return undefined;
 }

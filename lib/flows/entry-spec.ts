@@ -16,25 +16,13 @@ import {
   StatusFlag, TCP_STATES,
 } from '../wire/enums';
 import { invalid } from '../common/errors';
-import { show } from '../common/validate';
+import { checkInt, checkObject, show } from '../common/validate';
 import { AttrWriter } from '../wire/netlink';
 import { parseAddress } from '../common/address';
 import { ResolvedTuple, encodeTuple, invertTuple, protoNumber, resolveTuple } from './tuple';
 import type { CreateSpec, EntryKey, SettableStatusFlag, UpdateSpec } from './entry-types';
 
 export const FAMILY_NUM = { ipv4: AF_INET, ipv6: AF_INET6 } as const;
-
-function checkUInt(v: unknown, min: number, max: number, field: string, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalid(field, `${what} must be an integer ${min}-${max}, got ${show(v)}`);
-  }
-  return v;
-}
-
-function checkObject(v: unknown, field: string, example: string): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw invalid(field, `must be an object like ${example}`);
-  return v as Record<string, unknown>;
-}
 
 export const SETTABLE: Record<SettableStatusFlag, number> = {
   SEEN_REPLY: 1 << IPS_SEEN_REPLY_BIT,
@@ -72,7 +60,7 @@ function labelWords(v: unknown, field: string): Buffer {
   if (!Array.isArray(v)) throw invalid(field, 'must be an array of label bit numbers 0-127, e.g. [1, 5]');
   const words = Buffer.alloc(16);
   for (let i = 0; i < v.length; i++) {
-    const b = checkUInt(v[i], 0, 127, `${field}[${i}]`, 'label bit');
+    const b = checkInt(v[i], 0, 127, `${field}[${i}]`, 'label bit');
     const w = b >> 5;
     // The kernel reads the bitmap as host-order 32-bit words (little endian here).
     words.writeUInt32LE((words.readUInt32LE(w * 4) | (1 << (b & 31))) >>> 0, w * 4);
@@ -134,7 +122,7 @@ function tupleOf(t: unknown, protonum: number, field: string): ResolvedTuple {
 }
 
 function resolveZone(v: unknown, field: string): number {
-  return v === undefined ? 0 : checkUInt(v, 0, 65535, field, 'zone');
+  return v === undefined ? 0 : checkInt(v, 0, 65535, field, 'zone');
 }
 
 export function resolveKey(key: unknown, direction: 'orig' | 'reply' = 'orig', field = 'key'): ResolvedKey {
@@ -148,7 +136,7 @@ export function resolveKey(key: unknown, direction: 'orig' | 'reply' = 'orig', f
   }
   const tuple = tupleOf(k[tfield], protonum, tfield);
   const zone = resolveZone(k.zone, 'zone');
-  const id = k.id === undefined ? undefined : checkUInt(k.id, 0, 0xffffffff, 'id', 'id');
+  const id = k.id === undefined ? undefined : checkInt(k.id, 0, 0xffffffff, 'id', 'id');
   return { family: tuple.family, protonum, tuple, direction, zone, id };
 }
 
@@ -168,7 +156,7 @@ function resolveNat(v: unknown, field: string, family: 'ipv4' | 'ipv6', protonum
   let port: number | undefined;
   if (o.port !== undefined) {
     if (!PORT_PROTOS.has(protonum)) throw invalid(`${field}.port`, `protocol ${protonum} has no ports; remove port`);
-    port = checkUInt(o.port, 0, 65535, `${field}.port`, 'port');
+    port = checkInt(o.port, 0, 65535, `${field}.port`, 'port');
   }
   return { ip: a.bytes, port };
 }
@@ -184,10 +172,7 @@ function encodeNat(w: AttrWriter, attr: number, family: 'ipv4' | 'ipv6', t: { ip
 }
 
 function checkTimeout(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 0xffffffff) {
-    throw invalid(field, `must be a whole number of seconds, 1-4294967295, got ${show(v)}`);
-  }
-  return v;
+  return checkInt(v, 1, 0xffffffff, field, undefined, ' seconds');
 }
 
 function checkHelper(v: unknown, field: string): string {
@@ -225,7 +210,7 @@ export function writeCreate(w: AttrWriter, spec: CreateSpec): { family: number; 
     if (reply.zone !== undefined) delete reply.zone;
   }
   const timeout = checkTimeout(s.timeout, 'timeout');
-  const mark = s.mark === undefined ? undefined : checkUInt(s.mark, 0, 0xffffffff, 'mark', 'mark');
+  const mark = s.mark === undefined ? undefined : checkInt(s.mark, 0, 0xffffffff, 'mark', 'mark');
   const zone = resolveZone(s.zone, 'zone');
   const status = s.status === undefined ? undefined : statusBitsOf(s.status, 'status');
   const state = s.state === undefined ? undefined : resolveState(s.state, protonum, 'state');
@@ -283,11 +268,11 @@ export function resolveUpdate(spec: UpdateSpec): ResolvedUpdate {
   const r: ResolvedUpdate = { key, statusSet: 0, statusUnset: 0, statusFixed: 0, hasStatus: false };
   const fixed = { bits: 0 };
   if (s.mark !== undefined) {
-    if (typeof s.mark === 'number') r.mark = { value: checkUInt(s.mark, 0, 0xffffffff, 'mark', 'mark'), mask: 0xffffffff };
+    if (typeof s.mark === 'number') r.mark = { value: checkInt(s.mark, 0, 0xffffffff, 'mark', 'mark'), mask: 0xffffffff };
     else {
       const m = checkObject(s.mark, 'mark', '{ value: 1, mask: 0xff }');
-      const value = checkUInt(m.value, 0, 0xffffffff, 'mark.value', 'mark value');
-      const mask = checkUInt(m.mask, 0, 0xffffffff, 'mark.mask', 'mark mask');
+      const value = checkInt(m.value, 0, 0xffffffff, 'mark.value', 'mark value');
+      const mask = checkInt(m.mask, 0, 0xffffffff, 'mark.mask', 'mark mask');
       if ((value & ~mask) >>> 0) throw invalid('mark.value', `has bits outside mark.mask (0x${value.toString(16)} vs mask 0x${mask.toString(16)}): keep the value within the mask`);
       r.mark = { value, mask };
     }

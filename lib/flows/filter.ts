@@ -18,6 +18,7 @@ import {
 } from '../wire/enums';
 import { Prefix, parsePrefix, prefixContains, parseAddress } from '../common/address';
 import { invalid } from '../common/errors';
+import { checkU16, checkU32, checkU8 } from '../common/validate';
 import { AttrWriter } from '../wire/netlink';
 import { checkPort, protoNumber } from './tuple';
 import type { Flow } from './flow';
@@ -74,27 +75,6 @@ export interface CompiledFilter {
 
 const KNOWN_KEYS = new Set(['family', 'proto', 'mark', 'zone', 'status', 'orig', 'reply']);
 const TUPLE_KEYS = new Set(['src', 'dst', 'sport', 'dport', 'icmp', 'zone']);
-
-function checkU32(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-    throw invalid(field, `must be an integer 0-4294967295, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-function checkU16(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) {
-    throw invalid(field, `must be an integer 0-65535, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-function checkU8(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 255) {
-    throw invalid(field, `must be an integer 0-255, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
 
 /** Status names to bits; throws naming the field on an unknown name. */
 export function statusBits(names: unknown, field: string): number {

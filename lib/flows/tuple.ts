@@ -12,6 +12,7 @@ import {
 import { formatIPv4Cached, formatIPv6, parseAddress } from '../common/address';
 import { AttrWriter } from '../wire/netlink';
 import { invalid } from '../common/errors';
+import { checkInt } from '../common/validate';
 
 export interface IcmpTuple {
   type: number;
@@ -138,21 +139,13 @@ export function protoName(num: number): Proto | number {
 /** Resolves a protocol given by name or number; throws a validation error naming `field`. */
 export function protoNumber(proto: unknown, field: string): number {
   if (typeof proto === 'number') {
-    if (!Number.isInteger(proto) || proto < 0 || proto > 255) throw invalid(field, `protocol number must be an integer 0-255, got ${proto}`);
-    return proto;
+    return checkInt(proto, 0, 255, field, 'protocol number');
   }
   if (typeof proto === 'string') {
     const n = PROTO_NUMBERS[proto.toLowerCase() as Proto];
     if (n !== undefined) return n;
   }
   throw invalid(field, `unknown protocol ${JSON.stringify(proto)}: use one of ${Object.keys(PROTO_NUMBERS).join(', ')} or a number 0-255`);
-}
-
-function checkInt(v: unknown, min: number, max: number, field: string, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalid(field, `${what} must be an integer ${min}-${max}, got ${JSON.stringify(v)}`);
-  }
-  return v;
 }
 
 export function checkPort(v: unknown, field: string): number {

@@ -7,6 +7,7 @@
  */
 import { ConntrackError, invalid } from '../common/errors';
 import { NetnsOp, NetnsResult, runJob } from '../common/netns-job';
+import { checkBoolean, checkInt, show } from '../common/validate';
 
 export const SYSCTL_DIR = '/proc/sys/net/netfilter';
 const PREFIX = 'nf_conntrack_';
@@ -178,19 +179,14 @@ function encode(key: string, value: unknown): string {
     case 'readonly':
       throw invalid(key, `is read-only (${sysctlName(key)} reports the number of entries in the table); it cannot be set`);
     case 'bool':
-      if (typeof value !== 'boolean') throw invalid(key, `must be true or false, got ${JSON.stringify(value)}`);
-      return value ? '1' : '0';
+      return checkBoolean(value, key) ? '1' : '0';
     case 'events':
       if (value === 'auto') return '2';
-      if (typeof value !== 'boolean') throw invalid(key, `must be true, false or 'auto', got ${JSON.stringify(value)}`);
+      if (typeof value !== 'boolean') throw invalid(key, `must be true, false or 'auto', got ${show(value)}`);
       return value ? '1' : '0';
     case 'int':
     case 'timeout': {
-      const unit = d.kind === 'timeout' ? ' seconds' : '';
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < d.min! || value > d.max!) {
-        throw invalid(key, `must be an integer from ${d.min} to ${d.max}${unit}, got ${JSON.stringify(value)}`);
-      }
-      return String(value);
+      return String(checkInt(value, d.min!, d.max!, key, undefined, d.kind === 'timeout' ? ' seconds' : ''));
     }
   }
 }

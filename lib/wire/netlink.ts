@@ -33,20 +33,24 @@ export const nfnlSubsys = (type: number): number => type >> 8;
 /** The message of an nfnetlink message type, without its subsystem. */
 export const nfnlMsg = (type: number): number => type & 0xff;
 
-/** Iterates the attributes in buf[start, end): calls fn(type, payloadStart, payloadEnd). */
+/**
+ * Iterates the attributes in buf[start, end): calls fn(type, payloadStart, payloadEnd).
+ * Stops at a malformed attribute (never throws) and then returns false.
+ */
 export function forEachAttr(
   buf: Buffer,
   start: number,
   end: number,
   fn: (type: number, pos: number, pend: number) => void,
-): void {
+): boolean {
   let p = start;
   while (p + 4 <= end) {
     const len = buf.readUInt16LE(p);
-    if (len < 4 || p + len > end) return; // malformed: stop here, never throw
+    if (len < 4 || p + len > end) return false;
     fn(buf.readUInt16LE(p + 2) & NLA_TYPE_MASK, p + 4, p + len);
     p += align4(len);
   }
+  return true;
 }
 
 /** Reads a NUL-terminated string attribute payload. */
@@ -119,40 +123,42 @@ export class AttrWriter {
     this.pos += padded;
   }
 
-  u8(type: number, v: number): this {
-    this.header(type, 1);
-    this.buf.writeUInt8(v, this.pos);
-    this.pad(1);
+  /** Writes the header of a fixed-size attribute; returns the buffer, with the payload at `this.pos`. */
+  private fixed(type: number, size: number): Buffer {
+    this.header(type, size);
+    return this.buf;
+  }
+
+  /** Closes a fixed-size attribute written at `this.pos`. */
+  private done(size: number): this {
+    this.pad(size);
     return this;
+  }
+
+  u8(type: number, v: number): this {
+    this.fixed(type, 1).writeUInt8(v, this.pos);
+    return this.done(1);
   }
 
   u16(type: number, v: number): this {
-    this.header(type, 2);
-    this.buf.writeUInt16BE(v, this.pos);
-    this.pad(2);
-    return this;
+    this.fixed(type, 2).writeUInt16BE(v, this.pos);
+    return this.done(2);
   }
 
   u32(type: number, v: number): this {
-    this.header(type, 4);
-    this.buf.writeUInt32BE(v >>> 0, this.pos);
-    this.pad(4);
-    return this;
+    this.fixed(type, 4).writeUInt32BE(v >>> 0, this.pos);
+    return this.done(4);
   }
 
   /** A host-order (little endian) u32, for the few NLA_U32 attributes that are not big endian. */
   u32host(type: number, v: number): this {
-    this.header(type, 4);
-    this.buf.writeUInt32LE(v >>> 0, this.pos);
-    this.pad(4);
-    return this;
+    this.fixed(type, 4).writeUInt32LE(v >>> 0, this.pos);
+    return this.done(4);
   }
 
   u64(type: number, v: bigint): this {
-    this.header(type, 8);
-    this.buf.writeBigUInt64BE(v, this.pos);
-    this.pad(8);
-    return this;
+    this.fixed(type, 8).writeBigUInt64BE(v, this.pos);
+    return this.done(8);
   }
 
   bytes(type: number, v: Uint8Array): this {
