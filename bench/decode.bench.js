@@ -2,7 +2,7 @@
 /**
  * Decode designs (DESIGN.md, "The performance rule"), measured on the same bytes: a real
  * dump of 200,000 flows captured from the kernel once, then decoded
- *   - in JS from whole receive buffers (lib/flow.ts decodeFlow, what the package does);
+ *   - in JS from whole receive buffers (lib/flows/flow.ts decodeFlow, what the package does);
  *   - in C++, building each object property by property through N-API
  *     (bench/c/napi_objects.cc, a bench-only addon decoding only the common fields).
  * Both keep every decoded object alive, as list() does. Best of 5 per design.
@@ -15,7 +15,7 @@ const { Netns, fillUdp, printTable, machine, OUT } = require('./lib');
 const FLOWS = Number(process.argv[2] ?? 200000);
 
 function captureDump(nsPath) {
-  const { native } = require('../dist/lib/native');
+  const { native } = require('../dist/lib/wire/native');
   const parts = [];
   return new Promise((resolve) => {
     const s = new (native().Socket)((buf) => {
@@ -35,7 +35,7 @@ function captureDump(nsPath) {
 }
 
 async function main() {
-  const { decodeFlow } = require('../dist/lib/flow');
+  const { decodeFlow } = require('../dist/lib/flows/flow');
   const addonPath = path.join(OUT, 'napi_objects.node');
   execFileSync('g++', ['-O2', '-shared', '-fPIC', `-I${path.join(path.dirname(process.execPath), '..', 'include', 'node')}`,
     '-o', addonPath, path.join(__dirname, 'c', 'napi_objects.cc')], { stdio: 'inherit' });

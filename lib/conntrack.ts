@@ -1,21 +1,30 @@
 /**
  * The Conntrack handle: one netlink socket for requests (plus one per running dump or
- * event stream), opened in the caller's network namespace or another one.
+ * event stream), opened in the caller's network namespace or another one. It composes the
+ * concept modules, which reach it only through the narrow Handle interface.
  */
-import { existsSync } from 'fs';
-import { Expectations } from './expect'; // <expectations/>
-import * as entries from './entries'; // <entries/>
-import { EventsOptions, FlowEventStream } from './event'; // <events/>
-import { Mirror, MirrorOptions } from './mirror'; // <events/>
-import { ConntrackStats, fetchStats } from './stats'; // <stats/>
-import { Settings } from './sysctl'; // <stats/>
-import { PressureMonitor, PressureOptions } from './pressure'; // <stats/>
-import { ConntrackError, invalid } from './errors';
-import { IPCTNL_MSG_CT_GET, NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_DELETE } from './enums';
-import { Dump, DumpOptions, DumpSpec } from './dump';
-import { CompiledFilter, FlowFilter, compileFilter } from './filter';
-import { Flow, decodeFlow, isFlowFamily } from './flow';
-import { NfSocket, ReplyHandler } from './socket';
+import { ChildRegistry, type Child } from './common/children';
+import { ConntrackError, invalid } from './common/errors';
+import { resolveNetns } from './common/netns';
+import { Dump, DumpOptions, DumpSpec } from './wire/dump';
+import { IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST } from './wire/enums';
+import type { Handle, Subscription } from './wire/handle';
+import { ctType } from './wire/netlink';
+import { NfSocket, ReplyHandler } from './wire/socket';
+import { openSubscription } from './wire/subscription';
+import type { BulkResult, CreateSpec, DeleteMatchingOptions, EntryKey, GetOptions, UpdateSpec } from './flows/entry-types';
+import { createEntry, deleteEntry, getEntry, updateEntry } from './flows/entries';
+import { createMany, deleteMany } from './flows/bulk';
+import { deleteMatchingEntries, flushEntries } from './flows/delete-matching';
+import { dumpFlows } from './flows/dump';
+import { EventsOptions, FlowEventStream } from './flows/events';
+import type { FlowFilter } from './flows/filter';
+import type { Flow } from './flows/flow';
+import { Mirror, MirrorOptions } from './flows/mirror';
+import { Expectations } from './expect/expectations';
+import { ConntrackStats, fetchStats } from './stats/counters';
+import { Settings } from './stats/settings';
+import { PressureMonitor, PressureOptions } from './stats/pressure';
 
 export interface OpenOptions {
   /**
@@ -26,35 +35,6 @@ export interface OpenOptions {
   netns?: string | number;
   /** Receive buffer for the request socket in bytes (larger allows more requests in flight). */
   receiveBufferSize?: number;
-}
-
-/** Resolves OpenOptions.netns to a namespace file path. */
-export function resolveNetns(netns: string | number | undefined): string | undefined {
-  if (netns === undefined) return undefined;
-  if (typeof netns === 'number') {
-    if (!Number.isInteger(netns) || netns <= 0) throw invalid('netns', `a pid must be a positive integer, got ${netns}`);
-    return `/proc/${netns}/ns/net`;
-  }
-  if (typeof netns !== 'string' || netns === '') throw invalid('netns', 'must be a path, a name under /var/run/netns, or a pid');
-  if (netns.includes('/')) return netns;
-  if (/^\d+$/.test(netns)) return `/proc/${netns}/ns/net`;
-  const named = `/var/run/netns/${netns}`;
-  if (!existsSync(named)) throw invalid('netns', `no namespace named ${JSON.stringify(netns)} under /var/run/netns (create it with \`ip netns add ${netns}\`, or pass a path or pid)`);
-  return named;
-}
-
-const CT_TYPE = (msg: number): number => (NFNL_SUBSYS_CTNETLINK << 8) | msg;
-
-/** FNV-1a over the strings that name a flow's original direction. */
-export function flowSignature(f: Flow): number {
-  const o = f.orig;
-  const s = `${o.src}|${o.dst}|${o.sport ?? o.icmp?.id}|${o.dport ?? o.icmp?.type}|${f.proto}|${f.zone}`;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }
 
 /**
@@ -85,6 +65,10 @@ class AckRequest implements ReplyHandler {
 
   constructor(readonly operation: string) {}
 
+  get ackOnly(): boolean {
+    return true;
+  }
+
   message(): void {
     /* an ack-only request has no data messages; anything else is ignored */
   }
@@ -95,28 +79,28 @@ class AckRequest implements ReplyHandler {
   }
 }
 
-export class Conntrack {
-  /** @internal */ readonly sock: NfSocket;
-  /** @internal */ readonly netnsPath: string | undefined;
-  private readonly dumps = new Set<NfSocket>();
-  /** @internal Extra sockets (event streams, ...) closed with this handle. */
-  readonly extraSockets = new Set<{ close(): void }>();
+export class Conntrack implements Handle {
+  /** @internal The request socket. */ readonly sock: NfSocket;
+  /** The namespace file this handle's sockets are opened in (undefined: the caller's). */
+  readonly netns: string | undefined;
+  /** @internal Dumps, event streams, mirrors and monitors, closed with this handle. */
+  readonly children = new ChildRegistry();
   private closed = false;
 
-  private constructor(sock: NfSocket, netnsPath: string | undefined) {
+  private constructor(sock: NfSocket, netns: string | undefined) {
     this.sock = sock;
-    this.netnsPath = netnsPath;
+    this.netns = netns;
   }
 
   /** Opens a handle. Rejects with EPERM (and how to fix it) without CAP_NET_ADMIN. */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
-    const netnsPath = resolveNetns(options.netns);
-    const sock = new NfSocket({ netns: netnsPath, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
-    const ct = new Conntrack(sock, netnsPath);
+    const netns = resolveNetns(options.netns);
+    const sock = new NfSocket({ netns, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
+    const ct = new Conntrack(sock, netns);
     // A stats request is the cheapest way to learn now whether we may talk to ctnetlink.
     try {
-      await ct.request(CT_TYPE(5 /* IPCTNL_MSG_CT_GET_STATS */), 0, 0, undefined, 'opening ctnetlink');
+      await ct.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, 0, undefined, 'opening ctnetlink');
     } catch (err) {
       sock.close();
       throw err;
@@ -144,7 +128,7 @@ export class Conntrack {
       h.resolve = resolve;
       h.reject = reject;
     });
-    this.sock.request(type, flags | 1 /* NLM_F_REQUEST */, family, payload, h);
+    this.sock.request(type, flags | NLM_F_REQUEST, family, payload, h);
     return p;
   }
 
@@ -158,22 +142,13 @@ export class Conntrack {
       h.resolve = resolve;
       h.reject = reject;
     });
-    this.sock.request(type, flags | 1 /* NLM_F_REQUEST */, family, payload, h);
+    this.sock.request(type, flags | NLM_F_REQUEST, family, payload, h);
     return p;
   }
 
-  /** @internal Starts a dump on its own socket. */
-  startDump<T>(spec: Omit<DumpSpec<T>, 'netns' | 'onSocket' | 'onRelease'>, options?: DumpOptions): Dump<T> {
-    this.assertOpen(spec.operation);
-    return new Dump<T>(
-      {
-        ...spec,
-        netns: this.netnsPath,
-        onSocket: (s) => this.dumps.add(s),
-        onRelease: (s) => this.dumps.delete(s),
-      },
-      options,
-    );
+  /** @internal Many requests of one header in one call (see NfSocket.requestMany). */
+  requestMany(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, handler: ReplyHandler): void {
+    this.sock.requestMany(type, flags, family, payloads, ends, handler);
   }
 
   /**
@@ -182,29 +157,13 @@ export class Conntrack {
    * rest; entries the kernel repeats during a racing dump appear once.
    */
   dump(filter?: FlowFilter, options: DumpOptions = {}): Dump<Flow> {
-    const compiled = compileFilter(filter);
-    return this.startDump<Flow>(this.flowDumpSpec(compiled, IPCTNL_MSG_CT_GET, 'dump'), options);
+    return dumpFlows(this, filter, options);
   }
 
-  /** @internal */
-  flowDumpSpec(compiled: CompiledFilter, msg: number, operation: string) {
-    return {
-      type: CT_TYPE(msg),
-      family: compiled.nfFamily,
-      payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
-      operation,
-      decode: (buf: Buffer, off: number, len: number, msgType: number): Flow | undefined => {
-        const m = msgType & 0xff;
-        if (msgType >> 8 !== NFNL_SUBSYS_CTNETLINK || (m !== IPCTNL_MSG_CT_NEW && m !== IPCTNL_MSG_CT_DELETE)) return undefined;
-        if (!isFlowFamily(buf[off + 16])) return undefined;
-        return decodeFlow(buf, off, len);
-      },
-      // Applied even when the kernel filtered too: an older kernel that ignores CTA_FILTER
-      // must not change the result. It costs a few comparisons per flow.
-      match: compiled.empty ? undefined : compiled.match,
-      idOf: (f: Flow) => f.id,
-      signatureOf: flowSignature,
-    };
+  /** @internal A dump on a socket of its own, closed with this handle. */
+  startDump<T>(spec: DumpSpec<T>, options: DumpOptions = {}): Dump<T> {
+    this.assertOpen(spec.operation);
+    return new Dump<T>(spec, options, this);
   }
 
   /** The whole table (or the filtered part) as an array. */
@@ -216,35 +175,45 @@ export class Conntrack {
     }
   }
 
-  // <entries> (issue 3: get, create, update, delete, flush, deleteMatching)
+  /** @internal An event subscription on a socket of its own in this handle's namespace. */
+  subscribe(subscription: Subscription): NfSocket {
+    this.assertOpen(subscription.operation);
+    return openSubscription(this.netns, subscription);
+  }
+
+  /** @internal Registers a child that closes with this handle. */
+  adopt(child: Child): () => void {
+    return this.children.adopt(child);
+  }
+
   /**
    * The entry named by `key` (its original tuple, or with `{ direction: 'reply' }` its reply
    * tuple, within `key.zone`). A Flow from list() can be passed back: with its `id`, an
    * entry re-created meanwhile is not returned. Rejects with code ENOENT when absent.
    */
-  get(key: entries.EntryKey, options?: entries.GetOptions): Promise<Flow> {
-    return entries.getEntry(this, key, options);
+  get(key: EntryKey, options?: GetOptions): Promise<Flow> {
+    return getEntry(this, key, options);
   }
 
   /**
    * Creates an entry. The family comes from the addresses; `reply` defaults to the inverse
    * of `orig` (adjusted by the kernel for `nat`). Rejects with EEXIST for a duplicate.
    */
-  create(spec: entries.CreateSpec): Promise<void> {
-    return entries.createEntry(this, spec);
+  create(spec: CreateSpec): Promise<void> {
+    return createEntry(this, spec);
   }
 
   /**
    * Changes mark (optionally under a mask), timeout, settable status flags, labels or
    * state of the entry named by `spec` (tuple, zone and, when given, id).
    */
-  update(spec: entries.UpdateSpec): Promise<void> {
-    return entries.updateEntry(this, spec);
+  update(spec: UpdateSpec): Promise<void> {
+    return updateEntry(this, spec);
   }
 
   /** Deletes the entry named by a tuple, or by a Flow (tuple plus id). ENOENT when absent. */
-  delete(key: entries.EntryKey): Promise<void> {
-    return entries.deleteEntry(this, key);
+  delete(key: EntryKey): Promise<void> {
+    return deleteEntry(this, key);
   }
 
   /**
@@ -253,24 +222,24 @@ export class Conntrack {
    * kernel pipelined, without a promise per entry. Resolves with how many the kernel
    * accepted and the refusals (e.g. EEXIST) by index. Specs take no `labels` here.
    */
-  createMany(specs: Iterable<entries.CreateSpec>): Promise<entries.BulkResult> {
-    return entries.createMany(this, specs);
+  createMany(specs: Iterable<CreateSpec>): Promise<BulkResult> {
+    return createMany(this, specs);
   }
 
   /**
    * Deletes many entries named by tuple (or Flows, tuple plus id) in one call, like
    * createMany(). Entries already gone are reported as ENOENT in `errors`.
    */
-  deleteMany(keys: Iterable<entries.EntryKey>): Promise<entries.BulkResult> {
-    return entries.deleteMany(this, keys);
+  deleteMany(keys: Iterable<EntryKey>): Promise<BulkResult> {
+    return deleteMany(this, keys);
   }
 
   /**
    * Deletes every entry, or those matching `filter`. The kernel flushes by itself when the
    * filter is only a mark; other filters use deleteMatching(), which checks each entry.
    */
-  flush(filter?: FlowFilter, options?: entries.DeleteMatchingOptions): Promise<void> {
-    return entries.flushEntries(this, filter, options);
+  flush(filter?: FlowFilter, options?: DeleteMatchingOptions): Promise<void> {
+    return flushEntries(this, filter, options);
   }
 
   /**
@@ -278,12 +247,10 @@ export class Conntrack {
    * with pipelined deletes by tuple and id. Resolves with the number removed; entries that
    * vanish by themselves meanwhile are not errors and not counted.
    */
-  deleteMatching(filter?: FlowFilter, predicate?: (flow: Flow) => boolean, options?: entries.DeleteMatchingOptions): Promise<number> {
-    return entries.deleteMatchingEntries(this, filter, predicate, options);
+  deleteMatching(filter?: FlowFilter, predicate?: (flow: Flow) => boolean, options?: DeleteMatchingOptions): Promise<number> {
+    return deleteMatchingEntries(this, filter, predicate, options);
   }
-  // </entries>
 
-  // <events> (issue 4: events, mirror)
   /**
    * Subscribes to conntrack events (NEW / UPDATE / DESTROY) on a socket of its own in this
    * handle's namespace. The result is an AsyncIterable of FlowEvent, an EventEmitter
@@ -292,9 +259,7 @@ export class Conntrack {
    */
   events(options?: EventsOptions): FlowEventStream {
     this.assertOpen('events');
-    const stream = new FlowEventStream({ netns: this.netnsPath, onClose: (s) => this.extraSockets.delete(s) }, options);
-    if (!stream.isClosed) this.extraSockets.add(stream);
-    return stream;
+    return new FlowEventStream(this, options);
   }
 
   /**
@@ -304,22 +269,15 @@ export class Conntrack {
    */
   mirror(options?: MirrorOptions): Mirror {
     this.assertOpen('mirror');
-    const m = new Mirror(this, options);
-    this.extraSockets.add(m);
-    m.once('close', () => this.extraSockets.delete(m));
-    return m;
+    return new Mirror(this, options);
   }
-  // </events>
 
-  // <expectations> (issue 5)
   private expectationsTable: Expectations | undefined;
   /** The expectation table: list / dump / get / create / delete / flush / events / stats. */
   get expectations(): Expectations {
     return (this.expectationsTable ??= new Expectations(this));
   }
-  // </expectations>
 
-  // <stats> (issue 6: stats, settings, pressure)
   /**
    * The kernel's conntrack statistics for this handle's namespace: per-CPU counters
    * (IPCTNL_MSG_CT_GET_STATS_CPU), their sums, the entry count and the table limit.
@@ -343,7 +301,7 @@ export class Conntrack {
    * namespace).
    */
   get settings(): Settings {
-    this.statsSettings ??= new Settings(this.netnsPath);
+    this.statsSettings ??= new Settings(this.netns);
     return this.statsSettings;
   }
 
@@ -359,16 +317,12 @@ export class Conntrack {
   pressure(options: PressureOptions = {}): PressureMonitor {
     return new PressureMonitor(this, options);
   }
-  // </stats>
 
   /** Closes every socket of this handle; pending requests reject with ERR_CLOSED. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.sock.close();
-    for (const d of this.dumps) d.close();
-    this.dumps.clear();
-    for (const s of [...this.extraSockets]) s.close();
-    this.extraSockets.clear();
+    this.children.closeAll();
   }
 }

@@ -1,35 +1,37 @@
 export { Conntrack, OpenOptions } from './conntrack';
-export { ConntrackError, ConntrackErrorCode } from './errors';
-export type { Flow, Counter, TcpInfo, SctpInfo, DccpInfo, SeqAdj, Synproxy } from './flow';
-export type { Tuple, ProtoTuple, IcmpTuple } from './tuple';
-export type { FlowFilter, TupleFilter } from './filter';
-export type { DumpOptions } from './dump';
-export { Dump } from './dump';
-export type { Family, Proto, StatusFlag, TcpState, SctpState, DccpState } from './enums';
-export * as constants from './enums';
+export { ConntrackError, ConntrackErrorCode } from './common/errors';
+export type { Flow, Counter, TcpInfo, SctpInfo, DccpInfo, SeqAdj, Synproxy } from './flows/flow';
+export type { Tuple, ProtoTuple, IcmpTuple } from './flows/tuple';
+export type { FlowFilter, TupleFilter } from './flows/filter';
+export type { DumpOptions } from './wire/dump';
+export { Dump } from './wire/dump';
+export type { Family, Proto, StatusFlag, TcpState, SctpState, DccpState } from './wire/enums';
+export * as constants from './wire/enums';
 
-// <entries>
-export type { EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions } from './entries';
-// </entries>
-// <events>
-export { FlowEventStream } from './event';
-export type { FlowEvent, FlowEventType, EventsOptions, LostInfo, EventStreamStats } from './event';
-export { Mirror, DEFAULT_REFRESH_INTERVAL } from './mirror';
-export type { MirrorOptions, ResyncInfo, TupleKey } from './mirror';
-// </events>
-// <expectations>
-export { Expectations, ExpectationEvents, decodeExpectationStats } from './expect';
 export type {
-  Expectation, ExpectationFilter, ExpectationKey, ExpectationSpec, ExpectationFlag, ExpectationTupleFilter,
-  NatDirection, ExpectationEvent, ExpectationEventType, ExpectationEventsOptions, ExpectationCpuStats, ExpectationTarget,
-} from './expect';
-export { decodeExpectation } from './expect-codec';
-// </expectations>
-// <stats>
-export { readProcStats, parseProcStats, PROC_STATS_PATH } from './stats';
-export type { ProcStats, ReadProcStatsOptions, ConntrackStats, CpuStats, StatsCounters } from './stats';
-export { Settings } from './sysctl';
-export type { ConntrackSettings, SettingsUpdate, EventsSetting } from './sysctl';
-export { PressureMonitor } from './pressure';
-export type { PressureOptions, PressureSample, PressureRates, PressureWarning, PressureRecovery, PressureReason, PressureMonitorEvents } from './pressure';
-// </stats>
+  EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions, BulkResult,
+} from './flows/entry-types';
+export { FlowEventStream } from './flows/events';
+export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats } from './flows/events';
+export type { LostInfo } from './common/loss';
+export { Mirror, DEFAULT_REFRESH_INTERVAL } from './flows/mirror';
+export type { MirrorOptions, ResyncInfo, TupleKey } from './flows/mirror';
+
+export { Expectations } from './expect/expectations';
+export type { ExpectationTarget } from './expect/expectations';
+export { ExpectationEvents } from './expect/events';
+export type { ExpectationEvent, ExpectationEventType, ExpectationEventsOptions } from './expect/events';
+export { decodeExpectation } from './expect/decode';
+export type { Expectation, ExpectationFlag, NatDirection } from './expect/decode';
+export type { ExpectationKey, ExpectationSpec } from './expect/encode';
+export type { ExpectationFilter, ExpectationTupleFilter } from './expect/filter';
+export { decodeExpectationStats } from './expect/stats';
+export type { ExpectationCpuStats } from './expect/stats';
+
+export { readProcStats, parseProcStats, PROC_STATS_PATH } from './stats/proc';
+export type { ProcStats, ReadProcStatsOptions } from './stats/proc';
+export type { ConntrackStats, CpuStats, StatsCounters } from './stats/counters';
+export { Settings } from './stats/settings';
+export type { ConntrackSettings, SettingsUpdate, EventsSetting } from './stats/settings';
+export { PressureMonitor } from './stats/pressure';
+export type { PressureOptions, PressureSample, PressureRates, PressureWarning, PressureRecovery, PressureReason, PressureMonitorEvents } from './stats/pressure';

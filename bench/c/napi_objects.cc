@@ -1,5 +1,5 @@
 // Bench-only addon: the "build objects in C++" decode design. Walks the same ctnetlink
-// dump bytes as lib/flow.ts and builds each flow as a JS object property by property with
+// dump bytes as lib/flows/flow.ts and builds each flow as a JS object property by property with
 // N-API (napi_set_named_property), returning an array. Compiled by bench/decode.bench.js;
 // not part of the package. Decodes the common fields only (tuples, status, timeout, mark,
 // zone, use, id), so it is a lower bound on that design's cost.

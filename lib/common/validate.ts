@@ -1,0 +1,65 @@
+/**
+ * Checks of caller input. Every refusal is an ERR_INVALID_ARGUMENT that names the field
+ * (`invalid(field, problem)`), thrown before anything reaches the kernel.
+ */
+import { invalid } from './errors';
+
+/** A value as error messages show it (bigints with their `n`, objects as JSON). */
+export function show(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}n`;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+/**
+ * An integer in [min, max]. `what` names the value in the message ("port must be an
+ * integer 0-65535, got 70000"); `unit` follows the range ("0-60 seconds").
+ */
+export function checkInt(v: unknown, min: number, max: number, field: string, what?: string, unit = ''): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalid(field, `${what ? `${what} ` : ''}must be an integer ${min}-${max}${unit}, got ${show(v)}`);
+  }
+  return v;
+}
+
+export const checkU8 = (v: unknown, field: string, what?: string): number => checkInt(v, 0, 0xff, field, what);
+export const checkU16 = (v: unknown, field: string, what?: string): number => checkInt(v, 0, 0xffff, field, what);
+export const checkU32 = (v: unknown, field: string, what?: string): number => checkInt(v, 0, 0xffffffff, field, what);
+
+/** A finite number in [min, max] (not necessarily whole: milliseconds, ratios). */
+export function checkNumber(v: unknown, min: number, max: number, field: string, what: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw invalid(field, `must be ${what} from ${min} to ${max}, got ${show(v)}`);
+  }
+  return v;
+}
+
+/** True for a plain object (not null, not an array). */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** A plain object; the message shows an example of what is expected. */
+export function checkObject(v: unknown, field: string, example: string): Record<string, unknown> {
+  if (!isObject(v)) throw invalid(field, `must be an object like ${example}`);
+  return v;
+}
+
+/** Refuses keys outside `known`, naming `field.key` and listing what `what` takes. */
+export function checkKeys(o: Record<string, unknown>, known: ReadonlySet<string>, field: string, what: string): void {
+  for (const k of Object.keys(o)) if (!known.has(k)) throw invalid(`${field}.${k}`, `unknown key; ${what} takes ${[...known].join(', ')}`);
+}
+
+export function checkBoolean(v: unknown, field: string): boolean {
+  if (typeof v !== 'boolean') throw invalid(field, `must be true or false, got ${show(v)}`);
+  return v;
+}
+
+/** An AbortSignal, or undefined. */
+export function checkSignal(v: unknown, field: string): AbortSignal | undefined {
+  if (v !== undefined && !(v instanceof AbortSignal)) throw invalid(field, 'must be an AbortSignal');
+  return v;
+}

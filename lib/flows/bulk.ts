@@ -1,0 +1,123 @@
+/**
+ * Bulk operations (createMany, deleteMany): every item is validated and encoded first (a
+ * bad one refuses the whole call before anything is sent), then the items stream to the
+ * kernel pipelined, without a promise per item.
+ */
+import type { Handle } from '../wire/handle';
+import type { ReplyHandler } from '../wire/socket';
+import { IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, NLM_F_CREATE, NLM_F_EXCL } from '../wire/enums';
+import { ConntrackError, invalid } from '../common/errors';
+import { AttrWriter, ctType } from '../wire/netlink';
+import type { BulkResult, CreateSpec, EntryKey } from './entry-types';
+import { FAMILY_NUM, encodeKey, resolveKey, writeCreate } from './entry-spec';
+
+const writer = new AttrWriter(512);
+
+/** Prefixes a validation error's field with the item's place in a bulk call. */
+function atIndex(err: unknown, index: number): unknown {
+  if (err instanceof ConntrackError && err.code === 'ERR_INVALID_ARGUMENT') {
+    const field = `items[${index}]${err.field ? '.' + err.field : ''}`;
+    return new ConntrackError(err.code, `${field}: ${err.message.replace(/^[^:]*: /, '')}`, { field });
+  }
+  return err;
+}
+
+/** Settles one bulk call: counts the per-item outcomes, resolves after the last. */
+class BulkHandler {
+  readonly ackOnly = true;
+  ok = 0;
+  errors: { index: number; error: ConntrackError }[] = [];
+  private left: number;
+  constructor(readonly operation: string, count: number, private readonly resolve: (r: BulkResult) => void, private readonly indexMap: Uint32Array) {
+    this.left = count;
+    if (count === 0) resolve({ ok: 0, errors: [] });
+  }
+  message(): void {
+    /* acks only */
+  }
+  done(err: ConntrackError | undefined, item: number): void {
+    if (err) this.errors.push({ index: this.indexMap[item] ?? item, error: err });
+    else this.ok++;
+    if (--this.left === 0) {
+      this.errors.sort((a, b) => a.index - b.index);
+      this.resolve({ ok: this.ok, errors: this.errors });
+    }
+  }
+}
+
+/**
+ * Validates and encodes every item (nothing is sent if any is refused), groups them by
+ * family, and sends each group as one requestMany() batch.
+ */
+function bulk<T>(
+  ct: Handle,
+  items: Iterable<T>,
+  operation: string,
+  msg: number,
+  flags: number,
+  write: (w: AttrWriter, item: T) => number,
+): Promise<BulkResult> {
+  try {
+    ct.assertOpen(operation);
+    if (items === null || typeof (items as Iterable<T>)?.[Symbol.iterator] !== 'function') {
+      throw invalid('items', 'must be an array (or iterable) of entries');
+    }
+    const groups = new Map<number, { w: AttrWriter; ends: number[]; index: number[] }>();
+    let i = 0;
+    for (const item of items) {
+      // Encode into a scratch writer first, so a refused item leaves no partial bytes.
+      const w = writer.reset();
+      let family: number;
+      try {
+        family = write(w, item);
+      } catch (err) {
+        throw atIndex(err, i);
+      }
+      let g = groups.get(family);
+      if (!g) groups.set(family, (g = { w: new AttrWriter(1 << 16), ends: [], index: [] }));
+      g.w.append(w);
+      g.ends.push(g.w.length);
+      g.index.push(i);
+      i++;
+    }
+    const total = i;
+    return new Promise<BulkResult>((resolve) => {
+      const indexMap = new Uint32Array(total);
+      let base = 0;
+      const batches: [number, { w: AttrWriter; ends: number[]; index: number[] }, number][] = [];
+      for (const [family, g] of groups) {
+        for (let k = 0; k < g.index.length; k++) indexMap[base + k] = g.index[k];
+        batches.push([family, g, base]);
+        base += g.index.length;
+      }
+      const handler = new BulkHandler(operation, total, resolve, indexMap);
+      for (const [family, g, start] of batches) {
+        // Item numbers in a batch start at 0: shift them into the shared index map.
+        const shifted: ReplyHandler = { operation, ackOnly: true, message() {}, done: (err, item) => handler.done(err, start + item) };
+        ct.requestMany(ctType(msg), flags, family, g.w.finish(), Uint32Array.from(g.ends), shifted);
+      }
+    });
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** ct.createMany(). */
+export function createMany(ct: Handle, specs: Iterable<CreateSpec>): Promise<BulkResult> {
+  return bulk(ct, specs, 'createMany', IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, (w, spec) => {
+    const { family, labels } = writeCreate(w, spec);
+    if (labels) {
+      throw invalid('labels', 'createMany does not take labels (the kernel may drop them silently); use create() for entries with labels');
+    }
+    return family;
+  });
+}
+
+/** ct.deleteMany(). */
+export function deleteMany(ct: Handle, keys: Iterable<EntryKey>): Promise<BulkResult> {
+  return bulk(ct, keys, 'deleteMany', IPCTNL_MSG_CT_DELETE, 0, (w, key) => {
+    const k = resolveKey(key, 'orig');
+    encodeKey(w, k, true);
+    return FAMILY_NUM[k.family];
+  });
+}

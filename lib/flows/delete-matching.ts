@@ -1,0 +1,245 @@
+/**
+ * Deleting by filter: flush() and deleteMatching(). A filter the kernel's own flush can
+ * express goes there in one request; anything else is a filtered dump with pipelined
+ * deletes by tuple and id, each entry checked here before it is deleted.
+ */
+import type { Handle } from '../wire/handle';
+import {
+  AF_UNSPEC, CTA_ID, CTA_STATS_GLOBAL_ENTRIES, CTA_TUPLE_ORIG, CTA_ZONE, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET,
+  IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK,
+} from '../wire/enums';
+import { abortError } from '../common/abort';
+import { ConntrackError, invalid } from '../common/errors';
+import type { Dump, DumpOptions } from '../wire/dump';
+import { NFGEN_FAMILY_OFFSET, NFNL_ATTR_OFFSET, align4, ctType, forEachAttr, nfnlMsg, nfnlSubsys } from '../wire/netlink';
+import { CompiledFilter, FlowFilter, compileFilter } from './filter';
+import { Flow, decodeFlow, isFlowFamily } from './flow';
+import type { DeleteMatchingOptions } from './entry-types';
+
+// Only a mark filter is handed to the kernel's flush: a kernel that did not know a flush
+// filter attribute would ignore it and flush the whole table, and mark filtering of flushes
+// is long-standing, while status filtering is recent. Everything else (status included)
+// goes through a dump where the library checks every entry before deleting it.
+const FLUSH_KERNEL_KEYS = new Set(['mark']);
+
+/** True when the kernel's filtered flush expresses the whole filter by itself. */
+function kernelFlushable(filter: FlowFilter | undefined): boolean {
+  const f = (filter ?? {}) as Record<string, unknown>;
+  return Object.keys(f).every((k) => f[k] === undefined || FLUSH_KERNEL_KEYS.has(k));
+}
+
+/** The table's entry count (CTA_STATS_GLOBAL_ENTRIES of IPCTNL_MSG_CT_GET_STATS). */
+async function entryCount(ct: Handle): Promise<number> {
+  const replies = await ct.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC, undefined, 'deleteMatching (count)');
+  let n = -1;
+  for (const m of replies) {
+    forEachAttr(m, NFNL_ATTR_OFFSET, m.length, (type, pos, pend) => {
+      if (type === CTA_STATS_GLOBAL_ENTRIES && pend - pos >= 4) n = m.readUInt32BE(pos);
+    });
+  }
+  if (n < 0) throw new ConntrackError('ERR_PROTOCOL', 'deleteMatching: the kernel sent no entry count');
+  return n;
+}
+
+/** ct.flush(). */
+export async function flushEntries(ct: Handle, filter?: FlowFilter, options: DeleteMatchingOptions = {}): Promise<void> {
+  ct.assertOpen('flush');
+  const compiled = compileFilter(filter);
+  if (kernelFlushable(filter)) {
+    if (options.signal?.aborted) throw abortError('flush', options.signal);
+    await kernelFlush(ct, compiled, 'flush');
+    return;
+  }
+  await deleteMatchingEntries(ct, filter, undefined, options);
+}
+
+/**
+ * The kernel's own flush, one request: no tuple means "everything", CTA_MARK/CTA_MARK_MASK
+ * narrow it. (The family in the header only counts with nfgen version 1, which we do not
+ * send, so a family filter goes the dump-and-delete way.) Only for kernelFlushable filters.
+ */
+function kernelFlush(ct: Handle, compiled: CompiledFilter, operation: string): Promise<void> {
+  return ct.requestAck(ctType(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, operation);
+}
+
+interface Victim {
+  family: number;
+  payload: Buffer;
+}
+
+/**
+ * Pulls the original tuple, zone and id straight out of a dumped message into a DELETE
+ * payload: no decoding, no re-encoding.
+ */
+function victimPayload(buf: Buffer, off: number, len: number): Buffer | undefined {
+  let tS = -1, tL = 0, idS = -1, zS = -1;
+  // Offsets of whole attributes (header included): the payload starts 4 bytes in.
+  forEachAttr(buf, off + NFNL_ATTR_OFFSET, off + len, (t, pos, pend) => {
+    const l = pend - pos + 4;
+    if (t === CTA_TUPLE_ORIG) {
+      tS = pos - 4;
+      tL = l;
+    } else if (t === CTA_ID && l === 8) idS = pos - 4;
+    else if (t === CTA_ZONE && l >= 6) zS = pos - 4;
+  });
+  if (tS < 0) return undefined;
+  const out = Buffer.allocUnsafe(align4(tL) + (idS >= 0 ? 8 : 0) + (zS >= 0 ? 8 : 0));
+  buf.copy(out, 0, tS, tS + tL);
+  out.fill(0, tL, align4(tL));
+  let o = align4(tL);
+  if (idS >= 0) {
+    buf.copy(out, o, idS, idS + 8);
+    o += 8;
+  }
+  if (zS >= 0) {
+    out.writeUInt16LE(6, o);
+    out.writeUInt16LE(CTA_ZONE, o + 2);
+    out.writeUInt16BE(buf.readUInt16BE(zS + 4), o + 4);
+    out.writeUInt16LE(0, o + 6);
+  }
+  return out;
+}
+
+/** Most deletes queued or in flight at once; the dump pauses above this. */
+const MAX_QUEUED = 8192;
+
+/**
+ * A dumped entry that matches the filter (checked here even when the kernel filtered the
+ * dump) and the predicate: its family and delete payload; undefined otherwise.
+ */
+function matchingVictim(
+  buf: Buffer, off: number, len: number, msgType: number,
+  compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined,
+): Victim | undefined {
+  if (nfnlSubsys(msgType) !== NFNL_SUBSYS_CTNETLINK || nfnlMsg(msgType) !== IPCTNL_MSG_CT_NEW) return undefined;
+  const family = buf[off + NFGEN_FAMILY_OFFSET];
+  if (!isFlowFamily(family)) return undefined;
+  if (predicate !== undefined || !compiled.empty) {
+    const flow = decodeFlow(buf, off, len);
+    if (!compiled.match(flow)) return undefined;
+    if (predicate && !predicate(flow)) return undefined;
+  }
+  const payload = victimPayload(buf, off, len);
+  return payload ? { family, payload } : undefined;
+}
+
+/**
+ * A dump of the entries that match `compiled` (checked here even when the kernel filtered
+ * the dump) and `predicate`, as delete payloads. A dump racing with table changes can
+ * repeat an entry: each is yielded once, and `seen` holds the keys (original tuple, id and
+ * zone, as raw attribute bytes) of all of them.
+ */
+function victimDump(
+  ct: Handle, compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined, operation: string,
+  options: DumpOptions,
+): { dump: Dump<Victim>; seen: Set<string> } {
+  const seen = new Set<string>();
+  const dump = ct.startDump<Victim>({
+    type: ctType(IPCTNL_MSG_CT_GET),
+    family: compiled.nfFamily,
+    payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
+    operation,
+    decode: (buf, off, len, msgType) => {
+      const v = matchingVictim(buf, off, len, msgType, compiled, predicate);
+      if (!v) return undefined;
+      const key = v.payload.toString('latin1');
+      if (seen.has(key)) return undefined;
+      seen.add(key);
+      return v;
+    },
+  }, options);
+  return { dump, seen };
+}
+
+/** The keys of the entries that match `compiled` now (see victimDump). */
+async function matchingKeys(ct: Handle, compiled: CompiledFilter, signal: AbortSignal | undefined): Promise<Set<string>> {
+  const { dump, seen } = victimDump(ct, compiled, undefined, 'deleteMatching (count)', { signal });
+  await dump.toArray();
+  return seen;
+}
+
+/**
+ * The kernel's filtered flush, counted exactly (`exact: true`). The count is taken from the
+ * table, not from DESTROY events: the kernel sends no event at all for an entry created while event
+ * delivery was off or (nf_conntrack_events=2, the default) while no process anywhere on the
+ * host listened for conntrack events, so events would undercount. The matching entries are
+ * listed (by tuple, id and zone) before the flush and again after it; the count is how many
+ * of the first list are gone. Entries that start to match while the call runs may be flushed
+ * too, but are not counted: the number is what matched when deleteMatching began.
+ */
+async function countedFlush(ct: Handle, compiled: CompiledFilter, signal: AbortSignal | undefined): Promise<number> {
+  const before = await matchingKeys(ct, compiled, signal);
+  if (signal?.aborted) throw abortError('deleteMatching', signal);
+  await kernelFlush(ct, compiled, 'deleteMatching (flush)');
+  if (before.size === 0) return 0;
+  // The flush is done; what is left over is counted even if the caller aborts now.
+  const after = await matchingKeys(ct, compiled, undefined);
+  let removed = 0;
+  for (const k of before) if (!after.has(k)) removed++;
+  return removed;
+}
+
+/** ct.deleteMatching(): filtered dump + pipelined deletes by tuple and id. */
+export async function deleteMatchingEntries(
+  ct: Handle,
+  filter: FlowFilter | undefined,
+  predicate: ((flow: Flow) => boolean) | undefined,
+  options: DeleteMatchingOptions = {},
+): Promise<number> {
+  ct.assertOpen('deleteMatching');
+  if (predicate !== undefined && typeof predicate !== 'function') throw invalid('predicate', 'must be a function (flow) => boolean');
+  if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object like { signal }');
+  if (options.exact !== undefined && typeof options.exact !== 'boolean') throw invalid('options.exact', 'must be true (count by listing the matches) or false (count by the table size)');
+  const compiled = compileFilter(filter);
+  const signal = options.signal;
+  if (signal?.aborted) throw abortError('deleteMatching', signal);
+  if (!predicate && kernelFlushable(filter)) {
+    if (options.exact === true) return countedFlush(ct, compiled, signal);
+    const before = await entryCount(ct);
+    await kernelFlush(ct, compiled, 'deleteMatching (flush)');
+    return Math.max(0, before - (await entryCount(ct)));
+  }
+  // The kernel's dump filter ignores a zone given without a tuple filter, so zones (and
+  // whatever else the kernel cannot filter) are checked here on the decoded flow.
+  // Every entry is checked here before it is deleted, even when the kernel filtered the
+  // dump: a kernel that ignores a filter attribute must never widen a delete.
+  const { dump } = victimDump(ct, compiled, predicate, 'deleteMatching (dump)', { signal, highWaterMark: 4096 });
+
+  let removed = 0;
+  let failure: ConntrackError | undefined;
+  let inFlight = 0;
+  let wake: (() => void) | undefined;
+  const type = ctType(IPCTNL_MSG_CT_DELETE);
+  const settle = (): void => {
+    inFlight--;
+    if (wake && (inFlight <= MAX_QUEUED / 2 || inFlight === 0)) {
+      const w = wake;
+      wake = undefined;
+      w();
+    }
+  };
+  const onOk = (): void => {
+    removed++;
+    settle();
+  };
+  const onErr = (err: unknown): void => {
+    const e = err as ConntrackError;
+    // Gone by itself meanwhile (expired, deleted elsewhere, re-created with a new id): fine.
+    if (e.code !== 'ENOENT' && !failure) failure = e;
+    settle();
+  };
+  try {
+    for await (const v of dump) {
+      if (failure) break;
+      inFlight++;
+      ct.requestAck(type, 0, v.family, v.payload, 'deleteMatching').then(onOk, onErr);
+      if (inFlight >= MAX_QUEUED) await new Promise<void>((r) => (wake = r));
+    }
+  } catch (err) {
+    failure ??= err as ConntrackError;
+  }
+  while (inFlight > 0) await new Promise<void>((r) => (wake = r));
+  if (failure) throw failure;
+  if (signal?.aborted) throw abortError('deleteMatching', signal);
+  return removed;
+}

@@ -1,0 +1,438 @@
+/**
+ * A live in-memory copy of the conntrack table: subscribe to events first, then dump,
+ * then apply the events that arrived meanwhile (and all later ones) in order. When the
+ * kernel drops events for the mirror's socket (its `lost` count grows), the copy can no
+ * longer be trusted, so it dumps again and reconciles by itself, reporting what changed.
+ *
+ * Some entries never produce events: the kernel gives an entry its event cache when the
+ * entry is created, and only if event delivery is on (nf_conntrack_events=1) or, in the
+ * default mode (2), if some process on the host listens for conntrack events at that
+ * moment. Entries made without one change and vanish silently. The mirror therefore also
+ * reconciles with a dump periodically (`refreshInterval`) unless the namespace has
+ * nf_conntrack_events=1, and on demand (`refresh()`).
+ */
+import { EventEmitter } from 'events';
+import { canonicalAddress } from '../common/address';
+import { ConntrackError, invalid } from '../common/errors';
+import type { Handle } from '../wire/handle';
+import { Settings } from '../stats/settings';
+import { dumpFlows } from './dump';
+import { FlowEvent, FlowEventStream } from './events';
+import type { FlowFilter } from './filter';
+import type { Flow } from './flow';
+import type { IcmpTuple } from './tuple';
+import { protoNumber } from './tuple';
+
+export interface MirrorOptions {
+  /** Mirror only the entries that match (best on fields that do not change: tuples, proto, zone). */
+  filter?: FlowFilter;
+  /** Receive buffer for the mirror's event socket (see EventsOptions.receiveBufferSize). */
+  receiveBufferSize?: number;
+  /** Grow the event socket's buffer after each loss, up to `max` bytes. */
+  growBuffer?: { max: number };
+  /** Closes the mirror. */
+  signal?: AbortSignal;
+  /**
+   * Milliseconds between reconciling dumps, which catch the changes of entries the kernel
+   * sends no events for (see above); 0 turns them off. Default: 60000, or 0 when the
+   * namespace's nf_conntrack_events is 1 (then every entry created since has events).
+   */
+  refreshInterval?: number;
+}
+
+/** The refresh interval used when nf_conntrack_events is not 1. */
+export const DEFAULT_REFRESH_INTERVAL = 60_000;
+
+/** How an entry is named for get()/has(): its original tuple plus protocol and zone. */
+export interface TupleKey {
+  proto: string | number;
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  icmp?: Partial<IcmpTuple>;
+  zone?: number;
+}
+
+/** Details of a (re)synchronisation, emitted as 'resync'. */
+export interface ResyncInfo {
+  /**
+   * 'initial' for the first sync, 'lost' after the kernel dropped events, 'refresh' for a
+   * periodic or requested reconcile (`refreshInterval`, `refresh()`).
+   */
+  reason: 'initial' | 'lost' | 'refresh';
+  /** Events lost on the mirror's socket so far (total). */
+  lost: number;
+  /** Entries that appeared, changed (id, status, mark or state) or vanished versus the old copy. */
+  added: number;
+  updated: number;
+  removed: number;
+  /** Entries in the mirror afterwards. */
+  size: number;
+  /** Events that arrived during the dump and were applied after it. */
+  replayed: number;
+  durationMs: number;
+}
+
+const MIRROR_KEYS = new Set(['filter', 'receiveBufferSize', 'growBuffer', 'signal', 'refreshInterval']);
+
+/** Fields an UPDATE event leaves out when they did not change: kept from the previous copy. */
+const CARRIED: (keyof Flow)[] = [
+  'state', 'tcp', 'sctp', 'dccp', 'counters', 'timestamp', 'labels', 'helper', 'secctx',
+  'secmark', 'seqAdj', 'synproxy', 'master',
+];
+
+// The kernel keeps an original tuple unique per zone, and per direction-zone when the entry
+// has one (CTA_TUPLE_ZONE, decoded into orig.zone): both are part of the key.
+function keyOf(protonum: number, o: { src: string; dst: string; sport?: number; dport?: number; icmp?: Partial<IcmpTuple>; zone?: number }, zone: number): string {
+  const z = `${zone}|${o.zone ?? ''}`;
+  if (o.icmp) return `${protonum}|${o.src}|${o.dst}|i${o.icmp.type ?? 0}|${o.icmp.code ?? 0}|${o.icmp.id ?? 0}|${z}`;
+  return `${protonum}|${o.src}|${o.dst}|${o.sport ?? ''}|${o.dport ?? ''}|${z}`;
+}
+
+function flowKey(f: Flow): string {
+  return keyOf(typeof f.proto === 'number' ? f.proto : protoNumber(f.proto, 'proto'), f.orig, f.zone);
+}
+
+function changed(a: Flow, b: Flow): boolean {
+  return a.id !== b.id || a.statusBits !== b.statusBits || a.mark !== b.mark || a.state !== b.state;
+}
+
+/**
+ * The mirror. Iterating yields the current flows; events: 'add' (flow), 'update' (flow,
+ * previous), 'delete' (flow), 'resync' (ResyncInfo), 'error' (err), 'close'. No 'add'
+ * events are emitted for the initial contents: read them once `ready` resolves.
+ */
+export class Mirror extends EventEmitter implements Iterable<Flow> {
+  /** Resolves when the first dump has been applied; rejects if it failed. */
+  readonly ready: Promise<void>;
+  private table = new Map<string, Flow>();
+  private byId = new Map<number, Flow | Flow[]>();
+  private readonly stream: FlowEventStream;
+  private pending: FlowEvent[] | undefined;
+  private syncing = false;
+  private again = false;
+  private closed = false;
+  private readonly filter: FlowFilter | undefined;
+  private readonly signal: AbortSignal | undefined;
+  private readonly onAbort: (() => void) | undefined;
+  /** Number of resynchronisations after losses. */
+  resyncs = 0;
+  /** Number of reconciling dumps made by `refreshInterval` or `refresh()`. */
+  refreshes = 0;
+  private interval = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private current: Promise<ResyncInfo | undefined> | undefined;
+  private readonly disown: () => void;
+
+  /** @internal Use Conntrack.mirror(). */
+  constructor(private readonly ct: Handle, options: MirrorOptions = {}) {
+    super();
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalid('options', 'must be an object such as { filter: { proto: "tcp" } }');
+    for (const k of Object.keys(options)) if (!MIRROR_KEYS.has(k)) throw invalid(`options.${k}`, `unknown option; use ${[...MIRROR_KEYS].join(', ')}`);
+    const every = options.refreshInterval;
+    if (every !== undefined && (typeof every !== 'number' || !Number.isFinite(every) || every < 0 || every > 2 ** 31 - 1)) {
+      throw invalid('options.refreshInterval', 'must be a number of milliseconds between 0 (never) and 2147483647');
+    }
+    this.filter = options.filter;
+    // Validates everything (filter included) before anything is subscribed.
+    this.stream = new FlowEventStream(ct, {
+      filter: options.filter,
+      receiveBufferSize: options.receiveBufferSize,
+      growBuffer: options.growBuffer,
+    });
+    this.stream.on('event', (ev: FlowEvent) => {
+      if (this.pending) this.pending.push(ev);
+      else this.apply(this.table, this.byId, ev, true);
+    });
+    this.stream.on('lost', () => this.requestResync());
+    this.stream.on('error', (err: ConntrackError) => this.fail(err));
+    this.signal = options.signal;
+    if (this.signal) {
+      this.onAbort = () => this.close();
+      this.signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+    this.disown = ct.adopt(this);
+    this.ready = this.start(every);
+    this.ready.catch(() => undefined); // reported through ready / 'error'; never unhandled
+    if (this.signal?.aborted) this.close();
+  }
+
+  /** Entries in the mirror. */
+  get size(): number {
+    return this.table.size;
+  }
+
+  /** Events the kernel dropped for the mirror's socket (each loss triggers a resync). */
+  get lost(): number {
+    return this.stream.lost;
+  }
+
+  /**
+   * Milliseconds between reconciling dumps (0: none). Decided when `ready` resolves: the
+   * `refreshInterval` option, or its default for the namespace's nf_conntrack_events.
+   */
+  get refreshInterval(): number {
+    return this.interval;
+  }
+
+  /** True while a dump is being taken and reconciled. */
+  get synchronizing(): boolean {
+    return this.syncing;
+  }
+
+  /** The receive buffer granted to the mirror's event socket. */
+  get receiveBufferSize(): number {
+    return this.stream.receiveBufferSize;
+  }
+
+  /**
+   * The entry with kernel id `key` (ids are 32-bit hashes: with a collision, the first
+   * one), or the entry whose original tuple is `key` (`{ proto, src, dst, sport, dport,
+   * zone? }`, or a Flow).
+   */
+  get(key: number | TupleKey | Flow): Flow | undefined {
+    if (typeof key === 'number') {
+      const v = this.byId.get(key >>> 0);
+      return Array.isArray(v) ? v[0] : v;
+    }
+    if ((key as Flow).orig !== undefined) {
+      const f = key as Flow;
+      const hit = this.table.get(flowKey(f));
+      return hit !== undefined && (f.id === undefined || f.id === 0 || hit.id === f.id) ? hit : undefined;
+    }
+    const k = this.tupleKey(key as TupleKey);
+    return k === undefined ? undefined : this.table.get(k);
+  }
+
+  /** Every entry with kernel id `id` (usually one). */
+  getAllById(id: number): Flow[] {
+    const v = this.byId.get(id >>> 0);
+    return v === undefined ? [] : Array.isArray(v) ? [...v] : [v];
+  }
+
+  has(key: number | TupleKey | Flow): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  values(): IterableIterator<Flow> {
+    return this.table.values();
+  }
+
+  [Symbol.iterator](): IterableIterator<Flow> {
+    return this.table.values();
+  }
+
+  private tupleKey(t: TupleKey): string | undefined {
+    if (t === null || typeof t !== 'object') throw invalid('key', 'must be an id, a Flow or { proto, src, dst, sport, dport }');
+    const protonum = protoNumber(t.proto, 'key.proto');
+    const src = canonicalAddress(t.src);
+    const dst = canonicalAddress(t.dst);
+    if (src === undefined) throw invalid('key.src', `not an IP address: ${JSON.stringify(t.src)}`);
+    if (dst === undefined) throw invalid('key.dst', `not an IP address: ${JSON.stringify(t.dst)}`);
+    return keyOf(protonum, { src, dst, sport: t.sport, dport: t.dport, icmp: t.icmp }, t.zone ?? 0);
+  }
+
+  /**
+   * Resolves once every event the kernel has queued for the mirror so far has been applied
+   * and no resync is running or due (useful before comparing with a dump).
+   */
+  async settle(): Promise<void> {
+    await this.ready;
+    for (;;) {
+      if (this.closed) return;
+      if (!this.syncing) {
+        // Everything queued so far is applied once a request on the stream's socket is
+        // answered (the reply comes behind the queued events).
+        await this.stream.barrier();
+        void this.stream.lost; // reads the drop counter: a loss not yet reported starts a resync
+        if (this.closed || !this.syncing) return;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /**
+   * Dumps the table now and reconciles the copy with it, emitting 'add', 'update' and
+   * 'delete' for the differences and 'resync' with `reason: 'refresh'`. This is how changes
+   * the kernel never announced (entries without an event cache) reach the mirror.
+   */
+  async refresh(): Promise<ResyncInfo> {
+    await this.ready;
+    while (this.current) await this.current.catch(() => undefined);
+    if (this.closed) throw new ConntrackError('ERR_CLOSED', 'mirror.refresh(): the mirror is closed');
+    const info = await this.sync('refresh');
+    if (info === undefined) throw new ConntrackError('ERR_CLOSED', 'mirror.refresh(): the mirror was closed meanwhile');
+    return info;
+  }
+
+  private async start(every: number | undefined): Promise<void> {
+    // Read the namespace's setting while the first dump runs.
+    const decided = every !== undefined
+      ? Promise.resolve(every)
+      : new Settings(this.ct.netns).get().then((s) => (s.events === true ? 0 : DEFAULT_REFRESH_INTERVAL), () => DEFAULT_REFRESH_INTERVAL);
+    await this.sync('initial');
+    this.interval = Math.floor(await decided);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed || this.interval <= 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.refresh().catch(() => undefined).finally(() => this.schedule());
+    }, this.interval);
+    // The mirror's socket decides whether the process stays alive, not this timer.
+    this.timer.unref();
+  }
+
+  private requestResync(): void {
+    if (this.closed) return;
+    if (this.syncing) {
+      this.again = true;
+      return;
+    }
+    this.sync('lost').catch(() => undefined);
+  }
+
+  private sync(reason: ResyncInfo['reason']): Promise<ResyncInfo | undefined> {
+    const run = this.runSync(reason);
+    this.current = run;
+    const clear = (): void => {
+      if (this.current === run) this.current = undefined;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  private async runSync(reason: ResyncInfo['reason']): Promise<ResyncInfo | undefined> {
+    this.syncing = true;
+    const started = Date.now();
+    this.pending = [];
+    let flows: Flow[];
+    try {
+      flows = await dumpFlows(this.ct, this.filter, {}).toArray();
+    } catch (err) {
+      this.pending = undefined;
+      this.syncing = false;
+      if (this.closed) return undefined;
+      this.fail(err as ConntrackError);
+      throw err;
+    }
+    if (this.closed) return undefined;
+    const table = new Map<string, Flow>();
+    const byId = new Map<number, Flow | Flow[]>();
+    for (const f of flows) this.put(table, byId, flowKey(f), f);
+    const replay = this.pending;
+    this.pending = undefined;
+    for (const ev of replay) this.apply(table, byId, ev, false);
+    const old = this.table;
+    this.table = table;
+    this.byId = byId;
+    let added = 0;
+    let updated = 0;
+    let removed = 0;
+    if (reason !== 'initial') {
+      if (reason === 'lost') this.resyncs++;
+      else this.refreshes++;
+      for (const [k, f] of table) {
+        const prev = old.get(k);
+        if (prev === undefined) {
+          added++;
+          this.emit('add', f);
+        } else if (changed(prev, f)) {
+          updated++;
+          this.emit('update', f, prev);
+        }
+      }
+      for (const [k, f] of old) {
+        if (!table.has(k)) {
+          removed++;
+          this.emit('delete', f);
+        }
+      }
+    }
+    this.syncing = false;
+    const info: ResyncInfo = {
+      reason, lost: this.stream.lost, added, updated, removed, size: table.size, replayed: replay.length,
+      durationMs: Date.now() - started,
+    };
+    this.emit('resync', info);
+    if (this.again && !this.closed) {
+      this.again = false;
+      this.requestResync();
+    }
+    return info;
+  }
+
+  private put(table: Map<string, Flow>, byId: Map<number, Flow | Flow[]>, k: string, f: Flow): Flow | undefined {
+    const prev = table.get(k);
+    if (prev !== undefined) this.unindex(byId, prev);
+    table.set(k, f);
+    const cur = byId.get(f.id);
+    if (cur === undefined) byId.set(f.id, f);
+    else if (Array.isArray(cur)) cur.push(f);
+    else byId.set(f.id, [cur, f]);
+    return prev;
+  }
+
+  private unindex(byId: Map<number, Flow | Flow[]>, f: Flow): void {
+    const cur = byId.get(f.id);
+    if (cur === f) byId.delete(f.id);
+    else if (Array.isArray(cur)) {
+      const rest = cur.filter((x) => x !== f);
+      if (rest.length === 0) byId.delete(f.id);
+      else byId.set(f.id, rest.length === 1 ? rest[0] : rest);
+    }
+  }
+
+  private apply(table: Map<string, Flow>, byId: Map<number, Flow | Flow[]>, ev: FlowEvent, emit: boolean): void {
+    const f = ev.flow;
+    const k = flowKey(f);
+    const prev = table.get(k);
+    if (ev.type === 'destroy') {
+      // A DESTROY for an older entry with the same tuple (different id) changes nothing.
+      if (prev === undefined || prev.id !== f.id) return;
+      table.delete(k);
+      this.unindex(byId, prev);
+      if (emit) this.emit('delete', { ...merge(prev, f), status: prev.status, statusBits: prev.statusBits, timeout: 0 });
+      return;
+    }
+    const next = prev !== undefined && prev.id === f.id ? merge(prev, f) : f;
+    this.put(table, byId, k, next);
+    if (!emit) return;
+    if (prev === undefined) this.emit('add', next);
+    else if (prev.id !== f.id) {
+      this.emit('delete', prev);
+      this.emit('add', next);
+    } else this.emit('update', next, prev);
+  }
+
+  private fail(err: ConntrackError): void {
+    if (this.closed) return;
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.close();
+  }
+
+  /** Stops following the table (closes the event socket); the contents stay readable. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.onAbort && this.signal) this.signal.removeEventListener('abort', this.onAbort);
+    this.stream.close();
+    this.disown();
+    this.emit('close');
+  }
+}
+
+/** The newer description of an entry, with fields the event left out taken from the older. */
+function merge(prev: Flow, next: Flow): Flow {
+  const out: Flow = { ...next };
+  for (const key of CARRIED) {
+    if (out[key] === undefined && prev[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = prev[key];
+  }
+  if (out.use === 0) out.use = prev.use;
+  return out;
+}

@@ -1,0 +1,290 @@
+/**
+ * The nf_conntrack sysctls (/proc/sys/net/netfilter/nf_conntrack_*) of a network
+ * namespace: read as one typed object, written all-or-nothing.
+ *
+ * Another namespace's sysctls are read and written by a file job in that namespace
+ * (common/netns-job.ts).
+ */
+import { ConntrackError, invalid } from '../common/errors';
+import { NetnsOp, NetnsResult, runJob } from '../common/netns-job';
+import { checkBoolean, checkInt, show } from '../common/validate';
+
+export const SYSCTL_DIR = '/proc/sys/net/netfilter';
+const PREFIX = 'nf_conntrack_';
+
+// ---------------------------------------------------------------------------------------
+// The settings
+
+/** `nf_conntrack_events`: off, on, or (Linux 5.18+, the default there) on when someone listens. */
+export type EventsSetting = boolean | 'auto';
+
+/**
+ * The nf_conntrack sysctls of one network namespace, as `ct.settings.get()` returns them.
+ * Fields are present when the running kernel has the sysctl (protocol timeouts depend on
+ * the kernel's configuration; `helper` was removed in Linux 6.0).
+ */
+export interface ConntrackSettings {
+  /** nf_conntrack_max: table limit, 0 = none. Global; writable only from the initial namespace. */
+  max: number;
+  /** nf_conntrack_buckets: hash table size. Global; writable only from the initial namespace. */
+  buckets: number;
+  /** nf_conntrack_count: entries in this namespace's table (read-only). */
+  count: number;
+  /** nf_conntrack_expect_max: expectation limit. Global; writable only from the initial namespace. */
+  expectMax?: number;
+  /** nf_conntrack_acct: byte and packet counters on new entries. */
+  acct: boolean;
+  /** nf_conntrack_timestamp: start/stop timestamps on new entries. */
+  timestamp: boolean;
+  /** nf_conntrack_checksum: verify checksums of tracked packets. */
+  checksum?: boolean;
+  /** nf_conntrack_events: event delivery. */
+  events: EventsSetting;
+  /** nf_conntrack_helper: automatic helper assignment (Linux < 6.0 only). */
+  helper?: boolean;
+  /** nf_conntrack_log_invalid: protocol number whose invalid packets are logged (0 none, 255 all). */
+  logInvalid?: number;
+  /** nf_conntrack_tcp_loose: pick up TCP connections already in progress. */
+  tcpLoose?: boolean;
+  /** nf_conntrack_tcp_be_liberal: accept out-of-window TCP packets. */
+  tcpBeLiberal?: boolean;
+  /** nf_conntrack_tcp_ignore_invalid_rst (Linux 5.14+). */
+  tcpIgnoreInvalidRst?: boolean;
+  /** nf_conntrack_tcp_max_retrans: retransmissions before the max_retrans timeout applies. */
+  tcpMaxRetrans?: number;
+  /** nf_conntrack_frag6_high_thresh / _low_thresh: IPv6 reassembly memory (bytes). */
+  frag6HighThresh?: number;
+  frag6LowThresh?: number;
+  /** Timeouts, in seconds (nf_conntrack_<name>_timeout...). */
+  genericTimeout?: number;
+  icmpTimeout?: number;
+  icmpv6Timeout?: number;
+  udpTimeout?: number;
+  udpTimeoutStream?: number;
+  tcpTimeoutSynSent?: number;
+  tcpTimeoutSynRecv?: number;
+  tcpTimeoutEstablished?: number;
+  tcpTimeoutFinWait?: number;
+  tcpTimeoutCloseWait?: number;
+  tcpTimeoutLastAck?: number;
+  tcpTimeoutTimeWait?: number;
+  tcpTimeoutClose?: number;
+  tcpTimeoutMaxRetrans?: number;
+  tcpTimeoutUnacknowledged?: number;
+  sctpTimeoutClosed?: number;
+  sctpTimeoutCookieWait?: number;
+  sctpTimeoutCookieEchoed?: number;
+  sctpTimeoutEstablished?: number;
+  sctpTimeoutShutdownSent?: number;
+  sctpTimeoutShutdownRecd?: number;
+  sctpTimeoutShutdownAckSent?: number;
+  sctpTimeoutHeartbeatSent?: number;
+  sctpTimeoutHeartbeatAcked?: number;
+  dccpTimeoutRequest?: number;
+  dccpTimeoutRespond?: number;
+  dccpTimeoutPartopen?: number;
+  dccpTimeoutOpen?: number;
+  dccpTimeoutCloseReq?: number;
+  dccpTimeoutClosing?: number;
+  dccpTimeoutTimewait?: number;
+  greTimeout?: number;
+  greTimeoutStream?: number;
+  frag6Timeout?: number;
+  /** nf_conntrack_* files this library does not know, by file name, as the raw text. */
+  extra: Record<string, string>;
+}
+
+/** What `settings.set()` accepts: any writable subset. */
+export type SettingsUpdate = Partial<Omit<ConntrackSettings, 'count' | 'extra'>>;
+
+type Kind = 'int' | 'bool' | 'events' | 'timeout' | 'readonly';
+
+interface Descriptor {
+  key: keyof ConntrackSettings;
+  file: string;
+  kind: Kind;
+  min?: number;
+  max?: number;
+  /** Global setting: read-only outside the initial network namespace. */
+  global?: boolean;
+}
+
+const INT_MAX = 2147483647;
+/** proc_dointvec_jiffies refuses seconds above INT_MAX / HZ; HZ is at most 1000. */
+const TIMEOUT_MAX = Math.floor(INT_MAX / 1000);
+
+const DESCRIPTORS: Descriptor[] = [
+  { key: 'max', file: 'max', kind: 'int', min: 0, max: INT_MAX, global: true },
+  { key: 'buckets', file: 'buckets', kind: 'int', min: 1, max: INT_MAX, global: true },
+  { key: 'count', file: 'count', kind: 'readonly' },
+  { key: 'expectMax', file: 'expect_max', kind: 'int', min: 1, max: INT_MAX, global: true },
+  { key: 'acct', file: 'acct', kind: 'bool' },
+  { key: 'timestamp', file: 'timestamp', kind: 'bool' },
+  { key: 'checksum', file: 'checksum', kind: 'bool' },
+  { key: 'events', file: 'events', kind: 'events' },
+  { key: 'helper', file: 'helper', kind: 'bool' },
+  { key: 'logInvalid', file: 'log_invalid', kind: 'int', min: 0, max: 255 },
+  { key: 'tcpLoose', file: 'tcp_loose', kind: 'bool' },
+  { key: 'tcpBeLiberal', file: 'tcp_be_liberal', kind: 'bool' },
+  { key: 'tcpIgnoreInvalidRst', file: 'tcp_ignore_invalid_rst', kind: 'bool' },
+  { key: 'tcpMaxRetrans', file: 'tcp_max_retrans', kind: 'int', min: 0, max: 255 },
+  { key: 'frag6HighThresh', file: 'frag6_high_thresh', kind: 'int', min: 0, max: INT_MAX },
+  { key: 'frag6LowThresh', file: 'frag6_low_thresh', kind: 'int', min: 0, max: INT_MAX },
+  ...(
+    [
+      'generic_timeout', 'icmp_timeout', 'icmpv6_timeout', 'udp_timeout', 'udp_timeout_stream',
+      'tcp_timeout_syn_sent', 'tcp_timeout_syn_recv', 'tcp_timeout_established', 'tcp_timeout_fin_wait',
+      'tcp_timeout_close_wait', 'tcp_timeout_last_ack', 'tcp_timeout_time_wait', 'tcp_timeout_close',
+      'tcp_timeout_max_retrans', 'tcp_timeout_unacknowledged',
+      'sctp_timeout_closed', 'sctp_timeout_cookie_wait', 'sctp_timeout_cookie_echoed', 'sctp_timeout_established',
+      'sctp_timeout_shutdown_sent', 'sctp_timeout_shutdown_recd', 'sctp_timeout_shutdown_ack_sent',
+      'sctp_timeout_heartbeat_sent', 'sctp_timeout_heartbeat_acked',
+      'dccp_timeout_request', 'dccp_timeout_respond', 'dccp_timeout_partopen', 'dccp_timeout_open',
+      'dccp_timeout_closereq', 'dccp_timeout_closing', 'dccp_timeout_timewait',
+      'gre_timeout', 'gre_timeout_stream', 'frag6_timeout',
+    ] as const
+  ).map((file): Descriptor => ({ key: timeoutKey(file), file, kind: 'timeout', min: 0, max: TIMEOUT_MAX })),
+];
+
+function timeoutKey(file: string): keyof ConntrackSettings {
+  if (file === 'dccp_timeout_closereq') return 'dccpTimeoutCloseReq';
+  return file.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) as keyof ConntrackSettings;
+}
+
+const BY_KEY = new Map<string, Descriptor>(DESCRIPTORS.map((d) => [d.key, d]));
+const BY_FILE = new Map<string, Descriptor>(DESCRIPTORS.map((d) => [d.file, d]));
+
+/** The sysctl name of a setting, for messages: `net.netfilter.nf_conntrack_max`. */
+export function sysctlName(key: string): string {
+  const d = BY_KEY.get(key);
+  return d ? `net.netfilter.${PREFIX}${d.file}` : key;
+}
+
+function decode(d: Descriptor, raw: string): number | boolean | 'auto' | undefined {
+  const t = raw.trim();
+  if (!/^-?\d+$/.test(t)) return undefined;
+  const n = Number(t);
+  if (d.kind === 'bool') return n !== 0;
+  if (d.kind === 'events') return n === 2 ? 'auto' : n !== 0;
+  return n;
+}
+
+/** Validates one value; returns the text to write. Throws ERR_INVALID_ARGUMENT naming the key. */
+function encode(key: string, value: unknown): string {
+  const d = BY_KEY.get(key);
+  if (!d) {
+    throw invalid(key, `unknown setting; known settings are ${DESCRIPTORS.filter((x) => x.kind !== 'readonly').map((x) => x.key).join(', ')}`);
+  }
+  switch (d.kind) {
+    case 'readonly':
+      throw invalid(key, `is read-only (${sysctlName(key)} reports the number of entries in the table); it cannot be set`);
+    case 'bool':
+      return checkBoolean(value, key) ? '1' : '0';
+    case 'events':
+      if (value === 'auto') return '2';
+      if (typeof value !== 'boolean') throw invalid(key, `must be true, false or 'auto', got ${show(value)}`);
+      return value ? '1' : '0';
+    case 'int':
+    case 'timeout': {
+      return String(checkInt(value, d.min!, d.max!, key, undefined, d.kind === 'timeout' ? ' seconds' : ''));
+    }
+  }
+}
+
+/** Reads and, where the kernel allows it, writes the nf_conntrack sysctls of one namespace. */
+export class Settings {
+  /** @internal */
+  constructor(private readonly netnsPath: string | undefined) {}
+
+  /**
+   * Reads every nf_conntrack sysctl of the namespace.
+   *
+   * @example
+   * const s = await ct.settings.get();
+   * console.log(`${s.count} of ${s.max} entries, accounting ${s.acct ? 'on' : 'off'}`);
+   */
+  async get(options: { signal?: AbortSignal } = {}): Promise<ConntrackSettings> {
+    const [snap] = await runJob(this.netnsPath, [{ op: 'snapshot', dir: SYSCTL_DIR, prefix: PREFIX }], options.signal);
+    if (snap.error) {
+      throw new ConntrackError(snap.error.code === 'ENOENT' ? 'ERR_UNSUPPORTED' : snap.error.code,
+        `reading ${SYSCTL_DIR} failed: ${snap.error.code}${snap.error.code === 'ENOENT' ? ' (is the nf_conntrack module loaded?)' : ''}`,
+        { errno: snap.error.errno, syscall: 'readdir' });
+    }
+    const extra: Record<string, string> = {};
+    const out: Record<string, unknown> = { extra };
+    for (const e of snap.entries ?? []) {
+      if (e.value === undefined) continue;
+      const d = BY_FILE.get(e.name.slice(PREFIX.length));
+      const v = d ? decode(d, e.value) : undefined;
+      if (d && v !== undefined) out[d.key] = v;
+      else extra[e.name] = e.value.trim();
+    }
+    if (out.max === undefined || out.count === undefined) {
+      throw new ConntrackError('ERR_UNSUPPORTED', `${SYSCTL_DIR} has no nf_conntrack_max/nf_conntrack_count: is the nf_conntrack module loaded?`);
+    }
+    return out as unknown as ConntrackSettings;
+  }
+
+  /**
+   * Changes settings, all or nothing: every value is validated before anything is
+   * written, every file is checked for write access before the first write, and if the
+   * kernel refuses a write the ones already made are put back. Resolves with the previous
+   * values of the settings it changed (pass them to set() again to restore).
+   *
+   * Refusals: ERR_INVALID_ARGUMENT (bad value; `field` names it), ERR_UNSUPPORTED (the
+   * kernel has no such sysctl), EACCES (read-only here: `max`, `buckets` and `expectMax`
+   * are global and can be changed only from the initial network namespace; or not root),
+   * or the kernel's errno for a value it rejects.
+   *
+   * @example
+   * const previous = await ct.settings.set({ acct: true, tcpTimeoutEstablished: 3600 });
+   * // ... later
+   * await ct.settings.set(previous);
+   */
+  async set(values: SettingsUpdate, options: { signal?: AbortSignal } = {}): Promise<SettingsUpdate> {
+    if (values === null || typeof values !== 'object' || Array.isArray(values)) {
+      throw invalid('values', 'must be an object of settings, e.g. { acct: true, tcpTimeoutEstablished: 3600 }');
+    }
+    const keys = Object.keys(values).filter((k) => (values as Record<string, unknown>)[k] !== undefined);
+    const writes = keys.map((key) => ({ key, value: encode(key, (values as Record<string, unknown>)[key]) }));
+    if (writes.length === 0) return {};
+    const ops: NetnsOp[] = [{ op: 'transaction', writes: writes.map((w) => ({ file: `${SYSCTL_DIR}/${PREFIX}${BY_KEY.get(w.key)!.file}`, value: w.value })) }];
+    const [res] = await runJob(this.netnsPath, ops, options.signal);
+    if (!res.ok) {
+      const key = writes[res.index ?? 0].key;
+      throw refusal(key, writes[res.index ?? 0].value, res);
+    }
+    const previous: Record<string, unknown> = {};
+    writes.forEach((w, i) => {
+      previous[w.key] = decode(BY_KEY.get(w.key)!, res.old![i]);
+    });
+    return previous as SettingsUpdate;
+  }
+}
+
+function refusal(key: string, value: string, res: NetnsResult): ConntrackError {
+  const d = BY_KEY.get(key)!;
+  const name = sysctlName(key);
+  const code = res.error?.code ?? 'EIO';
+  const errno = res.error?.errno;
+  const opts = { errno, field: key, syscall: res.stage === 'write' ? 'write' : 'open' };
+  if (res.stage === 'check' && code === 'ENOENT') {
+    const why = key === 'helper' ? ' (it was removed in Linux 6.0; assign helpers with rules instead)' : '';
+    return new ConntrackError('ERR_UNSUPPORTED', `settings.set: ${key} (${name}) does not exist on this kernel${why}; nothing was changed`, opts);
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    const readOnlyHere = res.mode !== undefined && (res.mode & 0o222) === 0;
+    let why: string;
+    if (readOnlyHere && d.global) {
+      why = `it is read-only outside the initial network namespace: nf_conntrack_max, nf_conntrack_buckets (the hash size) ` +
+        `and nf_conntrack_expect_max are global to the whole machine, so change them from the initial namespace as real root`;
+    } else if (readOnlyHere) {
+      why = 'it is read-only in this namespace on this kernel';
+    } else {
+      why = 'writing sysctls needs root (CAP_NET_ADMIN over the namespace, and the sysctl files writable: /proc/sys must not be mounted read-only)';
+    }
+    return new ConntrackError(code, `settings.set: cannot change ${key} (${name}): ${code}: ${why}; nothing was changed`, opts);
+  }
+  const undone = res.stage === 'write' ? (res.rolledBack ? '; the settings written before it were restored' : '; restoring the settings written before it also failed') : '; nothing was changed';
+  return new ConntrackError(code, `settings.set: the kernel refused ${key}=${value} (${name}): ${code}${undone}`, opts);
+}

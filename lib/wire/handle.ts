@@ -1,0 +1,47 @@
+/**
+ * What the concept modules (entries, expectations, statistics, event streams, mirrors)
+ * need from a Conntrack handle, and nothing more. Conntrack implements it; the modules
+ * never import Conntrack, so they can be driven by a scripted fake as well.
+ */
+import type { Child } from '../common/children';
+import type { Dump, DumpOptions, DumpSpec } from './dump';
+import type { EventSink, NfSocket, ReplyHandler } from './socket';
+
+/** An event subscription on a socket of its own (see Handle.subscribe). */
+export interface Subscription {
+  /** Multicast groups to join. */
+  groups: readonly number[];
+  /** Read on a native thread (see SocketOptions.threaded). */
+  threaded?: boolean;
+  /**
+   * Runs on the new socket before it joins the groups: receive buffer, socket options,
+   * filters, loss baseline. A throw closes the socket and fails the subscription.
+   */
+  prepare?(sock: NfSocket): void;
+  /** Receives the messages, overruns and errors. */
+  sink: EventSink;
+  /** Label for error messages. */
+  operation: string;
+}
+
+export interface Handle {
+  /** The namespace file the handle's sockets are opened in (undefined: the caller's). */
+  readonly netns: string | undefined;
+  /** Throws ERR_CLOSED once the handle is closed. */
+  assertOpen(operation: string): void;
+  /** One request; resolves with copies of the reply's data messages once the kernel acks it. */
+  request(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string): Promise<Buffer[]>;
+  /** A request the kernel answers with an ack alone (create, update, delete, flush). */
+  requestAck(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string): Promise<void>;
+  /**
+   * `ends.length` requests of one header whose payloads are consecutive slices of
+   * `payloads`; `handler.done(err, i)` is called once per item.
+   */
+  requestMany(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, handler: ReplyHandler): void;
+  /** A dump on a socket of its own, closed with the handle. */
+  startDump<T>(spec: DumpSpec<T>, options?: DumpOptions): Dump<T>;
+  /** A subscribed socket in the handle's namespace, listening when this returns. */
+  subscribe(subscription: Subscription): NfSocket;
+  /** Registers a child closed with the handle; returns what the child calls once it closed. */
+  adopt(child: Child): () => void;
+}

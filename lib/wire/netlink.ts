@@ -1,0 +1,205 @@
+/**
+ * Netlink wire helpers: walking messages and attributes in received batches, and an
+ * attribute writer for request payloads. Numbers inside ctnetlink attributes are big
+ * endian (network order); netlink headers are host order (little endian on every
+ * platform this package builds for).
+ */
+import { constants as osConstants } from 'os';
+import {
+  NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NLA_F_NESTED, NLA_TYPE_MASK, NLMSGERR_ATTR_MSG, NLM_F_ACK_TLVS,
+  NLM_F_CAPPED,
+} from './enums';
+
+export const NLMSG_HDRLEN = 16;
+export const NFGENMSG_LEN = 4;
+/** Offset of the first attribute in an nfnetlink message. */
+export const NFNL_ATTR_OFFSET = NLMSG_HDRLEN + NFGENMSG_LEN;
+
+/** Offset of nfgenmsg.nfgen_family in an nfnetlink message. */
+export const NFGEN_FAMILY_OFFSET = NLMSG_HDRLEN;
+/** Offset of nfgenmsg.res_id (big endian; the CPU number in per-CPU statistics). */
+export const NFGEN_RES_ID_OFFSET = NLMSG_HDRLEN + 2;
+
+export const align4 = (n: number): number => (n + 3) & ~3;
+
+/** An nfnetlink message type: (subsystem << 8) | message. */
+export const nfnlType = (subsys: number, msg: number): number => (subsys << 8) | msg;
+/** A ctnetlink (conntrack) message type. */
+export const ctType = (msg: number): number => nfnlType(NFNL_SUBSYS_CTNETLINK, msg);
+/** A ctnetlink expectation message type. */
+export const expType = (msg: number): number => nfnlType(NFNL_SUBSYS_CTNETLINK_EXP, msg);
+/** The subsystem of an nfnetlink message type. */
+export const nfnlSubsys = (type: number): number => type >> 8;
+/** The message of an nfnetlink message type, without its subsystem. */
+export const nfnlMsg = (type: number): number => type & 0xff;
+
+/**
+ * Iterates the attributes in buf[start, end): calls fn(type, payloadStart, payloadEnd).
+ * Stops at a malformed attribute (never throws) and then returns false.
+ */
+export function forEachAttr(
+  buf: Buffer,
+  start: number,
+  end: number,
+  fn: (type: number, pos: number, pend: number) => void,
+): boolean {
+  let p = start;
+  while (p + 4 <= end) {
+    const len = buf.readUInt16LE(p);
+    if (len < 4 || p + len > end) return false;
+    fn(buf.readUInt16LE(p + 2) & NLA_TYPE_MASK, p + 4, p + len);
+    p += align4(len);
+  }
+  return true;
+}
+
+/** Reads a NUL-terminated string attribute payload. */
+export function readString(buf: Buffer, pos: number, end: number): string {
+  let e = pos;
+  while (e < end && buf[e] !== 0) e++;
+  return buf.toString('utf8', pos, e);
+}
+
+export interface NlError {
+  errno: number; // positive
+  extack?: string;
+}
+
+/** Decodes the body of an NLMSG_ERROR message starting at `off` (the message start). */
+export function parseError(buf: Buffer, off: number, len: number, flags: number): NlError {
+  if (len < NLMSG_HDRLEN + 4) return { errno: osConstants.errno.EBADMSG, extack: 'malformed error message from the kernel' };
+  const err = -buf.readInt32LE(off + NLMSG_HDRLEN);
+  let extack: string | undefined;
+  if (flags & NLM_F_ACK_TLVS) {
+    // struct nlmsgerr: error (4) + the original header (16) + payload unless capped
+    let p = off + NLMSG_HDRLEN + 4;
+    const origLen = buf.readUInt32LE(p);
+    p += flags & NLM_F_CAPPED ? NLMSG_HDRLEN : align4(origLen);
+    forEachAttr(buf, p, off + len, (type, s, e) => {
+      if (type === NLMSGERR_ATTR_MSG) extack = readString(buf, s, e);
+    });
+  }
+  return { errno: err, extack };
+}
+
+/** Builds attribute payloads. Reuses one growing buffer; `finish()` copies the result. */
+export class AttrWriter {
+  private buf: Buffer;
+  private pos = 0;
+  private nests: number[] = [];
+
+  constructor(size = 256) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  reset(): this {
+    this.pos = 0;
+    this.nests.length = 0;
+    return this;
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  private header(type: number, payloadLen: number): void {
+    const total = 4 + payloadLen;
+    this.ensure(align4(total));
+    this.buf.writeUInt16LE(total, this.pos);
+    this.buf.writeUInt16LE(type, this.pos + 2);
+    this.pos += 4;
+  }
+
+  private pad(payloadLen: number): void {
+    const padded = align4(payloadLen);
+    this.buf.fill(0, this.pos + payloadLen, this.pos + padded);
+    this.pos += padded;
+  }
+
+  /** Writes the header of a fixed-size attribute; returns the buffer, with the payload at `this.pos`. */
+  private fixed(type: number, size: number): Buffer {
+    this.header(type, size);
+    return this.buf;
+  }
+
+  /** Closes a fixed-size attribute written at `this.pos`. */
+  private done(size: number): this {
+    this.pad(size);
+    return this;
+  }
+
+  u8(type: number, v: number): this {
+    this.fixed(type, 1).writeUInt8(v, this.pos);
+    return this.done(1);
+  }
+
+  u16(type: number, v: number): this {
+    this.fixed(type, 2).writeUInt16BE(v, this.pos);
+    return this.done(2);
+  }
+
+  u32(type: number, v: number): this {
+    this.fixed(type, 4).writeUInt32BE(v >>> 0, this.pos);
+    return this.done(4);
+  }
+
+  /** A host-order (little endian) u32, for the few NLA_U32 attributes that are not big endian. */
+  u32host(type: number, v: number): this {
+    this.fixed(type, 4).writeUInt32LE(v >>> 0, this.pos);
+    return this.done(4);
+  }
+
+  u64(type: number, v: bigint): this {
+    this.fixed(type, 8).writeBigUInt64BE(v, this.pos);
+    return this.done(8);
+  }
+
+  bytes(type: number, v: Uint8Array): this {
+    this.header(type, v.length);
+    this.buf.set(v, this.pos);
+    this.pad(v.length);
+    return this;
+  }
+
+  string(type: number, v: string): this {
+    const b = Buffer.from(v + '\0', 'utf8');
+    return this.bytes(type, b);
+  }
+
+  nest(type: number): this {
+    this.ensure(4);
+    this.nests.push(this.pos);
+    this.buf.writeUInt16LE(type | NLA_F_NESTED, this.pos + 2);
+    this.pos += 4;
+    return this;
+  }
+
+  end(): this {
+    const start = this.nests.pop();
+    if (start === undefined) throw new Error('AttrWriter: end() without nest()');
+    this.buf.writeUInt16LE(this.pos - start, start);
+    return this;
+  }
+
+  /** Appends everything another writer holds (closed nests only). */
+  append(other: AttrWriter): this {
+    const n = other.length;
+    this.ensure(n);
+    other.buf.copy(this.buf, this.pos, 0, n);
+    this.pos += n;
+    return this;
+  }
+
+  /** A copy of what was written. */
+  finish(): Buffer {
+    if (this.nests.length) throw new Error('AttrWriter: unclosed nest');
+    return Buffer.from(this.buf.subarray(0, this.pos));
+  }
+}

@@ -1,0 +1,473 @@
+/**
+ * One netlink socket as seen from JavaScript: requests matched to replies by sequence
+ * number, a bounded window of requests in flight (so the kernel's acks always fit in the
+ * receive buffer), requests issued in the same tick coalesced into one sendmsg(), and
+ * unsolicited (multicast) messages handed to an event handler.
+ */
+import { constants as osConstants } from 'os';
+import { ConntrackError, fromNative, kernelError } from '../common/errors';
+import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST } from './enums';
+import { NLMSG_HDRLEN, align4, parseError } from './netlink';
+import { NativeSocket, native } from './native';
+
+/** Receives the data messages of one request, then exactly one done() call. */
+export interface ReplyHandler {
+  /** A data message (not ACK/DONE/ERROR) at buf[off, off + len). */
+  message(buf: Buffer, off: number, len: number, type: number, flags: number): void;
+  /**
+   * The request finished: with an error, or successfully (ack or NLMSG_DONE). For the
+   * items of a requestMany() batch, `item` is the item's index (else -1).
+   */
+  done(err: ConntrackError | undefined, item: number): void;
+  /** Label used in error messages. */
+  operation: string;
+  /**
+   * True when the kernel answers with an ack alone (create, update, delete, flush): such a
+   * request takes less of the receive buffer window than one that brings a reply message.
+   */
+  readonly ackOnly?: boolean;
+}
+
+/** Receives multicast messages (events) on a subscribed socket. */
+export interface EventSink {
+  message(buf: Buffer, off: number, len: number, type: number, flags: number): void;
+  /** The kernel dropped messages for this socket (ENOBUFS). */
+  overrun(count: number): void;
+  error(err: ConntrackError): void;
+}
+
+interface Queued {
+  type: number;
+  flags: number;
+  family: number;
+  payload: Buffer | undefined;
+  handler: ReplyHandler;
+  /** Receive buffer budgeted for the reply (see replyCost). */
+  cost: number;
+  /** Set for requestMany(): many messages, sent as the window allows. */
+  batch?: { payloads: Buffer; ends: Uint32Array; next: number };
+}
+
+export interface SocketOptions {
+  netns?: string;
+  /**
+   * Read on a native thread instead of the event loop (for dump sockets): the kernel builds
+   * the next part of a dump inside recvmsg(), so a reader thread overlaps that with decoding.
+   */
+  threaded?: boolean;
+  /** Send on a native thread, in order (see native/sender.cc). */
+  asyncSend?: boolean;
+  /** Receive buffer to ask for (bytes); default keeps the kernel default. */
+  receiveBufferSize?: number;
+}
+
+/**
+ * Receive buffer budgeted per request in flight, by what the kernel will send back: an
+ * ack alone takes well under 1 KiB of socket memory; anything else may bring a reply
+ * message of up to a page first.
+ */
+const ACK_COST = 1024;
+const REPLY_COST = 16384;
+const replyCost = (h: ReplyHandler): number => (h.ackOnly ? ACK_COST : REPLY_COST);
+/** Most requests in flight on one socket; the pending ring is twice as large. */
+const MAX_IN_FLIGHT = 4096;
+const RING = MAX_IN_FLIGHT * 2;
+/** Queued requests that are sent at once instead of at the end of the tick. */
+const EAGER_BATCH = 128;
+
+export class NfSocket {
+  readonly handle: NativeSocket;
+  // Requests in flight, by sequence number: sequence numbers are consecutive and at most
+  // MAX_IN_FLIGHT are outstanding, so a ring indexed by seq replaces a Map (no hashing,
+  // no per-entry allocation on the hot path of bulk operations).
+  private readonly ring: (ReplyHandler | undefined)[] = new Array(RING).fill(undefined);
+  private readonly ringSeq = new Uint32Array(RING);
+  private readonly ringCost = new Uint32Array(RING);
+  private readonly ringItem = new Int32Array(RING);
+  /** The batch item index of the request takePending() last returned. */
+  private takenItem = -1;
+  private inFlight = 0;
+  /** Receive buffer the replies of the requests in flight may take (see replyCost). */
+  private inFlightBytes = 0;
+  private budgetBytes = 64 * 1024;
+  private queue: Queued[] = [];
+  private queueHead = 0;
+  private flushScheduled = false;
+  private closed = false;
+  private reading = false;
+  private keepReading = false;
+  /** Set when the socket is subscribed to multicast groups. */
+  events: EventSink | undefined;
+  /** Messages received that matched no request (late replies to aborted requests). */
+  unmatched = 0;
+  /** Datagrams the native layer skipped (truncated, or not from the kernel). */
+  skipped = 0;
+  /** Last batch size handed to JS, for diagnostics. */
+  batchBytes = 1 << 20;
+
+  constructor(options: SocketOptions = {}) {
+    const { Socket } = native();
+    try {
+      this.handle = new Socket(this.onData, { netns: options.netns, threaded: options.threaded, asyncSend: options.asyncSend });
+    } catch (err) {
+      throw fromNative(err, options.netns ? `opening a netlink socket in ${options.netns}` : 'opening a netlink socket');
+    }
+    if (options.receiveBufferSize) this.setReceiveBufferSize(options.receiveBufferSize, true);
+    else this.updateWindow(this.handle.getReceiveBuffer());
+  }
+
+  get portId(): number {
+    return this.handle.portId;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Requests in flight plus queued. */
+  get outstanding(): number {
+    return this.inFlight + this.queue.length - this.queueHead;
+  }
+
+  private takePending(seq: number): ReplyHandler | undefined {
+    const i = seq & (RING - 1);
+    const h = this.ring[i];
+    if (h === undefined || this.ringSeq[i] !== seq) return undefined;
+    this.ring[i] = undefined;
+    this.inFlight--;
+    this.inFlightBytes -= this.ringCost[i];
+    this.takenItem = this.ringItem[i];
+    return h;
+  }
+
+  private peekPending(seq: number): ReplyHandler | undefined {
+    const i = seq & (RING - 1);
+    return this.ringSeq[i] === seq ? this.ring[i] : undefined;
+  }
+
+  private addPending(seq: number, h: ReplyHandler, cost: number, item = -1): void {
+    const i = seq & (RING - 1);
+    // At most MAX_IN_FLIGHT consecutive sequence numbers are live, and the kernel answers in
+    // order, so the slot is free; if it ever is not, the request in it has gone 8192
+    // requests without an answer: fail it rather than leave its caller waiting forever.
+    const stale = this.ring[i];
+    if (stale !== undefined) {
+      this.inFlight--;
+      this.inFlightBytes -= this.ringCost[i];
+      stale.done(new ConntrackError('ERR_PROTOCOL', `${stale.operation}: the kernel never answered this request`), this.ringItem[i]);
+    }
+    this.ring[i] = h;
+    this.ringSeq[i] = seq;
+    this.ringCost[i] = cost;
+    this.ringItem[i] = item;
+    this.inFlight++;
+    this.inFlightBytes += cost;
+  }
+
+  /** True when one more request of `cost` fits the window (one always fits when idle). */
+  private fits(cost: number): boolean {
+    if (this.inFlight === 0) return true;
+    return this.inFlight < MAX_IN_FLIGHT && this.inFlightBytes + cost <= this.budgetBytes;
+  }
+
+  setReceiveBufferSize(bytes: number, force: boolean): { granted: number; forced: boolean } {
+    let r: { granted: number; forced: boolean };
+    try {
+      r = this.handle.setReceiveBuffer(bytes, force);
+    } catch (err) {
+      throw fromNative(err, 'setting the receive buffer');
+    }
+    this.updateWindow(r.granted);
+    return r;
+  }
+
+  private updateWindow(granted: number): void {
+    // Half the granted buffer: the kernel counts skb overhead against it too.
+    this.budgetBytes = Math.max(64 * 1024, Math.floor(granted / 2));
+  }
+
+  /** Queues a request; it is sent (coalesced with others of this tick) within the window. */
+  request(type: number, flags: number, family: number, payload: Buffer | undefined, handler: ReplyHandler): void {
+    if (this.closed) {
+      handler.done(new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
+      return;
+    }
+    this.queue.push({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload, handler, cost: replyCost(handler) });
+    // A caller issuing many requests in one synchronous loop: send full batches right away,
+    // so the kernel (on the sender thread) works while the caller encodes the rest.
+    if (this.queue.length - this.queueHead >= EAGER_BATCH && this.fits(ACK_COST)) {
+      this.flush();
+      return;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(this.flush);
+    }
+  }
+
+  /**
+   * Queues `ends.length` requests of one header whose payloads are consecutive slices of
+   * `payloads` (item i ends at ends[i]). They go out in order as the window allows, with
+   * no per-item object; `handler.done(err, i)` is called once per item.
+   */
+  requestMany(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, handler: ReplyHandler): void {
+    if (this.closed) {
+      const err = new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`);
+      for (let k = 0; k < ends.length; k++) handler.done(err, k);
+      return;
+    }
+    if (ends.length === 0) return;
+    // Without NLM_F_REQUEST the kernel acks a message without acting on it.
+    this.queue.push({
+      type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload: undefined, handler, cost: replyCost(handler),
+      batch: { payloads, ends, next: 0 },
+    });
+    this.flush();
+  }
+
+  /** Sends as many items of a batch as the window allows; true when all are sent. */
+  private sendBatchItems(a: Queued): boolean {
+    const b = a.batch!;
+    const cost = a.cost;
+    let n = 0;
+    const left = b.ends.length - b.next;
+    while (n < left) {
+      const count = this.inFlight + n;
+      if (count > 0 && (count >= MAX_IN_FLIGHT || this.inFlightBytes + (n + 1) * cost > this.budgetBytes)) break;
+      n++;
+    }
+    if (n === 0) return false;
+    const startOff = b.next === 0 ? 0 : b.ends[b.next - 1];
+    const endOff = b.ends[b.next + n - 1];
+    const ends = new Uint32Array(n);
+    for (let k = 0; k < n; k++) ends[k] = b.ends[b.next + k] - startOff;
+    try {
+      const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends);
+      for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k);
+    } catch (err) {
+      const e = fromNative(err, a.handler.operation);
+      for (let k = 0; k < n; k++) a.handler.done(e, b.next + k);
+    }
+    b.next += n;
+    return b.next === b.ends.length;
+  }
+
+  /** Sends what the window allows, grouping runs of the same header into one batch call. */
+  private flush = (): void => {
+    this.flushScheduled = false;
+    if (this.closed) return;
+    const q = this.queue;
+    // Send queued requests in order while their replies fit the window: runs of single
+    // requests with one header go out in one batch call; requestMany() batches in slices.
+    let end = this.queueHead;
+    while (end < q.length) {
+      const a = q[end];
+      if (a.batch) {
+        if (!this.sendBatchItems(a)) break; // window full part-way: resume here later
+        end++;
+        continue;
+      }
+      let j = end;
+      let count = this.inFlight;
+      let bytes = this.inFlightBytes;
+      while (j < q.length) {
+        const b = q[j];
+        if (b.batch || b.type !== a.type || b.flags !== a.flags || b.family !== a.family) break;
+        if (count > 0 && (count >= MAX_IN_FLIGHT || bytes + b.cost > this.budgetBytes)) break;
+        count++;
+        bytes += b.cost;
+        j++;
+      }
+      if (j === end) break; // window full
+      this.sendRun(q, end, j);
+      end = j;
+    }
+    if (end === this.queueHead) {
+      this.updateReading();
+      return;
+    }
+    // Drop what was sent: cheaply (a moving head) until the dead prefix is worth compacting.
+    if (end === q.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (end > 1024 && end * 2 > q.length) {
+      this.queue = q.slice(end);
+      this.queueHead = 0;
+    } else {
+      for (let k = this.queueHead; k < end; k++) q[k] = undefined as unknown as Queued;
+      this.queueHead = end;
+    }
+    this.updateReading();
+  };
+
+  private sendRun(items: Queued[], from: number, to: number): void {
+    const a = items[from];
+    try {
+      if (to - from === 1) {
+        const seq = this.handle.request(a.type, a.flags, a.family, a.payload);
+        this.addPending(seq, a.handler, a.cost);
+        return;
+      }
+      let total = 0;
+      for (let k = from; k < to; k++) total += items[k].payload?.length ?? 0;
+      const payloads = Buffer.allocUnsafe(total);
+      const ends = new Uint32Array(to - from);
+      let off = 0;
+      for (let k = from; k < to; k++) {
+        const p = items[k].payload;
+        if (p) {
+          p.copy(payloads, off);
+          off += p.length;
+        }
+        ends[k - from] = off;
+      }
+      const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends);
+      for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler, items[k].cost);
+    } catch (err) {
+      for (let k = from; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation), -1);
+    }
+  }
+
+  /** Keep reading even with nothing pending (event subscriptions). */
+  setListening(on: boolean): void {
+    this.keepReading = on;
+    this.updateReading();
+  }
+
+  /** Pause or resume reading for backpressure (only while listening). */
+  private paused = false;
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+    this.updateReading();
+  }
+
+  private updateReading(): void {
+    if (this.closed) return;
+    const want = !this.paused && (this.keepReading || this.inFlight > 0);
+    if (want && !this.reading) {
+      this.handle.start(this.batchBytes);
+      this.reading = true;
+    } else if (!want && this.reading) {
+      this.handle.pause();
+      this.reading = false;
+    }
+  }
+
+  private onData = (batch: Buffer | null, overruns: number, skipped: number, errno: number): void => {
+    this.skipped += skipped;
+    if (errno < 0) {
+      // Not a receive batch: the native layer reports a send failure through the same callback.
+      this.onSendFailure(batch, -errno);
+      return;
+    }
+    if (batch) this.dispatch(batch);
+    if (overruns > 0) {
+      if (this.events) this.events.overrun(overruns);
+      if (this.inFlight > 0) {
+        // Replies were dropped: nothing says which, so fail every request in flight.
+        const err = kernelError(osConstants.errno.ENOBUFS, 'receiving replies', 'the receive buffer overflowed; replies were lost');
+        this.failPending(err);
+      }
+    }
+    if (errno !== 0) {
+      const err = kernelError(errno, 'receiving from the netlink socket');
+      this.failPending(err);
+      this.events?.error(err);
+    }
+    this.kick();
+  };
+
+  /**
+   * The sender thread could not send a block of requests: `seqs` holds their sequence
+   * numbers (u32, host order). Only those fail; earlier ones were carried out.
+   */
+  private onSendFailure(seqs: Buffer | null, errno: number): void {
+    const err = kernelError(errno, 'sending requests');
+    for (let p = 0; seqs && p + 4 <= seqs.length; p += 4) {
+      const h = this.takePending(seqs.readUInt32LE(p));
+      if (h) h.done(err, this.takenItem);
+    }
+    this.kick();
+  }
+
+  /** After replies freed room in the window: send what is queued, or adjust reading. */
+  private kick(): void {
+    if (this.queue.length > this.queueHead && !this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(this.flush);
+    } else {
+      this.updateReading();
+    }
+  }
+
+  private failPending(err: ConntrackError): void {
+    const handlers: ReplyHandler[] = [];
+    const items: number[] = [];
+    for (let i = 0; i < RING; i++) {
+      const h = this.ring[i];
+      if (h !== undefined) {
+        handlers.push(h);
+        items.push(this.ringItem[i]);
+        this.ring[i] = undefined;
+      }
+    }
+    this.inFlight = 0;
+    this.inFlightBytes = 0;
+    for (let k = 0; k < handlers.length; k++) handlers[k].done(err, items[k]);
+  }
+
+  private dispatch(buf: Buffer): void {
+    const end = buf.length;
+    const portId = this.handle.portId;
+    let p = 0;
+    while (p + NLMSG_HDRLEN <= end) {
+      const len = buf.readUInt32LE(p);
+      if (len < NLMSG_HDRLEN || p + len > end) break;
+      const type = buf.readUInt16LE(p + 4);
+      const flags = buf.readUInt16LE(p + 6);
+      const seq = buf.readUInt32LE(p + 8);
+      const pid = buf.readUInt32LE(p + 12);
+      const h = seq !== 0 && pid === portId ? this.peekPending(seq) : undefined;
+      if (h === undefined) {
+        if (seq === 0 && this.events && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_NOOP) {
+          this.events.message(buf, p, len, type, flags);
+        } else {
+          this.unmatched++;
+        }
+      } else if (type === NLMSG_ERROR) {
+        this.takePending(seq);
+        const item = this.takenItem;
+        const e = parseError(buf, p, len, flags);
+        if (e.errno === 0) h.done(undefined, item);
+        else h.done(kernelError(e.errno, h.operation, e.extack), item);
+      } else if (type === NLMSG_DONE) {
+        this.takePending(seq);
+        const item = this.takenItem;
+        const status = len >= NLMSG_HDRLEN + 4 ? buf.readInt32LE(p + NLMSG_HDRLEN) : 0;
+        if (status < 0) h.done(kernelError(-status, h.operation), item);
+        else h.done(undefined, item);
+      } else if (type === NLMSG_NOOP || type === NLMSG_OVERRUN) {
+        // nothing to deliver
+      } else {
+        h.message(buf, p, len, type, flags & ~NLM_F_DUMP_INTR);
+      }
+      p += align4(len);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const err = new ConntrackError('ERR_CLOSED', 'the connection was closed');
+    const queued = this.queue.slice(this.queueHead);
+    this.queue = [];
+    this.queueHead = 0;
+    for (const q of queued) {
+      if (q.batch) for (let k = q.batch.next; k < q.batch.ends.length; k++) q.handler.done(err, k);
+      else q.handler.done(err, -1);
+    }
+    this.failPending(err);
+    this.reading = false;
+    this.handle.close();
+  }
+}

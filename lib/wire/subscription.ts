@@ -1,0 +1,18 @@
+import { fromNative } from '../common/errors';
+import type { Subscription } from './handle';
+import { NfSocket } from './socket';
+
+/** Opens a socket in `netns`, prepares it, joins the groups and starts listening. */
+export function openSubscription(netns: string | undefined, s: Subscription): NfSocket {
+  const sock = new NfSocket({ netns, threaded: s.threaded });
+  try {
+    s.prepare?.(sock);
+    for (const g of s.groups) sock.handle.joinGroup(g);
+  } catch (err) {
+    sock.close();
+    throw fromNative(err, s.operation);
+  }
+  sock.events = s.sink;
+  sock.setListening(true);
+  return sock;
+}
