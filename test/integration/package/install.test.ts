@@ -25,7 +25,14 @@ let tmp: string;
 let app: string; // the user's project
 let installed: string; // app/node_modules/conntrack
 let bin: string; // the only directory on PATH: node, npm, sh
+let tarballs: string; // the package's and its dependencies' tarballs
 let packed: { files: { path: string }[]; size: number; unpackedSize: number };
+
+/** `npm install` of the tarballs, offline, with a cache of its own. */
+function installArgs(): string[] {
+  const tgz = fs.readdirSync(tarballs).map((f) => path.join(tarballs, f));
+  return ['install', '--offline', '--no-audit', '--no-fund', '--cache', path.join(tmp, 'npm-cache'), ...tgz];
+}
 
 /** The environment of a machine without a compiler or python: nothing inherited but HOME. */
 function bareEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -124,7 +131,7 @@ beforeAll(() => {
   fs.symlinkSync(npmCli, path.join(bin, 'npm'));
   fs.symlinkSync('/bin/sh', path.join(bin, 'sh'));
 
-  const tarballs = path.join(tmp, 'tarballs');
+  tarballs = path.join(tmp, 'tarballs');
   fs.mkdirSync(tarballs);
   packed = packJson(run('npm', ['pack', '--json', '--pack-destination', tarballs]));
   // The package's own dependencies, from the local node_modules, so the install is offline.
@@ -134,11 +141,7 @@ beforeAll(() => {
   app = path.join(tmp, 'app');
   fs.mkdirSync(app);
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-  const tgz = fs.readdirSync(tarballs).map((f) => path.join(tarballs, f));
-  run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--cache', path.join(tmp, 'npm-cache'), ...tgz], {
-    cwd: app,
-    env: bareEnv(),
-  });
+  run('npm', installArgs(), { cwd: app, env: bareEnv() });
   installed = path.join(app, 'node_modules', 'conntrack');
   appScript('list.js', OPEN_AND_LIST);
 });
@@ -222,7 +225,7 @@ describe('the tarball', () => {
 
   test('holds no test or benchmark code and no build leftovers', () => {
     const stray = paths().filter(
-      (p) => /^(test|build|\.cache|scripts|\.ci)\//.test(p) || (p.startsWith('bench/') && !p.endsWith('.md')) || /\.tsbuildinfo$|\.test\.|^dist\/test\//.test(p),
+      (p) => /^(test|build|\.cache|\.ci)\//.test(p) || (p.startsWith('scripts/') && p !== 'scripts/install.js') || (p.startsWith('bench/') && !p.endsWith('.md')) || /\.tsbuildinfo$|\.test\.|^dist\/test\//.test(p),
     );
     expect(stray).toEqual([]);
   });
@@ -300,13 +303,16 @@ describe('load errors name the cause', () => {
     expect(result.message).toContain('npm rebuild conntrack --build-from-source');
   });
 
-  test('libmnl missing: says to install libmnl0', () => {
+  test('libmnl missing: loading says to install libmnl0, and so does npm install, which succeeds without building', () => {
     // Hide libmnl.so.0 in a private mount namespace: an overlay whose whiteouts delete it.
     const lib = /libmnl\.so\.0 => (\S+)/.exec(run('ldd', [X64]))?.[1];
     if (!lib) throw new Error('libmnl.so.0 is not installed on this machine (apt-get install libmnl0)');
     const dir = fs.realpathSync(path.dirname(lib));
     const names = [...new Set([path.basename(lib), path.basename(fs.realpathSync(lib))])];
     const hide = path.join(tmp, 'hide');
+    const fresh = path.join(tmp, 'no-libmnl');
+    fs.mkdirSync(fresh);
+    fs.writeFileSync(path.join(fresh, 'package.json'), JSON.stringify({ name: 'fresh', version: '1.0.0', private: true }));
     const script = [
       `mount -t tmpfs none ${hide}`,
       `mkdir ${hide}/upper ${hide}/work`,
@@ -314,17 +320,26 @@ describe('load errors name the cause', () => {
       `mount -t overlay none -o lowerdir=${dir},upperdir=${hide}/upper,workdir=${hide}/work ${dir}`,
       `ldd ${X64} | grep libmnl`,
       `echo ---`,
-      `exec node ${path.join(app, 'list.js')}`,
+      `node ${path.join(app, 'list.js')}`,
+      `echo ---`,
+      `cd ${fresh}`,
+      `npm ${installArgs().join(' ')} --foreground-scripts 2>&1`,
+      `echo ---`,
+      `ls node_modules/conntrack`,
     ].join(' && ');
     fs.mkdirSync(hide);
     const out = run('unshare', ['-m', '--', 'sh', '-c', script], { cwd: app, env: { ...bareEnv(), PATH: `${bin}:/usr/sbin:/usr/bin:/sbin:/bin` } });
-    const [lddLine, json] = out.split('---\n');
+    const [lddLine, json, npmOutput, listing] = out.split('---\n');
     expect(lddLine).toMatch(/libmnl\.so\.0 => not found/);
     const result = JSON.parse(json);
     expect(result).toMatchObject({ ok: false, code: 'ERR_NATIVE' });
     expect(result.message).toContain('libmnl.so.0: cannot open shared object file');
     expect(result.message).toContain('Install the libmnl0 package');
     expect(result.message).toContain('apt-get install libmnl0');
+    expect(npmOutput).toContain('conntrack: the prebuilt binary needs libmnl, which is not installed. Install the libmnl0 package');
+    expect(npmOutput).not.toMatch(/gyp (ERR|info)/);
+    expect(listing.split('\n')).toEqual(expect.arrayContaining(['dist', 'prebuilds']));
+    expect(listing.split('\n')).not.toContain('build');
   });
 });
 
