@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "static_runtime%": "<!(node -p \"process.env.CONNTRACK_STATIC_RUNTIME === '1' ? 1 : 0\")"
+  },
   "targets": [
     {
       "target_name": "conntrack",
@@ -22,7 +25,16 @@
       ],
       "cflags_cc!": [ "-fno-exceptions", "-fno-rtti" ],
       "cflags_cc": [ "-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter" ],
-      "cflags": [ "-O2" ]
+      "cflags": [ "-O2" ],
+      "conditions": [
+        # Prebuilds (scripts/prebuild.sh sets CONNTRACK_STATIC_RUNTIME=1) carry their own
+        # libstdc++ and libgcc, so they load where the system libstdc++ is older than the
+        # build machine's (GCC 11 on RHEL 9, Amazon Linux 2023, Ubuntu 22.04). Their
+        # symbols stay hidden so they never interpose on the host's C++ runtime.
+        [ "static_runtime==1", {
+          "ldflags": [ "-static-libstdc++", "-Wl,--exclude-libs,ALL", "-Wl,--gc-sections" ]
+        } ]
+      ]
     }
   ]
 }

@@ -54,18 +54,54 @@ function packageRoot(): string {
 
 export function native(): NativeAddon {
   if (addon) return addon;
+  const root = packageRoot();
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    addon = load(packageRoot());
+    addon = load(root);
   } catch (err) {
-    throw new ConntrackError(
-      'ERR_NATIVE',
-      `cannot load the conntrack native addon: ${(err as Error).message}. ` +
-        'It needs Linux with libmnl (Debian: apt-get install libmnl0); to build from source ' +
-        'install libmnl-dev, python3, make and g++, then run `npm rebuild conntrack`',
-      { cause: err },
-    );
+    throw new ConntrackError('ERR_NATIVE', `cannot load the conntrack native addon: ${loadProblem(err as Error, root)}`, {
+      cause: err,
+    });
   }
   return addon;
+}
+
+/** The oldest glibc the prebuilt binaries load on (checked against `objdump -T` in the tests). */
+const PREBUILD_MIN_GLIBC = '2.34';
+const BUILD_FROM_SOURCE =
+  'To build from source, install libmnl-dev, python3, make and g++ (Debian/Ubuntu; RHEL and Amazon Linux: ' +
+  'libmnl-devel, python3, make, gcc-c++), then run `npm rebuild conntrack --build-from-source`.';
+
+/**
+ * Says why loading failed and what fixes it. The addon uses N-API, so a binary built for
+ * another Node.js version is never the cause; these are the causes that remain.
+ */
+function loadProblem(err: Error, root: string): string {
+  const message = String(err.message).trim();
+  if (/libmnl\.so/.test(message)) {
+    return (
+      `libmnl, the netlink library it links, is missing (${message}). Install the libmnl0 package ` +
+      '(Debian/Ubuntu: apt-get install libmnl0; RHEL, Fedora, Amazon Linux: dnf install libmnl; Alpine: apk add libmnl).'
+    );
+  }
+  if (/No native build was found/.test(message)) {
+    let prebuilt: string[] = [];
+    try {
+      prebuilt = fs.readdirSync(path.join(root, 'prebuilds'));
+    } catch {
+      /* no prebuilds directory */
+    }
+    const platforms = prebuilt.length ? prebuilt.sort().join(', ') + ` (glibc ${PREBUILD_MIN_GLIBC} or later)` : 'none in this copy';
+    return (
+      `there is no binary for ${process.platform}-${process.arch} and no build from source. ` +
+      `Prebuilt platforms: ${platforms}. ${BUILD_FROM_SOURCE}`
+    );
+  }
+  if (/GLIBC(XX)?_[0-9.]+' not found/.test(message)) {
+    return (
+      `the prebuilt binary needs glibc ${PREBUILD_MIN_GLIBC} or later (${message}). ${BUILD_FROM_SOURCE}`
+    );
+  }
+  return `${message}. It needs Linux with libmnl (Debian: apt-get install libmnl0). ${BUILD_FROM_SOURCE}`;
 }
