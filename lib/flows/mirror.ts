@@ -19,7 +19,7 @@ import { Settings } from '../stats/settings';
 import { dumpFlows } from './dump';
 import { FlowEvent, FlowEventStream } from './events';
 import type { FlowFilter } from './filter';
-import type { Flow } from './flow';
+import { Flow, newFlow } from './flow';
 import type { IcmpTuple } from './tuple';
 import { protoNumber } from './tuple';
 
@@ -395,7 +395,13 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       if (prev === undefined || prev.id !== f.id) return;
       table.delete(k);
       this.unindex(byId, prev);
-      if (emit) this.emit('delete', { ...merge(prev, f), status: prev.status, statusBits: prev.statusBits, timeout: 0 });
+      if (emit) {
+        const gone = merge(prev, f);
+        gone.status = prev.status;
+        gone.statusBits = prev.statusBits;
+        gone.timeout = 0;
+        this.emit('delete', gone);
+      }
       return;
     }
     const next = prev !== undefined && prev.id === f.id ? merge(prev, f) : f;
@@ -429,7 +435,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
 
 /** The newer description of an entry, with fields the event left out taken from the older. */
 function merge(prev: Flow, next: Flow): Flow {
-  const out: Flow = { ...next };
+  const out = newFlow(next);
   for (const key of CARRIED) {
     if (out[key] === undefined && prev[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = prev[key];
   }
