@@ -173,7 +173,7 @@ void Dumper::Run() {
       if (st == RecvStatus::kAgain) {
         if (b.used > 0 || b.overruns > 0 || b.skipped > 0) {
           // Hand over what we have, unless the socket is busy and a short wait may add more.
-          if (b.used == 0 || b.overruns > 0 || EndsReply(block.data() + last, block.data() + b.used)) break;
+          if (b.used == 0 || EndsReply(block.data() + last, block.data() + b.used)) break;
           int64_t now = NowNs();
           if (linger_until == 0) {
             if (now - last_publish_ns_ > kBusyNs) break;
