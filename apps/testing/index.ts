@@ -32,6 +32,11 @@ export interface SandboxOptions {
   conntrack?: Omit<OpenOptions, 'netns'>;
 }
 
+export interface SandboxSpawnOptions extends SpawnOptions {
+  /** Keep the event loop alive while the child runs (like a plain child_process.spawn). Default false. */
+  ref?: boolean;
+}
+
 export interface RunOptions {
   /** Text written to the command's stdin. */
   input?: string;
@@ -144,8 +149,12 @@ export interface Sandbox {
   run(cmd: string, args?: string[], options?: RunOptions): Promise<RunResult>;
   /** Runs a shell script inside the namespace. */
   sh(script: string, options?: RunOptions): Promise<RunResult>;
-  /** Starts a long-running process inside the namespace; it is killed by close(). Default stdio: ignore, pipe, pipe. */
-  spawn(cmd: string, args?: string[], options?: SpawnOptions): ChildProcess;
+  /**
+   * Starts a long-running process inside the namespace; close() kills it, and so does the
+   * end of this process (PR_SET_PDEATHSIG). Default stdio: ignore, pipe, pipe. It is
+   * unref'd (it does not keep the event loop alive) unless `ref: true`.
+   */
+  spawn(cmd: string, args?: string[], options?: SandboxSpawnOptions): ChildProcess;
   /** Reads a sysctl of the namespace (`sysctl(name)`), or writes it (`sysctl(name, value)`). */
   sysctl(name: string): Promise<string>;
   sysctl(name: string, value: string | number | boolean): Promise<void>;
@@ -318,7 +327,7 @@ class SandboxImpl implements Sandbox {
   }
 
   run(cmd: string, args: string[] = [], options: RunOptions = {}): Promise<RunResult> {
-    this.assertOpen('run');
+    if (this.closing) return Promise.reject(new ConntrackError('ERR_CLOSED', 'sandbox.run: the sandbox is closed'));
     return new Promise((resolve, reject) => {
       const child = spawnChild('nsenter', [`--net=${this.path}`, '--', cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
       this.children.add(child);
@@ -339,13 +348,15 @@ class SandboxImpl implements Sandbox {
         if (timer) clearTimeout(timer);
         this.children.delete(child);
         const r = { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), code };
+        // On a refusal the error carries the output too (error.code stays the stable code).
+        const extra = { stdout: r.stdout, stderr: r.stderr, exitCode: code };
         const line = [cmd, ...args].join(' ');
         if (timedOut) {
-          reject(Object.assign(new ConntrackError('ETIMEDOUT', `sandbox.run: \`${line}\` did not finish within ${options.timeout} ms`), r));
+          reject(Object.assign(new ConntrackError('ETIMEDOUT', `sandbox.run: \`${line}\` did not finish within ${options.timeout} ms`), extra));
         } else if (code !== 0 && !options.allowFailure) {
           const why = code === null ? `was killed by ${signal}` : `exited with ${code}`;
           const notFound = code === 127 || /No such file or directory/.test(r.stderr) ? ` (is ${cmd} installed?)` : '';
-          reject(Object.assign(new ConntrackError('ERR_COMMAND_FAILED', `sandbox.run: \`${line}\` ${why}${notFound}: ${r.stderr.trim()}`), r));
+          reject(Object.assign(new ConntrackError('ERR_COMMAND_FAILED', `sandbox.run: \`${line}\` ${why}${notFound}: ${r.stderr.trim()}`), extra));
         } else resolve(r);
       });
     });
@@ -355,16 +366,22 @@ class SandboxImpl implements Sandbox {
     return this.run('sh', ['-c', script], options);
   }
 
-  spawn(cmd: string, args: string[] = [], options: SpawnOptions = {}): ChildProcess {
+  spawn(cmd: string, args: string[] = [], options: SandboxSpawnOptions = {}): ChildProcess {
     this.assertOpen('spawn');
     // setpriv --pdeathsig: the child dies with this process even if close() never runs.
+    const { ref: _ref, ...spawnOptions } = options;
     const child = spawnChild('nsenter', [`--net=${this.path}`, '--', 'setpriv', '--pdeathsig', 'KILL', '--', cmd, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      ...options,
+      ...spawnOptions,
     });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     child.once('error', () => this.children.delete(child));
+    // The sandbox owns its lifetime: it does not keep the process alive unless asked.
+    if (!options.ref) {
+      child.unref();
+      unrefStdio(child);
+    }
     return child;
   }
 
