@@ -510,14 +510,14 @@ class SandboxImpl implements Sandbox {
     const proto = options.proto ?? 'udp';
     if (proto !== 'udp' && proto !== 'tcp') throw invalidArg('proto', `must be 'udp' or 'tcp', got ${JSON.stringify(proto)}`);
     const timeout = options.timeout ?? 3600;
-    // Unique tuples: 198.18.0.0/15 (benchmarking addresses) sources, 65,000 ports each.
+    // Unique tuples: sources from 198.18.0.0/15 (benchmarking addresses), 64,000 ports each.
     const specs = function* (): Generator<CreateSpec> {
       for (let i = 0; i < n; i++) {
-        const host = Math.floor(i / 65000);
+        const host = Math.floor(i / 64000);
         const src = `198.${18 + ((host >> 16) & 1)}.${(host >> 8) & 255}.${host & 255}`;
         yield {
           proto,
-          orig: { src, dst: '198.51.100.1', sport: 1024 + (i % 65000), dport: 9 },
+          orig: { src, dst: '198.51.100.1', sport: 1024 + (i % 64000), dport: 9 },
           timeout,
           status: ['SEEN_REPLY', 'ASSURED'],
           ...(proto === 'tcp' ? { state: 'ESTABLISHED' } : {}),
