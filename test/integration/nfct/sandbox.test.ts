@@ -3,7 +3,6 @@
  * it claims. Runs the built CLI (dist/), as `npm test` builds first.
  */
 import { spawnSync, SpawnSyncReturns } from 'child_process';
-import { readFileSync } from 'fs';
 import { join } from 'path';
 import { isRealRoot } from '../../../apps/testing';
 
@@ -31,8 +30,10 @@ test('default: real TCP, UDP and ICMP traffic, their events, the table, a DESTRO
 });
 
 test('table-full: filled to nf_conntrack_max with ASSURED entries, new connects time out, drops are counted', () => {
-  const max = Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8'));
   const out = ok(nfct(['sandbox', '--scenario', 'table-full']));
+  // The limit as the command read it (a real-root test elsewhere may lower it for a moment).
+  const max = Number(/nf_conntrack_max = (\d+)/.exec(out)?.[1]);
+  expect(max).toBeGreaterThan(0);
   expect(out).toContain(`the table holds ${max} of ${max}`);
   expect(out.match(/timed out after \d+ ms: the SYN was dropped/g)).toHaveLength(3);
   const drops = Number(/drop \+(\d+) \(new flows dropped/.exec(out)?.[1]);

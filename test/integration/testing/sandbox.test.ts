@@ -3,7 +3,7 @@
  * the conntrack CLI where it can say the same thing).
  */
 import { execFileSync, spawnSync } from 'child_process';
-import { existsSync, readlinkSync } from 'fs';
+import { existsSync, readFileSync, readlinkSync } from 'fs';
 import { join } from 'path';
 import { ConntrackError } from '../../../lib';
 import { Sandbox, TRACKING_RULESET, liveSandboxes, sandbox, withSandbox } from '../../../apps/testing';
@@ -234,4 +234,11 @@ describe('sandbox() permissions and process lifetime', () => {
     expect(alive(holder)).toBe(false);
     expect(alive(child)).toBe(false);
   });
+});
+
+test('docs/testing.md holds the complete example exactly as test/integration/testing/example.test.ts runs it', () => {
+  const doc = readFileSync(join(root, 'docs/testing.md'), 'utf8');
+  const block = /```ts\n\/\/ conntrack\.test\.ts\n([\s\S]*?)```/.exec(doc)![1];
+  const file = readFileSync(join(__dirname, 'example.test.ts'), 'utf8').replace(/^\/\*\*[\s\S]*?\*\/\n/, '');
+  expect(file).toBe(block.replace("from 'conntrack/testing'", "from '../../../apps/testing'"));
 });
