@@ -308,7 +308,8 @@ function createSpec(p: Parsed): CreateSpec {
   const reply = tupleFromOptions(p, 'reply');
   if (!orig && reply) orig = invert(reply, proto);
   const spec: CreateSpec = { proto: proto as CreateSpec['proto'], orig: orig!, timeout: p.timeout! };
-  if (reply && tupleFromOptions(p, 'orig')) spec.reply = reply;
+  // ICMP reply tuples are the kernel's to work out (-o save lines give only their addresses).
+  if (reply && tupleFromOptions(p, 'orig') && p.proto?.kind !== 'icmp') spec.reply = reply;
   if (p.status.set.length) {
     const other = p.status.set.filter((x) => !['SEEN_REPLY', 'ASSURED', 'FIXED_TIMEOUT'].includes(x));
     // The kernel refuses these on create (EBUSY); say so instead of sending them.
@@ -322,7 +323,13 @@ function createSpec(p: Parsed): CreateSpec {
   const nat: NonNullable<CreateSpec['nat']> = {};
   for (const which of ['src', 'dst'] as const) {
     const n = p.nat[which];
-    if (n?.address) nat[which] = n.port !== undefined ? { address: n.address.address, port: n.port } : { address: n.address.address };
+    if (!n?.address) continue;
+    let port = n.port;
+    // -o save writes the mapped port as the reply port (-n ADDR ... --reply-port-dst PORT).
+    const replyPort = which === 'src' ? p.ports.replyDport : p.ports.replySport;
+    const origPort = which === 'src' ? p.ports.sport : p.ports.dport;
+    if (port === undefined && replyPort !== undefined && replyPort !== origPort) port = replyPort;
+    nat[which] = port !== undefined ? { address: n.address.address, port } : { address: n.address.address };
   }
   if (nat.src || nat.dst) spec.nat = nat;
   return spec;
@@ -766,7 +773,7 @@ function splitWords(line: string): string[] {
 async function loadFile(file: string, out: LineWriter): Promise<number> {
   let text: string;
   try {
-    text = readFileSync(file === '-' ? '/dev/stdin' : file, 'utf8');
+    text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
   } catch (err) {
     process.stderr.write(`nfct: cannot read ${file}: ${(err as Error).message}\n`);
     return PARAMETER_PROBLEM;

@@ -66,8 +66,7 @@ export function formatFlow(f: Flow, o: ConntrackFormatOptions = {}): string {
   if (o.extended) s += f.family === 'ipv6' ? 'ipv6     10 ' : 'ipv4     2 ';
   s += `${pad8(l4Name(f.proto))} ${num} `;
   if (f.timeout !== undefined && !(o.eventMode && f.timeout === 0)) s += `${f.timeout} `;
-  // libnetfilter_conntrack names TCP state 9 LISTEN (the kernel's SYN_SENT2).
-  if (f.state !== undefined && (f.tcp || f.sctp || f.dccp)) s += `${f.tcp && f.state === 'SYN_SENT2' ? 'LISTEN' : f.state} `;
+  if (f.state !== undefined && (f.tcp || f.sctp || f.dccp)) s += `${f.state} `;
   s += tuple(f.orig, f.proto);
   if (f.orig.zone !== undefined) s += `zone-orig=${f.orig.zone} `;
   const c = f.counters;
