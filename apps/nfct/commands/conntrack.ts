@@ -222,6 +222,15 @@ function protoMatches(p: Parsed, f: Flow): boolean {
 }
 const PROTO_NUMS: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, dccp: 33, gre: 47, icmpv6: 58, sctp: 132, udplite: 136 };
 
+/** True when some option filters beyond what libFilter() already guarantees. */
+function needsMatcher(p: Parsed): boolean {
+  const o = p.options;
+  const libOnly = new Set([Opt.f, Opt.p, Opt.m, Opt.w, Opt.o, Opt.z, Opt.b, Opt.e, Opt.u]);
+  for (const x of o) if (!libOnly.has(x)) return true;
+  // Protocol options (ports, ICMP fields, state) and status are checked here too.
+  return p.state !== undefined || Object.keys(p.ports).length > 0 || Object.keys(p.icmp).length > 0 || o.has(Opt.u);
+}
+
 /** conntrack's nfct_filter(): NAT, mark, labels, networks, then the compared attributes. */
 function matcher(p: Parsed, forUpdate = false): (f: Flow) => boolean {
   const wantLabels = p.labels.length ? labelBits(p.labels) : [];
@@ -418,12 +427,12 @@ async function list(ct: Conntrack, p: Parsed, out: LineWriter): Promise<number> 
     if (!hasExtendedApi(ct)) throw new OpFailed('-z: this version of the library cannot zero counters (IPCTNL_MSG_CT_GET_CTRZERO) yet', 'ERR_UNSUPPORTED');
     dumpOptions.zeroCounters = true;
   }
-  const match = matcher(p);
+  const match = needsMatcher(p) ? matcher(p) : undefined;
   const line = lineFor(p, formatOptions(p));
   let n = 0;
   if (p.output.has('xml')) await out.line('<?xml version="1.0" encoding="utf-8"?>\n<conntrack>');
   for await (const f of ct.dump(libFilter(p, true), dumpOptions)) {
-    if (!match(f)) continue;
+    if (match && !match(f)) continue;
     const w = out.line(line(f));
     if (w) await w;
     n++;
