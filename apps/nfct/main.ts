@@ -46,6 +46,13 @@ async function dispatch(name: string, rest: string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  // A reader that goes away (nfct list | head) ends the output, not in a crash.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

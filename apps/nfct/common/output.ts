@@ -50,13 +50,17 @@ export function palette(stream: { isTTY?: boolean } = process.stdout): Palette {
   return useColor(stream) ? COLOR_PALETTE : NO_COLOR_PALETTE;
 }
 
-/** Buffers lines and writes them in chunks, waiting for 'drain' when the pipe is full. */
+/**
+ * Buffers lines into a Buffer and writes it in chunks, waiting for 'drain' when the pipe is
+ * full. Encoding each line straight into the chunk keeps no array of strings alive.
+ */
 export class LineWriter {
-  private parts: string[] = [];
-  private size = 0;
+  private buf: Buffer;
+  private used = 0;
   private broken = false;
 
-  constructor(readonly stream: Writable = process.stdout, readonly chunk = 1 << 16) {
+  constructor(readonly stream: Writable = process.stdout, readonly chunk = 1 << 18) {
+    this.buf = Buffer.allocUnsafe(chunk);
     stream.on('error', (err: NodeJS.ErrnoException) => {
       // The reader went away (nfct list | head): stop writing, not an error of ours.
       if (err.code === 'EPIPE') this.broken = true;
@@ -69,22 +73,26 @@ export class LineWriter {
 
   /** Adds a line (without its newline). Resolves at once unless the chunk was flushed into a full pipe. */
   line(s: string): Promise<void> | undefined {
-    this.parts.push(s, '\n');
-    this.size += s.length + 1;
-    if (this.size >= this.chunk) return this.flush();
-    return undefined;
+    let wait: Promise<void> | undefined;
+    const max = s.length * 3 + 1;
+    if (this.used + max > this.buf.length) {
+      wait = this.flush();
+      if (max > this.buf.length) this.buf = Buffer.allocUnsafe(max);
+    }
+    this.used += this.buf.write(s, this.used);
+    this.buf[this.used++] = 10;
+    return wait;
   }
 
   flush(): Promise<void> | undefined {
-    if (this.size === 0 || this.broken) {
-      this.parts = [];
-      this.size = 0;
+    if (this.used === 0 || this.broken) {
+      this.used = 0;
       return undefined;
     }
-    const text = this.parts.join('');
-    this.parts = [];
-    this.size = 0;
-    if (!this.stream.write(text)) {
+    const full = this.buf.subarray(0, this.used);
+    this.buf = Buffer.allocUnsafe(this.chunk);
+    this.used = 0;
+    if (!this.stream.write(full)) {
       return new Promise((resolve) => {
         const done = () => {
           this.stream.off('drain', done);
