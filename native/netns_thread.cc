@@ -65,6 +65,7 @@ NetnsThread::~NetnsThread() {
 }
 
 std::string NetnsThread::Describe() const {
+  if (!named()) return "this process's network namespace";
   if (!path_.empty()) return "network namespace " + path_;
   return "network namespace fd " + std::to_string(caller_fd_);
 }
@@ -155,10 +156,13 @@ Napi::Error NetnsThread::MakeError(Napi::Env env) const {
   } else if (strncmp(sc, "fcntl", 5) == 0 && err_ == EBADF) {
     msg = "netnsFd " + std::to_string(caller_fd_) + " is not an open file descriptor (EBADF): keep the namespace " +
           "file open until the call returns";
+  } else if (err_ == ENOMEM) {
+    msg = std::string("out of memory working in ") + what + " (" + sc + ": " + strerror(err_) + ")";
   } else {
     msg = std::string("cannot enter ") + what + " (" + sc + ": " + strerror(err_) + ")";
   }
   Napi::Error e = ErrnoError(env, msg, sc, err_);
+  if (!named()) return e;
   if (is_fd) e.Set("netnsFd", Napi::Number::New(env, caller_fd_));
   else e.Set("netns", Napi::String::New(env, path_));
   return e;

@@ -63,6 +63,8 @@ export class Client {
   readonly seen = new Map<number, Answer>();
   private readonly waiting = new Map<number, { answer: Answer; resolve: (a: Answer) => void }>();
   errors: number[] = [];
+  /** Sequence numbers the sender thread reported as not sent (negative errno batches). */
+  failedSeqs: number[] = [];
 
   constructor(sock: any) {
     this.sock = sock;
@@ -71,6 +73,7 @@ export class Client {
   /** The onData callback to construct the native socket with. */
   readonly onData = (batch: Buffer | null, _overruns: number, _skipped: number, errno: number): void => {
     if (errno !== 0) this.errors.push(errno);
+    if (batch && errno < 0) for (let p = 0; p + 4 <= batch.length; p += 4) this.failedSeqs.push(batch.readUInt32LE(p));
     if (!batch || errno < 0) return;
     for (let p = 0; p + 16 <= batch.length; ) {
       const len = batch.readUInt32LE(p);
