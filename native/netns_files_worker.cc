@@ -17,31 +17,11 @@ static constexpr size_t kMaxFileBytes = 16 << 20;
 
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-bool ReadWhole(const std::string& path, std::string* out, int* err, const char** syscall) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    *err = errno;
-    *syscall = "open";
-    return false;
-  }
+bool ReadFd(int fd, std::string* out, int* err, const char** syscall) {
   out->clear();
   char buf[4096];
   for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof buf);
+    ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       *err = errno;
@@ -59,9 +39,27 @@ bool ReadWhole(const std::string& path, std::string* out, int* err, const char**
   }
 }
 
+bool ReadWhole(const std::string& path, std::string* out, int* err, const char** syscall) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    *syscall = "open";
+    return false;
+  }
+  bool ok;
+  try {
+    ok = ReadFd(fd, out, err, syscall);
+  } catch (...) {  // std::bad_alloc: reported by NetnsThread::Run
+    close(fd);
+    throw;
+  }
+  close(fd);
+  return ok;
+}
+
 bool WriteWhole(const std::string& path, const std::string& data, int* err, const char** syscall) {
-  Fd fd(open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
-  if (fd.get() < 0) {
+  int fd = open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (fd < 0) {
     *err = errno;
     *syscall = "open";
     return false;
@@ -69,16 +67,18 @@ bool WriteWhole(const std::string& path, const std::string& data, int* err, cons
   // A sysctl takes its value in one write() at offset 0; the loop only matters elsewhere.
   size_t off = 0;
   while (off < data.size() || data.empty()) {
-    ssize_t n = write(fd.get(), data.data() + off, data.size() - off);
+    ssize_t n = write(fd, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
       *err = errno;
       *syscall = "write";
+      close(fd);
       return false;
     }
     if (data.empty()) break;
     off += static_cast<size_t>(n);
   }
+  close(fd);
   return true;
 }
 
