@@ -204,7 +204,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       return;
     }
 
-    // A reader thread drains the socket while JS decodes (see native/dumper.cc); it stops
+    // A reader thread drains the socket while JS decodes (see native/reader_thread.cc); it stops
     // once 4 MB wait for JS, so a slow consumer still fills the kernel buffer, where every
     // drop is counted. Reliable mode reads on the event loop instead: there the kernel's
     // redelivery from its dying list is paced by what this process reads, and the simpler
