@@ -232,10 +232,10 @@ export class Conntrack implements Handle {
   }
 
   /**
-   * Creates the entry, or updates it when it exists, in one request (`conntrack -A`). On an
-   * existing entry the kernel applies timeout, mark, status, state, TCP flags and labels,
-   * and refuses `nat` (EOPNOTSUPP) and a different `helper` (EBUSY). `status` lists the
-   * settable flags the entry is to have; SEEN_REPLY and ASSURED, once set, stay set.
+   * Creates the entry, or updates it when it exists, in one request (what `conntrack -A`
+   * documents). On an existing entry the kernel applies timeout, mark, status (it only sets
+   * flags), state, TCP flags and labels, and refuses `nat` (EOPNOTSUPP), a different
+   * `helper` (EBUSY) and any timeout once the entry has FIXED_TIMEOUT (EPERM).
    *
    * @example
    * await ct.upsert({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 5000, dport: 53 }, timeout: 60, mark: 1 });

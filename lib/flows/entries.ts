@@ -101,7 +101,23 @@ export async function updateEntry(ct: Handle, spec: UpdateSpec): Promise<void> {
       throw invalid('status', `the kernel does not let callers set ${statusNames(missing).join(', ')}; settable flags are ${Object.keys(SETTABLE).join(', ')} (flags the entry already has may be listed)`);
     }
   }
-  await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, FAMILY_NUM[r.key.family], encodeUpdate(r, current), 'update');
+  try {
+    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, FAMILY_NUM[r.key.family], encodeUpdate(r, current), 'update');
+  } catch (err) {
+    throw r.timeout !== undefined ? fixedTimeout(err, 'update', 'timeout') : err;
+  }
+}
+
+/**
+ * The kernel answers EPERM to a timeout change on an entry with FIXED_TIMEOUT
+ * (__nf_ct_change_timeout()); the handle's open() already proved the permission, so say so.
+ */
+export function fixedTimeout(err: unknown, operation: string, field: string): unknown {
+  const e = err as ConntrackError;
+  if (e?.code !== 'EPERM') return err;
+  return new ConntrackError('EPERM', `${operation} failed: EPERM: ${field}: the entry has FIXED_TIMEOUT, and the kernel refuses to change its timeout (the flag cannot be cleared); leave ${field} out`, {
+    errno: e.errno, syscall: operation, field, cause: e,
+  });
 }
 
 /**
@@ -135,9 +151,10 @@ const NEVER_CLEARED = (1 << IPS_SEEN_REPLY_BIT) | (1 << IPS_ASSURED_BIT);
 /**
  * ct.upsert(): create, or update the existing entry, in one request (IPCTNL_MSG_CT_NEW
  * with NLM_F_CREATE and without NLM_F_EXCL). On an existing entry the kernel
- * (ctnetlink_change_conntrack()) applies timeout, status, protocol state and TCP flags,
- * mark, labels, sequence adjustments and synproxy; it refuses NAT (EOPNOTSUPP: NAT is set
- * only at creation) and a different helper (EBUSY), and ignores the reply tuple.
+ * (ctnetlink_change_conntrack()) applies timeout, status (setting flags only), protocol
+ * state and TCP flags, mark, labels, sequence adjustments and synproxy; it refuses NAT
+ * (EOPNOTSUPP: NAT is set only at creation), a different helper (EBUSY) and a timeout on
+ * an entry with FIXED_TIMEOUT (EPERM), and ignores the reply tuple.
  */
 export async function upsertEntry(ct: Handle, spec: CreateSpec): Promise<void> {
   ct.assertOpen('upsert');
@@ -148,6 +165,8 @@ export async function upsertEntry(ct: Handle, spec: CreateSpec): Promise<void> {
     const e = err as ConntrackError;
     if (e.code === 'EBUSY' && spec.status !== undefined && spec.helper === undefined) {
       await upsertKeepingFlags(ct, spec);
+    } else if (e.code === 'EPERM') {
+      throw fixedTimeout(e, 'upsert', 'timeout');
     } else if (e.code === 'EOPNOTSUPP' && spec.nat !== undefined) {
       throw new ConntrackError(
         'EOPNOTSUPP',
@@ -179,6 +198,6 @@ async function upsertKeepingFlags(ct: Handle, spec: CreateSpec): Promise<void> {
     await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, enc.family, enc.payload, 'upsert');
   } catch (err) {
     if ((err as ConntrackError).code === 'ENOENT') return createEntry(ct, spec);
-    throw err;
+    throw fixedTimeout(err, 'upsert', 'timeout');
   }
 }

@@ -32,7 +32,6 @@ export const SETTABLE: Record<SettableStatusFlag, number> = {
   ASSURED: 1 << IPS_ASSURED_BIT,
   FIXED_TIMEOUT: 1 << IPS_FIXED_TIMEOUT_BIT,
 };
-const CLEARABLE = SETTABLE.FIXED_TIMEOUT;
 
 /**
  * Flag names to bits. `others` (for updates) collects known flags the caller may not set:
@@ -400,8 +399,9 @@ export function resolveChanges(s: Record<string, unknown>, options: ChangeOption
       for (const key of Object.keys(st)) if (key !== 'set' && key !== 'unset') throw invalid(`${pre}status.${key}`, 'unknown key; use set and unset');
       if (st.set !== undefined) r.statusSet = statusBitsOf(st.set, `${pre}status.set`, others);
       if (st.unset !== undefined) r.statusUnset = statusBitsOf(st.unset, `${pre}status.unset`);
-      if (r.statusUnset & ~CLEARABLE) throw invalid(`${pre}status.unset`, 'the kernel never clears SEEN_REPLY or ASSURED; only FIXED_TIMEOUT can be unset');
-      if (r.statusSet & r.statusUnset) throw invalid(`${pre}status`, 'a flag cannot be both set and unset');
+      // nf_ct_change_status_common() hands the new word to __nf_ct_change_status(ct, status, 0):
+      // bits are only ever set, so an unset would be acknowledged and silently not done.
+      if (r.statusUnset) throw invalid(`${pre}status.unset`, 'the kernel never clears status flags of an existing entry (ctnetlink only sets them): SEEN_REPLY, ASSURED and FIXED_TIMEOUT stay once set');
     }
     r.statusFixed = fixed.bits;
   }

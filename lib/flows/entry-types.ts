@@ -126,9 +126,11 @@ export interface UpdateSpec extends EntryKey {
   /** New timeout in seconds (>= 1). */
   timeout?: number;
   /**
-   * Status flags to set (array), or `{ set, unset }`. SEEN_REPLY and ASSURED can only be
-   * set; FIXED_TIMEOUT can be set and cleared. Other flags may be listed only when the entry
-   * already has them (so a Flow can be passed back with changes).
+   * Status flags to set (array), or `{ set }`. The kernel only ever sets flags of an
+   * existing entry (SEEN_REPLY, ASSURED, FIXED_TIMEOUT stay once set), so a non-empty
+   * `unset` is refused. Other flags may be listed only when the entry already has them (so
+   * a Flow can be passed back with changes). Once FIXED_TIMEOUT is set, the kernel refuses
+   * timeout changes (EPERM).
    */
   status?: StatusFlag[] | { set?: StatusFlag[]; unset?: SettableStatusFlag[] };
   /** Labels: an array replaces all labels; `{ set, unset }` changes only those bits. */

@@ -22,6 +22,7 @@ import { decodeFlow, Flow } from './flow';
 import type { UpdateChanges, UpdateMatchingOptions } from './entry-types';
 import { ResolvedChanges, resolveChanges, updatedStatus, writeChanges } from './entry-spec';
 import { matchDump } from './matching';
+import { fixedTimeout } from './entries';
 
 const OPTION_KEYS = new Set(['signal']);
 
@@ -137,7 +138,8 @@ export async function updateMatchingEntries(
       const e = err as ConntrackError;
       // Gone by itself meanwhile (expired, deleted elsewhere): not an error, not counted.
       if (e.code === 'ENOENT') return;
-      failure ??= e.code === 'ENOSPC' && r.labels ? labelsRefused(e) : e;
+      failure ??= e.code === 'ENOSPC' && r.labels ? labelsRefused(e)
+        : r.timeout !== undefined ? (fixedTimeout(e, 'updateMatching', 'changes.timeout') as ConntrackError) : e;
     },
   );
   const type = ctType(IPCTNL_MSG_CT_NEW);
