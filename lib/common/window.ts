@@ -24,8 +24,8 @@ export class RequestWindow<T = void> {
     };
   }
 
-  private settle(): void {
-    this.inFlight--;
+  private settle(weight = 1): void {
+    this.inFlight -= weight;
     if (this.wake && (this.inFlight <= this.max / 2 || this.inFlight === 0)) {
       const w = this.wake;
       this.wake = undefined;
@@ -45,6 +45,21 @@ export class RequestWindow<T = void> {
   add(request: Promise<T>): Promise<void> | undefined {
     this.inFlight++;
     request.then(this.ok, this.err);
+    return this.room();
+  }
+
+  /**
+   * Tracks a batch of `count` requests sent together (requestMany()) whose outcomes the
+   * caller handles itself: `done` settles once every one of them has. Same return as add().
+   */
+  addBatch(count: number, done: Promise<void>): Promise<void> | undefined {
+    this.inFlight += count;
+    const settle = (): void => this.settle(count);
+    done.then(settle, settle);
+    return this.room();
+  }
+
+  private room(): Promise<void> | undefined {
     if (this.inFlight < this.max) return undefined;
     return new Promise<void>((r) => (this.wake = r));
   }

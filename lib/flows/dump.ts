@@ -110,7 +110,7 @@ async function zeroMatching(h: Handle, compiled: CompiledFilter, options: DumpOp
       if ((err as ConntrackError).code !== 'ENOENT') failure ??= err as ConntrackError;
     },
   );
-  const { dump } = matchDump(h, compiled, undefined, 'list (zeroCounters)', { ...options, highWaterMark: 4096 }, true, (m) => m);
+  const { dump } = matchDump(h, compiled, undefined, 'list (zeroCounters)', { ...options, highWaterMark: 4096 }, true, (m) => m, false);
   const type = ctType(IPCTNL_MSG_CT_GET_CTRZERO);
   try {
     for await (const m of dump) {

@@ -16,6 +16,8 @@ import { Flow, decodeFlow, isFlowFamily } from './flow';
 export interface Match {
   /** Address family of the message (AF_INET / AF_INET6). */
   family: number;
+  /** The entry's id (CTA_ID), 0 when the kernel sent none. */
+  id: number;
   /** CTA_TUPLE_ORIG, CTA_ID and CTA_ZONE as attribute bytes: a request payload naming it. */
   key: Buffer;
   /** The decoded entry, when the filter, the predicate or `needFlow` asked for it. */
@@ -55,17 +57,29 @@ function keyAttrs(buf: Buffer, off: number, len: number): Buffer | undefined {
   return out;
 }
 
+/** FNV-1a over bytes: the signature of an entry's key attributes. */
+function bytesHash(b: Buffer): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  return h >>> 0;
+}
+
 /**
  * A dump of the entries that match `compiled` and `predicate`, each passed through `make`
  * (undefined skips it). A dump racing with table changes can repeat an entry: each is
- * yielded once, and `seen` holds the keys (as raw attribute bytes) of all of them.
+ * yielded once. With `keys`, `seen` holds the keys (as raw attribute bytes) of all of them;
+ * without, repeats are found by id and a hash of the key (the dump's own table, no strings).
  */
 export function matchDump<T>(
   ct: Handle, compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined, operation: string,
-  options: DumpOptions, needFlow: boolean, make: (m: Match) => T | undefined,
+  options: DumpOptions, needFlow: boolean, make: (m: Match) => T | undefined, keys = true,
 ): { dump: Dump<T>; seen: Set<string> } {
   const seen = new Set<string>();
   const decodeAlways = needFlow || predicate !== undefined || !compiled.empty;
+  // The id and key hash of the entry last made, for the dump's duplicate table: Dump asks
+  // idOf()/signatureOf() right after decode() returned that item.
+  let lastId = 0;
+  let lastSig = 0;
   const dump = ct.startDump<T>({
     type: ctType(IPCTNL_MSG_CT_GET),
     family: compiled.nfFamily,
@@ -83,11 +97,17 @@ export function matchDump<T>(
       }
       const key = keyAttrs(buf, off, len);
       if (!key) return undefined;
-      const s = key.toString('latin1');
-      if (seen.has(s)) return undefined;
-      seen.add(s);
-      return make({ family, key, flow });
+      if (keys) {
+        const s = key.toString('latin1');
+        if (seen.has(s)) return undefined;
+        seen.add(s);
+      }
+      const id = flow ? flow.id : 0;
+      lastId = id;
+      lastSig = bytesHash(key);
+      return make({ family, id, key, flow });
     },
+    ...(keys ? {} : { idOf: () => lastId, signatureOf: () => lastSig }),
   }, options);
   return { dump, seen };
 }

@@ -54,6 +54,14 @@ interface Pending {
   payload: Buffer;
 }
 
+interface Batch {
+  family: number;
+  items: Pending[];
+}
+
+/** Updates sent per requestMany() call. */
+const BATCH = 256;
+
 /** The request payload for one entry: its key, the shared change attributes, its status word. */
 function payloadFor(key: Buffer, tail: Buffer, r: ResolvedChanges, flow: Flow): Buffer {
   const out = Buffer.allocUnsafe(key.length + tail.length + (r.hasStatus ? 8 : 0));
@@ -124,39 +132,61 @@ export async function updateMatchingEntries(
   const { dump } = matchDump(ct, compiled, undefined, 'updateMatching (dump)', { signal, highWaterMark: 4096 }, true, (m) => {
     if (!changes(r, m.flow!)) return undefined;
     return { family: m.family, key: m.key, payload: payloadFor(m.key, tail, r, m.flow!) };
-  });
+  }, false);
 
   let changed = 0;
   let failure: ConntrackError | undefined;
   const busy: Pending[] = [];
-  const RETRY = 1;
-  const window = new RequestWindow<void | typeof RETRY>(
-    (v) => {
-      if (v !== RETRY) changed++;
-    },
-    (err) => {
-      const e = err as ConntrackError;
-      // Gone by itself meanwhile (expired, deleted elsewhere): not an error, not counted.
-      if (e.code === 'ENOENT') return;
-      failure ??= e.code === 'ENOSPC' && r.labels ? labelsRefused(e)
-        : r.timeout !== undefined ? (fixedTimeout(e, 'updateMatching', 'changes.timeout') as ConntrackError) : e;
-    },
-  );
+  const window = new RequestWindow<void>(() => undefined, () => undefined);
   const type = ctType(IPCTNL_MSG_CT_NEW);
+  const onError = (e: ConntrackError, p: Pending): void => {
+    // Gone by itself meanwhile (expired, deleted elsewhere): not an error, not counted.
+    if (e.code === 'ENOENT') return;
+    if (e.code === 'EBUSY' && r.hasStatus) {
+      busy.push(p);
+      return;
+    }
+    failure ??= e.code === 'ENOSPC' && r.labels ? labelsRefused(e)
+      : r.timeout !== undefined ? (fixedTimeout(e, 'updateMatching', 'changes.timeout') as ConntrackError) : e;
+  };
+  // Updates go out in batches of one family (one requestMany() each, no promise per entry).
+  const batches = new Map<number, Batch>();
+  const send = (b: Batch): Promise<void> | undefined => {
+    batches.delete(b.family);
+    const items = b.items;
+    let left = items.length;
+    let finish!: () => void;
+    const done = new Promise<void>((res) => (finish = res));
+    const payloads = Buffer.concat(items.map((p) => p.payload));
+    const ends = new Uint32Array(items.length);
+    let end = 0;
+    for (let i = 0; i < items.length; i++) ends[i] = end += items[i].payload.length;
+    ct.requestMany(type, 0, b.family, payloads, ends, {
+      operation: 'updateMatching',
+      ackOnly: true,
+      message() {
+        /* acks only */
+      },
+      done(err, item) {
+        if (err) onError(err, items[item]);
+        else changed++;
+        if (--left === 0) finish();
+      },
+    });
+    return window.addBatch(items.length, done);
+  };
   try {
     for await (const p of dump) {
       if (failure) break;
-      let sent: Promise<void | typeof RETRY> = ct.requestAck(type, 0, p.family, p.payload, 'updateMatching');
-      if (r.hasStatus) {
-        sent = sent.catch((err: ConntrackError) => {
-          if (err.code !== 'EBUSY') throw err;
-          busy.push(p);
-          return RETRY;
-        });
+      let b = batches.get(p.family);
+      if (!b) batches.set(p.family, (b = { family: p.family, items: [] }));
+      b.items.push(p);
+      if (b.items.length >= BATCH) {
+        const full = send(b);
+        if (full) await full;
       }
-      const full = window.add(sent);
-      if (full) await full;
     }
+    for (const b of [...batches.values()]) if (!failure) send(b);
   } catch (err) {
     failure ??= err as ConntrackError;
   }
