@@ -1,21 +1,25 @@
-#include "dumper.h"
-#include "socket.h"
+#include "reader_thread.h"
+#include "fault_injection.h"
 #include "recv.h"
+#include "socket.h"
 
 #include <errno.h>
-#include <linux/netlink.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
-#include <cstring>
+#include <new>
+#include <system_error>
 
 namespace conntrack {
 
 // The thread stops reading while this much is received but not yet handed to JS.
 static constexpr size_t kMaxQueued = 4 << 20;
+// Largest batch handed to JS in one call.
+static constexpr size_t kMaxBatch = 256 << 10;
+// Blocks kept for reuse.
+static constexpr size_t kMaxFreeBlocks = 24;
 
-Dumper::Dumper(uv_loop_t* loop, int fd, Socket* owner) : fd_(fd), owner_(owner) {
+ReaderThread::ReaderThread(uv_loop_t* loop, int fd, Socket* owner) : fd_(fd), owner_(owner) {
   uv_async_init(loop, &async_, OnAsync);
   async_.data = this;
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -23,47 +27,54 @@ Dumper::Dumper(uv_loop_t* loop, int fd, Socket* owner) : fd_(fd), owner_(owner) 
   UpdateRef();
 }
 
-void Dumper::UpdateRef() {
+void ReaderThread::UpdateRef() {
   // Like a stopped uv_poll, a paused reader must not keep the event loop alive.
   if (closing_) return;
   if (user_ref_ && !paused_) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
   else uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
 }
 
-void Dumper::Ref() {
+void ReaderThread::Ref() {
   user_ref_ = true;
   UpdateRef();
 }
 
-void Dumper::Unref() {
+void ReaderThread::Unref() {
   user_ref_ = false;
   UpdateRef();
 }
 
-void Dumper::Start(size_t batch_bytes) {
-  if (closing_) return;
+int ReaderThread::Start(size_t batch_bytes) {
+  if (closing_) return 0;
+  if (!started_) {
+    try {
+      thread_ = std::thread([this] { Run(); });
+    } catch (const std::system_error& e) {
+      return e.code().value() ? e.code().value() : EAGAIN;
+    } catch (const std::bad_alloc&) {
+      return ENOMEM;
+    }
+    started_ = true;
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (batch_bytes >= 4096) batch_bytes_ = batch_bytes < (256u << 10) ? batch_bytes : (256u << 10);
+    if (batch_bytes >= 4096) batch_bytes_ = batch_bytes < kMaxBatch ? batch_bytes : kMaxBatch;
     paused_ = false;
   }
   cv_.notify_one();
   UpdateRef();
-  if (!started_) {
-    started_ = true;
-    thread_ = std::thread([this] { Run(); });
-  }
   // Blocks may have queued up while paused.
   uv_async_send(&async_);
+  return 0;
 }
 
-void Dumper::Stop() {
+void ReaderThread::Stop() {
   std::lock_guard<std::mutex> lk(mu_);
   paused_ = true;
   UpdateRef();
 }
 
-void Dumper::Close() {
+void ReaderThread::Close() {
   if (closing_) return;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -86,30 +97,51 @@ void Dumper::Close() {
 
 // Blocks are reused (allocating 320 KB blocks on the reader thread would grow a malloc
 // arena that glibc does not hand back, which shows up as RSS).
-void Dumper::Recycle(std::vector<char>* data) {
+void ReaderThread::Recycle(std::vector<char>* data) {
+  if (data == nullptr) return;
   std::lock_guard<std::mutex> lk(mu_);
-  if (free_.size() < 24) free_.push_back(data);
-  else delete data;
+  if (free_.size() < kMaxFreeBlocks) {
+    try {
+      free_.push_back(data);
+      return;
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  delete data;
 }
 
-void Dumper::OnClose(uv_handle_t* handle) {
-  auto* self = static_cast<Dumper*>(handle->data);
+void ReaderThread::OnClose(uv_handle_t* handle) {
+  auto* self = static_cast<ReaderThread*>(handle->data);
   for (Block& b : self->queue_) delete b.data;
   for (auto* d : self->free_) delete d;
   delete self;
 }
 
-void Dumper::Publish(Block b) {
+void ReaderThread::Publish(Block b) {
   {
     std::lock_guard<std::mutex> lk(mu_);
+    queue_.push_back(b);  // may throw std::bad_alloc: Run() owns b.data until here
     queued_bytes_ += b.used;
-    queue_.push_back(b);
   }
   uv_async_send(&async_);
 }
 
-// The reader thread: fills blocks of whole, well-formed datagrams and queues them.
-void Dumper::Run() {
+// An allocation failure on this thread must not abort the process: the thread stops and
+// the socket reports ENOMEM to JS (which fails what waits on it).
+void ReaderThread::Run() {
+  try {
+    Loop();
+  } catch (const std::bad_alloc&) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      thread_error_ = ENOMEM;
+    }
+    uv_async_send(&async_);
+  }
+}
+
+// Fills blocks of whole, well-formed datagrams and queues them.
+void ReaderThread::Loop() {
   for (;;) {
     size_t batch;
     {
@@ -126,8 +158,14 @@ void Dumper::Run() {
         free_.pop_back();
       }
     }
-    if (data == nullptr) data = new std::vector<char>();
-    if (data->size() < batch + kMaxDatagram) data->resize(batch + kMaxDatagram);
+    try {
+      FaultInjection::AllocationPoint();
+      if (data == nullptr) data = new std::vector<char>();
+      if (data->size() < batch + kMaxDatagram) data->resize(batch + kMaxDatagram);
+    } catch (const std::bad_alloc&) {
+      delete data;
+      throw;
+    }
     Block b{data, 0, 0, 0, 0};
     std::vector<char>& block = *b.data;
     while (b.used < batch) {
@@ -156,29 +194,43 @@ void Dumper::Run() {
       }
       b.used += kept;
     }
-    Publish(b);
+    try {
+      Publish(b);
+    } catch (const std::bad_alloc&) {
+      delete b.data;
+      throw;
+    }
     if (b.fatal != 0) return;
   }
 }
 
-void Dumper::OnAsync(uv_async_t* handle) {
-  auto* self = static_cast<Dumper*>(handle->data);
+void ReaderThread::OnAsync(uv_async_t* handle) {
+  auto* self = static_cast<ReaderThread*>(handle->data);
   if (self->closing_ || self->owner_ == nullptr || self->delivering_) return;
   self->delivering_ = true;
   self->Deliver();
   self->delivering_ = false;
 }
 
-// Main thread: hands queued blocks to JS, one call each, until paused or empty.
-void Dumper::Deliver() {
+// Main thread: hands queued blocks to JS, one call each, until paused or empty; then the
+// error that stopped the thread, if any (once).
+void ReaderThread::Deliver() {
   for (;;) {
     Block b;
+    int thread_error = 0;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      if (paused_ || stop_ || queue_.empty()) return;
-      b = queue_.front();
-      queue_.pop_front();
-      queued_bytes_ -= b.used;
+      if (paused_ || stop_) return;
+      if (queue_.empty()) {
+        thread_error = thread_error_;
+        thread_error_ = 0;
+        if (thread_error == 0) return;
+        b = Block{nullptr, 0, 0, 0, thread_error};
+      } else {
+        b = queue_.front();
+        queue_.pop_front();
+        queued_bytes_ -= b.used;
+      }
     }
     cv_.notify_one();
     Socket* owner = owner_;
@@ -186,9 +238,9 @@ void Dumper::Deliver() {
       delete b.data;
       return;
     }
-    owner->Deliver(b.data->data(), b.used, b.overruns, b.skipped, b.fatal);
+    owner->Deliver(b.data ? b.data->data() : nullptr, b.used, b.overruns, b.skipped, b.fatal);
     Recycle(b.data);
-    if (closing_ || owner_ == nullptr) return;  // the callback closed the socket
+    if (thread_error != 0 || closing_ || owner_ == nullptr) return;  // the callback closed the socket
   }
 }
 
