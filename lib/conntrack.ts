@@ -12,11 +12,14 @@ import type { Handle, Subscription } from './wire/handle';
 import { ctType } from './wire/netlink';
 import { NfSocket, ReplyHandler } from './wire/socket';
 import { openSubscription } from './wire/subscription';
-import type { BulkResult, CreateSpec, DeleteMatchingOptions, EntryKey, GetOptions, UpdateSpec } from './flows/entry-types';
-import { createEntry, deleteEntry, getEntry, updateEntry } from './flows/entries';
-import { createMany, deleteMany } from './flows/bulk';
+import type {
+  BulkResult, CreateSpec, DeleteMatchingOptions, EntryKey, GetOptions, UpdateChanges, UpdateMatchingOptions, UpdateSpec,
+} from './flows/entry-types';
+import { createEntry, deleteEntry, getEntry, updateEntry, upsertEntry } from './flows/entries';
+import { createMany, deleteMany, upsertMany } from './flows/bulk';
 import { deleteMatchingEntries, flushEntries } from './flows/delete-matching';
-import { dumpFlows } from './flows/dump';
+import { updateMatchingEntries } from './flows/update-matching';
+import { FlowDumpOptions, dumpFlows, listFlows } from './flows/dump';
 import { EventsOptions, FlowEventStream } from './flows/events';
 import type { FlowFilter } from './flows/filter';
 import type { Flow } from './flows/flow';
@@ -156,7 +159,7 @@ export class Conntrack implements Handle {
    * Filtering uses the kernel's own filters where it has them and the library for the
    * rest; entries the kernel repeats during a racing dump appear once.
    */
-  dump(filter?: FlowFilter, options: DumpOptions = {}): Dump<Flow> {
+  dump(filter?: FlowFilter, options: FlowDumpOptions = {}): Dump<Flow> {
     return dumpFlows(this, filter, options);
   }
 
@@ -166,10 +169,18 @@ export class Conntrack implements Handle {
     return new Dump<T>(spec, options, this);
   }
 
-  /** The whole table (or the filtered part) as an array. */
-  list(filter?: FlowFilter, options: DumpOptions = {}): Promise<Flow[]> {
+  /**
+   * The whole table (or the filtered part) as an array. `filter.table` reads the dying or
+   * unconfirmed list instead; `options.zeroCounters` zeroes the counters of the listed
+   * entries, returning them as they were before (see docs/dump.md).
+   *
+   * @example
+   * const busy = await ct.list({ proto: 'tcp', state: 'ESTABLISHED', nat: 'dst' });
+   * const deltas = await ct.list({ mark: 7 }, { zeroCounters: true });
+   */
+  list(filter?: FlowFilter, options: FlowDumpOptions = {}): Promise<Flow[]> {
     try {
-      return this.dump(filter, options).toArray();
+      return listFlows(this, filter, options);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -187,9 +198,10 @@ export class Conntrack implements Handle {
   }
 
   /**
-   * The entry named by `key` (its original tuple, or with `{ direction: 'reply' }` its reply
-   * tuple, within `key.zone`). A Flow from list() can be passed back: with its `id`, an
-   * entry re-created meanwhile is not returned. Rejects with code ENOENT when absent.
+   * The entry named by `key`: its original tuple, or its reply tuple when the key has only
+   * `reply` (or with `{ direction: 'reply' }`), within `key.zone`. A Flow from list() can be
+   * passed back: with its `id`, an entry re-created meanwhile is not returned. Rejects with
+   * code ENOENT when absent. `{ zeroCounters: true }` reads and zeroes its counters.
    */
   get(key: EntryKey, options?: GetOptions): Promise<Flow> {
     return getEntry(this, key, options);
@@ -211,9 +223,46 @@ export class Conntrack implements Handle {
     return updateEntry(this, spec);
   }
 
-  /** Deletes the entry named by a tuple, or by a Flow (tuple plus id). ENOENT when absent. */
+  /**
+   * Deletes the entry named by a tuple (`orig`, or `reply` alone), or by a Flow (tuple plus
+   * id). ENOENT when absent.
+   */
   delete(key: EntryKey): Promise<void> {
     return deleteEntry(this, key);
+  }
+
+  /**
+   * Creates the entry, or updates it when it exists, in one request (what `conntrack -A`
+   * documents). On an existing entry the kernel applies timeout, mark, status (it only sets
+   * flags), state, TCP flags and labels, and refuses `nat` (EOPNOTSUPP), a different
+   * `helper` (EBUSY) and any timeout once the entry has FIXED_TIMEOUT (EPERM).
+   *
+   * @example
+   * await ct.upsert({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 5000, dport: 53 }, timeout: 60, mark: 1 });
+   */
+  upsert(spec: CreateSpec): Promise<void> {
+    return upsertEntry(this, spec);
+  }
+
+  /**
+   * upsert() for many specs, validated and pipelined like createMany(): resolves with how
+   * many were created or updated and the refusals by index.
+   */
+  upsertMany(specs: Iterable<CreateSpec>): Promise<BulkResult> {
+    return upsertMany(this, specs);
+  }
+
+  /**
+   * Changes mark (optionally under a mask), labels, timeout and settable status flags of
+   * every entry matching `filter` (`conntrack -U`): a filtered dump with pipelined updates,
+   * each entry checked here first. Resolves with the number of entries changed; entries
+   * that already had the values, and entries that vanished meanwhile, are not counted.
+   *
+   * @example
+   * const n = await ct.updateMatching({ proto: 'tcp', mark: 1 }, { mark: 2 });
+   */
+  updateMatching(filter: FlowFilter | undefined, changes: UpdateChanges, options?: UpdateMatchingOptions): Promise<number> {
+    return updateMatchingEntries(this, filter, changes, options);
   }
 
   /**

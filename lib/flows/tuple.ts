@@ -13,6 +13,7 @@ import { formatIPv4Cached, formatIPv6, parseAddress } from '../common/address';
 import { AttrWriter } from '../wire/netlink';
 import { invalid } from '../common/errors';
 import { checkInt } from '../common/validate';
+import { protocolByName } from './protocols';
 
 export interface IcmpTuple {
   type: number;
@@ -146,10 +147,10 @@ export function protoNumber(proto: unknown, field: string): number {
     return checkInt(proto, 0, 255, field, 'protocol number');
   }
   if (typeof proto === 'string') {
-    const n = PROTO_NUMBERS[proto.toLowerCase() as Proto];
+    const n = protocolByName(proto);
     if (n !== undefined) return n;
   }
-  throw invalid(field, `unknown protocol ${JSON.stringify(proto)}: use one of ${Object.keys(PROTO_NUMBERS).join(', ')} or a number 0-255`);
+  throw invalid(field, `unknown protocol ${JSON.stringify(proto)}: use one of ${Object.keys(PROTO_NUMBERS).join(', ')}, a name from /etc/protocols, or a number 0-255`);
 }
 
 export function checkPort(v: unknown, field: string): number {
