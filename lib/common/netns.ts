@@ -151,7 +151,7 @@ function openError(e: NodeJS.ErrnoException, option: string | number, path: stri
   } else if (code === 'ENOENT') {
     message = `network namespace ${path} does not exist (open: ENOENT): pass /proc/PID/ns/net of a running process, a namespace created with \`ip netns add NAME\` (/var/run/netns/NAME), or { fd }`;
   } else if (code === 'EACCES' || code === 'EPERM') {
-    message = `cannot open network namespace ${path} (open: ${code}): /proc/PID/ns/net of another user's process can be opened only with ptrace access to it (same user, or CAP_SYS_PTRACE)`;
+    message = `cannot open network namespace ${path} (open: ${code}): /proc/PID/ns/net of another process can be opened only with ptrace access to it (the same user, in the same or a parent user namespace, or CAP_SYS_PTRACE over its user namespace); pass a bind mount such as /var/run/netns/NAME, or { fd } of a namespace file opened by a process that may`;
   } else {
     message = `cannot open network namespace ${path} (open: ${code})`;
   }
