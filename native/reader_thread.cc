@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <linux/netlink.h>
+#include <ctime>
 #include <new>
 #include <system_error>
 
@@ -18,6 +20,30 @@ static constexpr size_t kMaxQueued = 4 << 20;
 static constexpr size_t kMaxBatch = 256 << 10;
 // Blocks kept for reuse.
 static constexpr size_t kMaxFreeBlocks = 24;
+
+// Under sustained load (the previous block went out less than kBusyNs ago) a block that has
+// data waits up to kLingerNs for more before it is handed over, so one JS call carries many
+// events instead of one or two. Replies (a block ending in NLMSG_DONE or an error/ack) and
+// quiet sockets are handed over at once.
+static constexpr int64_t kLingerNs = 300 * 1000;
+static constexpr int64_t kBusyNs = 2 * 1000 * 1000;
+
+static int64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// True when the datagram at [p, end) holds NLMSG_DONE or NLMSG_ERROR: the end of a reply.
+static bool EndsReply(const char* p, const char* end) {
+  while (end - p >= static_cast<ptrdiff_t>(sizeof(struct nlmsghdr))) {
+    const struct nlmsghdr* h = reinterpret_cast<const struct nlmsghdr*>(p);
+    if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) return true;
+    if (h->nlmsg_len < sizeof(struct nlmsghdr)) return false;
+    p += NLMSG_ALIGN(h->nlmsg_len);
+  }
+  return false;
+}
 
 ReaderThread::ReaderThread(uv_loop_t* loop, int fd, Socket* owner) : fd_(fd), owner_(owner) {
   uv_async_init(loop, &async_, OnAsync);
@@ -168,6 +194,8 @@ void ReaderThread::Loop() {
     }
     Block b{data, 0, 0, 0, 0};
     std::vector<char>& block = *b.data;
+    int64_t linger_until = 0;  // set once the block has data and the socket is busy
+    size_t last = 0;           // where the last datagram starts
     while (b.used < batch) {
       size_t kept = 0;
       RecvCounters c;
@@ -178,10 +206,27 @@ void ReaderThread::Loop() {
         b.fatal = c.fatal;
         break;
       }
+      int timeout_ms = -1;
+      struct timespec linger_ts;
+      const struct timespec* wait = nullptr;
       if (st == RecvStatus::kAgain) {
-        if (b.used > 0 || b.overruns > 0 || b.skipped > 0) break;  // hand over what we have
+        if (b.used > 0 || b.overruns > 0 || b.skipped > 0) {
+          // Hand over what we have, unless the socket is busy and a short wait may add more.
+          if (b.used == 0 || EndsReply(block.data() + last, block.data() + b.used)) break;
+          int64_t now = NowNs();
+          if (linger_until == 0) {
+            if (now - last_publish_ns_ > kBusyNs) break;
+            linger_until = now + kLingerNs;
+          }
+          if (now >= linger_until) break;
+          linger_ts.tv_sec = 0;
+          linger_ts.tv_nsec = static_cast<long>(linger_until - now);
+          wait = &linger_ts;
+          timeout_ms = 0;
+        }
         struct pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-        int r = poll(fds, 2, -1);
+        int r = timeout_ms < 0 ? poll(fds, 2, -1) : ppoll(fds, 2, wait, nullptr);
+        if (r == 0) break;  // lingered long enough
         if (r < 0 && errno != EINTR) {
           b.fatal = errno;
           break;
@@ -192,8 +237,10 @@ void ReaderThread::Loop() {
         }
         continue;
       }
+      last = b.used;
       b.used += kept;
     }
+    last_publish_ns_ = NowNs();
     try {
       Publish(b);
     } catch (const std::bad_alloc&) {

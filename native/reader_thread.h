@@ -74,6 +74,7 @@ class ReaderThread {
   bool user_ref_ = true;
   bool delivering_ = false;
   size_t batch_bytes_ = 256 * 1024;
+  int64_t last_publish_ns_ = 0;  // reader thread only: when the last block was queued
 };
 
 }  // namespace conntrack

@@ -10,10 +10,19 @@ import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlin
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
 
-/** A signature of the strings that name a flow's original direction (with its id: one entry). */
+/**
+ * A signature of what names a flow's original direction (with its id: one entry): the
+ * address strings hashed in place and the numbers mixed in, with no string built per flow.
+ */
 export function flowSignature(f: Flow): number {
   const o = f.orig;
-  return fnv1a(`${o.src}|${o.dst}|${o.sport ?? o.icmp?.id}|${o.dport ?? o.icmp?.type}|${f.proto}|${f.zone}`);
+  let h = fnv1a(o.src, fnv1a(o.dst));
+  const a = o.icmp === undefined ? ((o.sport ?? 0x10000) << 16) ^ (o.dport ?? 0x10000) : 0x40000000 ^ (o.icmp.id << 8) ^ o.icmp.type;
+  h = Math.imul(h ^ a, 0x01000193);
+  const p = typeof f.proto === 'number' ? f.proto : fnv1a(f.proto);
+  h = Math.imul(h ^ p, 0x01000193);
+  h = Math.imul(h ^ ((f.zone << 16) | (o.zone ?? 0)), 0x01000193);
+  return h >>> 0;
 }
 
 /** The dump of the flows matching `compiled`. */

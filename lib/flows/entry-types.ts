@@ -63,7 +63,7 @@ export interface CreateSpec {
   mark?: number;
   zone?: number;
   /** Flags to set: SEEN_REPLY, ASSURED, FIXED_TIMEOUT. */
-  status?: SettableStatusFlag[];
+  status?: readonly SettableStatusFlag[];
   /** TCP, SCTP or DCCP state name, e.g. 'ESTABLISHED'. */
   state?: string;
   /** Connlabel bit numbers (0-127) to set; the namespace needs label space (see docs). */
@@ -83,7 +83,7 @@ export interface UpdateSpec extends EntryKey {
    * set; FIXED_TIMEOUT can be set and cleared. Other flags may be listed only when the entry
    * already has them (so a Flow can be passed back with changes).
    */
-  status?: StatusFlag[] | { set?: StatusFlag[]; unset?: SettableStatusFlag[] };
+  status?: readonly StatusFlag[] | { set?: readonly StatusFlag[]; unset?: readonly SettableStatusFlag[] };
   /** Labels: an array replaces all labels; `{ set, unset }` changes only those bits. */
   labels?: number[] | { set?: number[]; unset?: number[] };
   /** New TCP/SCTP/DCCP state name. */

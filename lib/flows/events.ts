@@ -9,6 +9,7 @@ import { Readable } from 'stream';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
 import { LossMeter, LostInfo } from '../common/loss';
+import { jsonCopy } from '../common/json';
 import { BoundedQueue } from '../common/queue';
 import { checkBoolean, checkInt, checkKeys, checkSignal, isObject } from '../common/validate';
 import type { Handle } from '../wire/handle';
@@ -210,7 +211,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       return;
     }
 
-    // A reader thread drains the socket while JS decodes (see native/dumper.cc); it stops
+    // A reader thread drains the socket while JS decodes (see native/reader_thread.cc); it stops
     // once 4 MB wait for JS, so a slow consumer still fills the kernel buffer, where every
     // drop is counted. Reliable mode reads on the event loop instead: there the kernel's
     // redelivery from its dying list is paced by what this process reads, and the simpler
@@ -361,7 +362,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       return undefined;
     }
     this.counters.delivered++;
-    return { type: kind, flow, timestamp: flow.eventTimestamp };
+    return new FlowEventRecord(kind, flow, flow.eventTimestamp);
   }
 
   /** Queues an event already decoded (for 'event' listeners) for the iterator as well. */
@@ -540,3 +541,13 @@ interface QueuedEvent {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The prototype of delivered events: { type, flow, timestamp } and a toJSON for JSON.stringify. */
+class FlowEventRecord implements FlowEvent {
+  constructor(public type: FlowEventType, public flow: Flow, public timestamp: bigint | undefined) {}
+
+  /** The event with bigints (the timestamp, the flow's counters) as decimal strings. */
+  toJSON(): Record<string, unknown> {
+    return jsonCopy(this);
+  }
+}

@@ -45,7 +45,7 @@ export interface FlowFilter {
    * Status flags: an array means all listed flags are set; `{ set, unset }` also
    * requires the `unset` flags to be clear.
    */
-  status?: StatusFlag[] | { set?: StatusFlag[]; unset?: StatusFlag[] };
+  status?: readonly StatusFlag[] | { set?: readonly StatusFlag[]; unset?: readonly StatusFlag[] };
   orig?: TupleFilter;
   reply?: TupleFilter;
 }

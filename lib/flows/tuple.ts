@@ -115,14 +115,18 @@ export function readTuple(buf: Buffer, start: number, end: number): Tuple {
   }
   tupleScratch.family = family;
   tupleScratch.protonum = protonum;
-  return {
-    src,
-    dst,
-    sport,
-    dport,
-    icmp: itype >= 0 || iid >= 0 ? { type: itype < 0 ? 0 : itype, code: icode < 0 ? 0 : icode, id: iid < 0 ? 0 : iid } : undefined,
-    zone,
-  };
+  // Only the keys the tuple has (a port tuple is { src, dst, sport, dport }): two shapes
+  // cover nearly every flow, and absent keys cost no memory.
+  let t: Tuple;
+  if (itype >= 0 || iid >= 0) t = { src, dst, icmp: { type: itype < 0 ? 0 : itype, code: icode < 0 ? 0 : icode, id: iid < 0 ? 0 : iid } };
+  else if (sport !== undefined && dport !== undefined) t = { src, dst, sport, dport };
+  else {
+    t = { src, dst };
+    if (sport !== undefined) t.sport = sport;
+    if (dport !== undefined) t.dport = dport;
+  }
+  if (zone !== undefined) t.zone = zone;
+  return t;
 }
 
 /** Decodes a CTA_TUPLE_* nest whose payload is buf[start, end). Never throws. */
