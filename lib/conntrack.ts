@@ -5,7 +5,7 @@
  */
 import { ChildRegistry, type Child } from './common/children';
 import { ConntrackError, invalid } from './common/errors';
-import { resolveNetns } from './common/netns';
+import { Netns, type NetnsOption } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
 import { IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST } from './wire/enums';
 import type { Handle, Subscription } from './wire/handle';
@@ -31,11 +31,17 @@ import { PressureMonitor, PressureOptions } from './stats/pressure';
 
 export interface OpenOptions {
   /**
-   * The network namespace whose table to use: a path (`/proc/PID/ns/net`, a bind mount
-   * such as `/var/run/netns/NAME`), a name under /var/run/netns, or a pid. Default: the
-   * caller's own namespace.
+   * The network namespace whose table to use: a name under /var/run/netns (`ip netns
+   * add NAME`), a path (`/proc/PID/ns/net`, a bind mount such as `/var/run/netns/NAME`), a
+   * pid, or an open descriptor of a namespace file as `{ fd }`. The file is opened once
+   * here and kept open until close(), so every socket of the handle works in the same
+   * namespace even if the pid is reused or the name deleted meanwhile; the caller may
+   * close its own descriptor once open() resolves. Sockets are made on a native helper
+   * thread that joins the namespace: the JavaScript thread never changes namespace.
+   * Joining needs CAP_SYS_ADMIN in the user namespace that owns the network namespace.
+   * Default: the caller's own namespace.
    */
-  netns?: string | number;
+  netns?: NetnsOption;
   /** Receive buffer for the request socket in bytes (larger allows more requests in flight). */
   receiveBufferSize?: number;
 }
@@ -84,28 +90,44 @@ class AckRequest implements ReplyHandler {
 
 export class Conntrack implements Handle {
   /** @internal The request socket. */ readonly sock: NfSocket;
-  /** The namespace file this handle's sockets are opened in (undefined: the caller's). */
+  /**
+   * The namespace as named at open(): its file path (a name is /var/run/netns/NAME, a pid
+   * /proc/PID/ns/net) or `fd N`; undefined for the caller's own.
+   */
   readonly netns: string | undefined;
+  /** @internal The namespace file, open until close(). */
+  readonly netnsFile: Netns | undefined;
   /** @internal Dumps, event streams, mirrors and monitors, closed with this handle. */
   readonly children = new ChildRegistry();
   private closed = false;
 
-  private constructor(sock: NfSocket, netns: string | undefined) {
+  private constructor(sock: NfSocket, netnsFile: Netns | undefined) {
     this.sock = sock;
-    this.netns = netns;
+    this.netnsFile = netnsFile;
+    this.netns = netnsFile?.label;
   }
 
-  /** Opens a handle. Rejects with EPERM (and how to fix it) without CAP_NET_ADMIN. */
+  /**
+   * Opens a handle. Rejects with EPERM (and how to fix it) without CAP_NET_ADMIN, and
+   * with the errno of the namespace (naming it) when it cannot be opened or joined.
+   */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
-    const netns = resolveNetns(options.netns);
-    const sock = new NfSocket({ netns, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
-    const ct = new Conntrack(sock, netns);
+    const netnsFile = options.netns === undefined ? undefined : Netns.open(options.netns);
+    let sock: NfSocket;
+    try {
+      sock = await NfSocket.open({ netns: netnsFile, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
+    } catch (err) {
+      netnsFile?.close();
+      throw err;
+    }
+    const ct = new Conntrack(sock, netnsFile);
     // A stats request is the cheapest way to learn now whether we may talk to ctnetlink.
     try {
       await ct.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, 0, undefined, 'opening ctnetlink');
     } catch (err) {
       sock.close();
+      netnsFile?.close();
       throw err;
     }
     return ct;
@@ -189,7 +211,7 @@ export class Conntrack implements Handle {
   /** @internal An event subscription on a socket of its own in this handle's namespace. */
   subscribe(subscription: Subscription): NfSocket {
     this.assertOpen(subscription.operation);
-    return openSubscription(this.netns, subscription);
+    return openSubscription(this.netnsFile, subscription);
   }
 
   /** @internal Registers a child that closes with this handle. */
@@ -350,7 +372,7 @@ export class Conntrack implements Handle {
    * namespace).
    */
   get settings(): Settings {
-    this.statsSettings ??= new Settings(this.netns);
+    this.statsSettings ??= new Settings(this.netnsFile);
     return this.statsSettings;
   }
 
@@ -373,5 +395,6 @@ export class Conntrack implements Handle {
     this.closed = true;
     this.sock.close();
     this.children.closeAll();
+    this.netnsFile?.close();
   }
 }

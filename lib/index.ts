@@ -1,5 +1,6 @@
 export { Conntrack, OpenOptions } from './conntrack';
 export { ConntrackError, ConntrackErrorCode } from './common/errors';
+export type { NetnsOption } from './common/netns';
 export type { Flow, Counter, TcpInfo, SctpInfo, DccpInfo, SeqAdj, Synproxy } from './flows/flow';
 export type { Tuple, ProtoTuple, IcmpTuple } from './flows/tuple';
 export type { FlowFilter, TupleFilter, FlowTable } from './flows/filter';

@@ -138,9 +138,12 @@ type Waiter = { resolve: (r: IteratorResult<FlowEvent>) => void; reject: (e: unk
  * - `stream.on('event', ev => ...)` (EventEmitter; also 'lost', 'error', 'close');
  * - `stream.readable()`, a Node Readable in object mode, for pipeline().
  *
- * While nobody listens to 'event', events queue up to `highWaterMark`; then the stream
- * stops reading and the kernel's socket buffer fills. What the kernel cannot queue is
- * dropped there and counted in `lost` (exact, from the socket's drop counter).
+ * The stream reads only while something consumes it (an 'event' listener, next(),
+ * for await, readable()): until then events wait in the kernel's socket buffer, and a
+ * stream the program dropped without closing is collected with its socket. While an
+ * iterator is behind, events queue up to `highWaterMark`; then the stream stops reading
+ * and the kernel's socket buffer fills. What the kernel cannot queue is dropped there and
+ * counted in `lost` (exact, from the socket's drop counter).
  */
 export class FlowEventStream extends EventEmitter implements AsyncIterableIterator<FlowEvent> {
   /** The event types subscribed to. */
@@ -178,10 +181,14 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
     super();
     const track = (): void => {
       this.listening = this.listenerCount('event') > 0;
+      this.updatePaused();
     };
     // 'newListener' fires before the listener is added, 'removeListener' after it is gone.
     this.on('newListener', (name: string) => {
-      if (name === 'event') this.listening = true;
+      if (name === 'event' && !this.listening) {
+        this.listening = true;
+        this.updatePaused();
+      }
     });
     this.on('removeListener', track);
     const v = validateEventsOptions(options);
@@ -232,6 +239,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       },
     });
     this.disown = handle.adopt(this);
+    this.updatePaused(); // not reading until something consumes the stream
     if (v.signal) {
       this.onAbort = () => this.fail(abortError('events', v.signal!), false);
       v.signal.addEventListener('abort', this.onAbort, { once: true });
@@ -380,6 +388,14 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   private updatePaused(): void {
     if (this.closed || !this.sock) return;
     this.sock.setPaused(this.queue.isPaused || this.userPaused);
+    this.sock.setListening(this.listening || this.iterating);
+  }
+
+  /** Marks the stream as consumed by an iterator (it reads from now on). */
+  private startIterating(): void {
+    if (this.iterating) return;
+    this.iterating = true;
+    this.updatePaused();
   }
 
   private onOverrun(count: number): void {
@@ -431,7 +447,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
 
   /** Next event; resolves done after close(); rejects with ERR_ABORTED after an abort. */
   next(): Promise<IteratorResult<FlowEvent>> {
-    this.iterating = true;
+    this.startIterating();
     if (this.queue.length > 0) {
       const value = this.take();
       if (value !== undefined) return Promise.resolve({ value, done: false });
@@ -450,7 +466,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
    * than next() per event for high-rate consumers. Resolves [] once the stream ended.
    */
   async nextBatch(): Promise<FlowEvent[]> {
-    this.iterating = true;
+    this.startIterating();
     const out: FlowEvent[] = [];
     for (;;) {
       let ev: FlowEvent | undefined;
@@ -469,7 +485,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   }
 
   [Symbol.asyncIterator](): this {
-    this.iterating = true;
+    this.startIterating();
     return this;
   }
 
@@ -478,7 +494,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
    * Readable closes the stream; an abort or socket error destroys it with that error.
    */
   readable(options: { highWaterMark?: number } = {}): Readable {
-    this.iterating = true;
+    this.startIterating();
     return Readable.from(this, { objectMode: true, highWaterMark: options.highWaterMark ?? 64 });
   }
 

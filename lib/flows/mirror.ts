@@ -289,7 +289,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     // Read the namespace's setting while the first dump runs.
     const decided = every !== undefined
       ? Promise.resolve(every)
-      : new Settings(this.ct.netns).get().then((s) => (s.events === true ? 0 : DEFAULT_REFRESH_INTERVAL), () => DEFAULT_REFRESH_INTERVAL);
+      : new Settings(this.ct.netnsFile).get().then((s) => (s.events === true ? 0 : DEFAULT_REFRESH_INTERVAL), () => DEFAULT_REFRESH_INTERVAL);
     await this.sync('initial');
     this.interval = Math.floor(await decided);
     this.schedule();

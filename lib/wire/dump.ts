@@ -5,6 +5,7 @@
  */
 import { abortError } from '../common/abort';
 import { ConntrackError } from '../common/errors';
+import type { Netns } from '../common/netns';
 import { BoundedQueue } from '../common/queue';
 import { checkBoolean } from '../common/validate';
 import { NLM_F_DUMP, NLM_F_REQUEST } from './enums';
@@ -45,7 +46,7 @@ export interface DumpSpec<T> {
 
 /** Where a dump runs: the namespace, and the handle that closes its socket when it closes. */
 export interface DumpContext {
-  netns: string | undefined;
+  netnsFile: Netns | undefined;
   adopt(child: { close(): void }): () => void;
 }
 
@@ -77,7 +78,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
       this.sock = undefined as unknown as NfSocket;
       return;
     }
-    this.sock = new NfSocket({ netns: context.netns, threaded: true });
+    this.sock = new NfSocket({ netns: context.netnsFile, threaded: true });
     this.sock.batchBytes = 1 << 20;
     this.disown = context.adopt(this.sock);
     if (signal) {
