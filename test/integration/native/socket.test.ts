@@ -6,17 +6,17 @@
 import { promises as fsp, readdirSync } from 'fs';
 import * as v8 from 'v8';
 import * as vm from 'vm';
-import { Netns } from '../../helpers/netns';
+import { Sandbox, sandbox } from '../../../apps/testing';
 import { AF_INET, CT_GET, Client, NLM_F_ACK, NLM_F_REQUEST, addon, client } from './addon';
 
 const ENOMEM = 12;
 const ENOBUFS = 105;
-let ns: Netns;
+let ns: Sandbox;
 
 beforeAll(async () => {
-  ns = await Netns.create();
+  ns = await sandbox();
 });
-afterAll(() => ns?.destroy());
+afterAll(() => ns?.close());
 afterEach(() => addon.testing.reset());
 
 /** `count` payloads of one unknown (ignored) attribute of `size` bytes each, and their ends. */

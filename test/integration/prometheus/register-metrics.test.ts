@@ -7,7 +7,7 @@
 import { Counter, Registry } from 'prom-client';
 import { Conntrack, ConntrackError } from '../../../lib';
 import { registerMetrics } from '../../../apps/prometheus';
-import { Netns } from '../../helpers/netns';
+import { Sandbox, sandbox } from '../../../apps/testing';
 import { cliCount, cliCounts, parseExposition, sleep, valueOf } from './helpers';
 
 const udp = (sport: number) => ({ proto: 'udp' as const, orig: { src: '10.3.0.1', dst: '10.3.0.2', sport, dport: 53 }, timeout: 600 });
@@ -38,9 +38,9 @@ describe('registerMetrics in a user registry', () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
 
-  async function namespace(): Promise<{ ns: Netns; ct: Conntrack }> {
-    const ns = await Netns.create();
-    cleanup.push(() => ns.destroy());
+  async function namespace(): Promise<{ ns: Sandbox; ct: Conntrack }> {
+    const ns = await sandbox();
+    cleanup.push(() => ns.close());
     const ct = await Conntrack.open({ netns: ns.path });
     cleanup.push(() => ct.close());
     return { ns, ct };
