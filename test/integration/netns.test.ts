@@ -10,6 +10,7 @@ import * as path from 'path';
 import { promisify } from 'util';
 import { Conntrack, ConntrackError, readProcStats } from '../../lib';
 import { Sandbox, sandbox } from '../../apps/testing';
+import { stdoutOf } from '../helpers/child';
 
 const execFileP = promisify(execFile);
 const DIST = path.join(__dirname, '../../dist/lib');
@@ -206,15 +207,7 @@ describe('errors name the namespace and what to do', () => {
     const fd = openSync(a.path, 'r');
     let stdout: string;
     try {
-      stdout = await new Promise<string>((resolve, reject) => {
-        const child = spawn('unshare', ['-Urn', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe', fd] });
-        let o = '';
-        let e = '';
-        child.stdout!.on('data', (d) => (o += d));
-        child.stderr!.on('data', (d) => (e += d));
-        child.on('error', reject);
-        child.on('close', (code) => (code === 0 ? resolve(o) : reject(new Error(`child exited ${code}: ${e}`))));
-      });
+      stdout = await stdoutOf(spawn('unshare', ['-Urn', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe', fd] }));
     } finally {
       closeSync(fd);
     }

@@ -8,6 +8,7 @@ import * as path from 'path';
 import { promisify } from 'util';
 import { Conntrack, ConntrackError } from '../../../lib';
 import { Sandbox, withSandbox } from '../../../apps/testing';
+import { waitFor } from '../../helpers/wait';
 
 const execFileP = promisify(execFile);
 
@@ -26,10 +27,6 @@ async function fillUdp(ns: Sandbox, count: number): Promise<void> {
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-}
-
 describe('dump behaviour', () => {
   test('an early break leaves no open socket and a second dump sees the whole table', async () => {
     await withSandbox(async (ns) => {
@@ -45,7 +42,7 @@ describe('dump behaviour', () => {
         expect(n).toBe(10);
         // The rest of the kernel dump is drained without decoding, then the socket closes.
         const dumps = ct.children;
-        await until(() => dumps.size === 0 && openFds() <= fdsBefore);
+        await waitFor(() => dumps.size === 0 && openFds() <= fdsBefore, 'the dump socket to close');
         expect(dumps.size).toBe(0);
         expect(openFds()).toBeLessThanOrEqual(fdsBefore);
         const all = await ct.list();

@@ -7,6 +7,7 @@ import { execFile, spawn } from 'child_process';
 import { closeSync, openSync, readlinkSync } from 'fs';
 import * as path from 'path';
 import { Sandbox, sandbox } from '../../../apps/testing';
+import { stdoutOf } from '../../helpers/child';
 import { addon, client, clientAsync, insertUdp } from './addon';
 
 let a: Sandbox;
@@ -156,15 +157,7 @@ describe('errors name the namespace and what to do', () => {
       })();`;
     let stdout: string;
     try {
-      stdout = await new Promise<string>((resolve, reject) => {
-        const child = spawn('unshare', ['-U', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe', fd] });
-        let o = '';
-        let e = '';
-        child.stdout!.on('data', (d) => (o += d));
-        child.stderr!.on('data', (d) => (e += d));
-        child.on('error', reject);
-        child.on('close', (code) => (code === 0 ? resolve(o) : reject(new Error(`child exited ${code}: ${e}`))));
-      });
+      stdout = await stdoutOf(spawn('unshare', ['-U', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe', fd] }));
     } finally {
       closeSync(fd);
     }

@@ -8,7 +8,8 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { Conntrack } from '../../../lib';
 import { Sandbox, withSandbox } from '../../../apps/testing';
-import { assertBuilt, both, conntrack, nfct, normalize, spawnIn, waitFor } from './helpers';
+import { assertBuilt, both, conntrack, nfct, normalize, spawnIn } from './helpers';
+import { waitFor } from '../../helpers/wait';
 
 beforeAll(assertBuilt);
 

@@ -56,11 +56,3 @@ export async function both(ns: Sandbox, args: string[]): Promise<{ c: Result; n:
   const n = await nfct(ns, args);
   return { c, n };
 }
-
-export async function waitFor(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -7,7 +7,8 @@ import { PassThrough } from 'stream';
 import { run, parseListen } from '../../../apps/nfct/commands/exporter';
 import { wantsOpenMetrics } from '../../../apps/prometheus';
 import { Sandbox, sandbox } from '../../../apps/testing';
-import { parseExposition, sleep, valueOf } from './helpers';
+import { parseExposition, valueOf } from './helpers';
+import { sleep } from '../../helpers/wait';
 
 function capture(): { stream: PassThrough; text: () => string } {
   const stream = new PassThrough();

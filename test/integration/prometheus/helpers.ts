@@ -6,6 +6,7 @@
 import { ChildProcess } from 'child_process';
 import * as path from 'path';
 import { Sandbox } from '../../../apps/testing';
+import { sleep } from '../../helpers/wait';
 
 export const EXPORTER_ENTRY = path.join(__dirname, 'exporter-entry.js');
 
@@ -66,8 +67,6 @@ export class Children {
     await Promise.all(all.map((c) => c.stop(2000)));
   }
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Starts the exporter command (built dist) inside the namespace and waits until it serves. */
 export async function startExporter(children: Children, ns: Sandbox, args: string[]): Promise<NsChild> {

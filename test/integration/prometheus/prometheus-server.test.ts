@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { Sandbox, sandbox } from '../../../apps/testing';
-import { Children, cliCount, cliCounts, nsGet, seedTable, sleep, startExporter } from './helpers';
+import { Children, cliCount, cliCounts, nsGet, seedTable, startExporter } from './helpers';
+import { sleep } from '../../helpers/wait';
 
 const EXPORTER = '[::1]:9940';
 const PROMETHEUS = '[::1]:9090';

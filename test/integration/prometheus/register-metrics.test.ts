@@ -8,7 +8,8 @@ import { Counter, Registry } from 'prom-client';
 import { Conntrack, ConntrackError } from '../../../lib';
 import { registerMetrics } from '../../../apps/prometheus';
 import { Sandbox, sandbox } from '../../../apps/testing';
-import { cliCount, cliCounts, parseExposition, sleep, valueOf } from './helpers';
+import { cliCount, cliCounts, parseExposition, valueOf } from './helpers';
+import { sleep } from '../../helpers/wait';
 
 const udp = (sport: number) => ({ proto: 'udp' as const, orig: { src: '10.3.0.1', dst: '10.3.0.2', sport, dport: 53 }, timeout: 600 });
 const tcp = (sport: number, state: 'ESTABLISHED' | 'SYN_SENT') => ({ proto: 'tcp' as const, orig: { src: '10.3.0.1', dst: '10.3.0.2', sport, dport: 443 }, timeout: 600, state });
