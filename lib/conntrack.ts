@@ -5,6 +5,7 @@
  */
 import { ChildRegistry, type Child } from './common/children';
 import { ConntrackError, invalid } from './common/errors';
+import { checkObject } from './common/validate';
 import { resolveNetns } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
 import { IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST } from './wire/enums';
@@ -94,7 +95,7 @@ export class Conntrack implements Handle {
 
   /** Opens a handle. Rejects with EPERM (and how to fix it) without CAP_NET_ADMIN. */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
-    if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
+    checkObject(options, 'options', "{ netns: '/proc/1234/ns/net' }");
     const netns = resolveNetns(options.netns);
     const sock = new NfSocket({ netns, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
     const ct = new Conntrack(sock, netns);

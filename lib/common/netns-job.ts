@@ -121,8 +121,10 @@ export function runInNetns(nsPath: string, ops: NetnsOp[], signal?: AbortSignal)
           if (/not permitted/i.test(text)) code = 'EPERM';
           else if (/no such file/i.test(text)) code = 'ENOENT';
           else if (/permission denied/i.test(text)) code = 'EACCES';
-          const hint = code === 'EPERM' || code === 'EACCES' ? ': entering a namespace needs CAP_SYS_ADMIN over its user namespace (run as root, or inside the same `unshare -U` user namespace)' : '';
-          return reject(new ConntrackError(code, `entering namespace ${nsPath} failed: ${text || e.message}${hint}`, { syscall: 'setns', cause: err }));
+          const hint = code === 'EPERM' || code === 'EACCES' ? ': entering a namespace needs CAP_SYS_ADMIN over its user namespace (run as root, or inside the same `unshare -U` user namespace)'
+            : code === 'ENOENT' ? ': no such process or network namespace' : '';
+          const syscall = code === 'ENOENT' ? 'open' : 'setns';
+          return reject(new ConntrackError(code, `entering namespace ${nsPath} failed: ${text || e.message}${hint}`, { syscall, cause: err }));
         }
         try {
           resolve(JSON.parse(stdout) as NetnsResult[]);

@@ -3,10 +3,11 @@
  * multicast groups, delivered both as an AsyncIterable and as an EventEmitter. Messages
  * the kernel could not queue (receive buffer full) are counted in `lost`, never hidden.
  */
-import { EventEmitter } from 'events';
 import { abortError } from '../common/abort';
+import { TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
-import { LossMeter } from '../common/loss';
+import { show } from '../common/validate';
+import { LossMeter, type LostInfo } from '../common/loss';
 import { BoundedQueue } from '../common/queue';
 import {
   IPCTNL_MSG_EXP_DELETE, IPCTNL_MSG_EXP_NEW, NFNLGRP_CONNTRACK_EXP_DESTROY,
@@ -36,6 +37,22 @@ export interface ExpectationEventsOptions {
   highWaterMark?: number;
 }
 
+/** The events of an ExpectationEvents stream and their listener arguments. */
+export interface ExpectationEventsEvents {
+  /** Every event, new or destroy. */
+  event: [event: ExpectationEvent];
+  /** An expectation was created. */
+  new: [expectation: Expectation];
+  /** An expectation was matched, expired or deleted. */
+  destroy: [expectation: Expectation];
+  /** The kernel dropped events for this stream (see `lost`). */
+  lost: [info: LostInfo];
+  /** The socket failed. */
+  error: [error: ConntrackError];
+  /** The stream closed. */
+  close: [];
+}
+
 /**
  * A live stream of expectation events.
  *
@@ -43,7 +60,7 @@ export interface ExpectationEventsOptions {
  * `'lost'` (LostInfo: events the kernel dropped, in total and since the last notice), `'error'`
  * and `'close'`. Iterate it with `for await` for backpressure instead.
  */
-export class ExpectationEvents extends EventEmitter implements AsyncIterable<ExpectationEvent> {
+export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents> implements AsyncIterable<ExpectationEvent> {
   private readonly sock: NfSocket;
   private readonly disown: () => void;
   private readonly queue: BoundedQueue<ExpectationEvent>;
@@ -228,7 +245,7 @@ export function eventGroups(types: unknown, field: string): number[] {
   for (const t of types) {
     if (t === 'new') groups.add(NFNLGRP_CONNTRACK_EXP_NEW);
     else if (t === 'destroy') groups.add(NFNLGRP_CONNTRACK_EXP_DESTROY);
-    else throw invalid(field, `unknown event type ${JSON.stringify(t)}: use 'new' or 'destroy' (the kernel sends no update events for expectations)`);
+    else throw invalid(field, `unknown event type ${show(t)}: use 'new' or 'destroy' (the kernel sends no update events for expectations)`);
   }
   return [...groups];
 }

@@ -10,6 +10,7 @@ import {
 } from '../wire/enums';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
+import { checkObject } from '../common/validate';
 import type { Dump, DumpOptions } from '../wire/dump';
 import { NFGEN_FAMILY_OFFSET, NFNL_ATTR_OFFSET, align4, ctType, forEachAttr, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
@@ -188,7 +189,7 @@ export async function deleteMatchingEntries(
 ): Promise<number> {
   ct.assertOpen('deleteMatching');
   if (predicate !== undefined && typeof predicate !== 'function') throw invalid('predicate', 'must be a function (flow) => boolean');
-  if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object like { signal }');
+  checkObject(options, 'options', '{ signal }');
   if (options.exact !== undefined && typeof options.exact !== 'boolean') throw invalid('options.exact', 'must be true (count by listing the matches) or false (count by the table size)');
   const compiled = compileFilter(filter);
   const signal = options.signal;

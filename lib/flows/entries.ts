@@ -8,7 +8,7 @@ import { ConntrackError, invalid } from '../common/errors';
 import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
-import { show } from '../common/validate';
+import { checkObject, show } from '../common/validate';
 import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, resolveUpdate } from './entry-spec';
 
 function decodeOne(replies: Buffer[]): Flow | undefined {
@@ -22,13 +22,13 @@ function decodeOne(replies: Buffer[]): Flow | undefined {
 }
 
 function notFound(op: string): ConntrackError {
-  return new ConntrackError('ENOENT', `${op} failed: ENOENT: no such entry`, { errno: 2, syscall: op });
+  return new ConntrackError('ENOENT', `${op} failed: ENOENT: no such entry`, { errno: 2 });
 }
 
 /** ct.get(): the flow named by key. */
 export async function getEntry(ct: Handle, key: EntryKey, options: GetOptions = {}): Promise<Flow> {
   ct.assertOpen('get');
-  if (options === null || typeof options !== 'object') throw invalid('options', "must be an object like { direction: 'reply' }");
+  checkObject(options, 'options', "{ direction: 'reply' }");
   const dir = options.direction ?? 'orig';
   if (dir !== 'orig' && dir !== 'reply') throw invalid('options.direction', `must be 'orig' or 'reply', got ${show(dir)}`);
   const { family, payload, key: k } = encodeKeyRequest(key, dir, false);

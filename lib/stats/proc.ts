@@ -6,6 +6,7 @@
 import { promises as fsp } from 'fs';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
+import { isObject } from '../common/validate';
 import { procNetDir, resolveNetns, sameNetnsAsCaller } from '../common/netns';
 import { runInNetns } from '../common/netns-job';
 
@@ -85,7 +86,7 @@ export function parseProcStats(text: string): ProcStats {
  */
 export async function readProcStats(pathOrOptions: string | ReadProcStatsOptions = {}): Promise<ProcStats> {
   const options: ReadProcStatsOptions = typeof pathOrOptions === 'string' ? { path: pathOrOptions } : pathOrOptions;
-  if (options === null || typeof options !== 'object') throw invalid('options', 'must be a path or an object { path?, netns?, signal? }');
+  if (!isObject(options as unknown)) throw invalid('options', 'must be a path or an object { path?, netns?, signal? }');
   if (options.path !== undefined && (typeof options.path !== 'string' || options.path === '')) {
     throw invalid('path', 'must be a non-empty string (the file to parse)');
   }

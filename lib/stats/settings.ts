@@ -7,7 +7,7 @@
  */
 import { ConntrackError, invalid } from '../common/errors';
 import { NetnsOp, NetnsResult, runJob } from '../common/netns-job';
-import { checkBoolean, checkInt, show } from '../common/validate';
+import { checkBoolean, checkInt, checkObject, show } from '../common/validate';
 
 export const SYSCTL_DIR = '/proc/sys/net/netfilter';
 const PREFIX = 'nf_conntrack_';
@@ -242,9 +242,7 @@ export class Settings {
    * await ct.settings.set(previous);
    */
   async set(values: SettingsUpdate, options: { signal?: AbortSignal } = {}): Promise<SettingsUpdate> {
-    if (values === null || typeof values !== 'object' || Array.isArray(values)) {
-      throw invalid('values', 'must be an object of settings, e.g. { acct: true, tcpTimeoutEstablished: 3600 }');
-    }
+    checkObject(values, 'values', '{ acct: true, tcpTimeoutEstablished: 3600 }');
     const keys = Object.keys(values).filter((k) => (values as Record<string, unknown>)[k] !== undefined);
     const writes = keys.map((key) => ({ key, value: encode(key, (values as Record<string, unknown>)[key]) }));
     if (writes.length === 0) return {};

@@ -365,12 +365,12 @@ export class NfSocket {
       if (this.events) this.events.overrun(overruns);
       if (this.inFlight > 0) {
         // Replies were dropped: nothing says which, so fail every request in flight.
-        const err = kernelError(osConstants.errno.ENOBUFS, 'receiving replies', 'the receive buffer overflowed; replies were lost');
+        const err = kernelError(osConstants.errno.ENOBUFS, 'receiving replies', 'the receive buffer overflowed; replies were lost', 'recvmsg');
         this.failPending(err);
       }
     }
     if (errno !== 0) {
-      const err = kernelError(errno, 'receiving from the netlink socket');
+      const err = kernelError(errno, 'receiving from the netlink socket', undefined, 'recvmsg');
       this.failPending(err);
       this.events?.error(err);
     }
@@ -382,7 +382,7 @@ export class NfSocket {
    * numbers (u32, host order). Only those fail; earlier ones were carried out.
    */
   private onSendFailure(seqs: Buffer | null, errno: number): void {
-    const err = kernelError(errno, 'sending requests');
+    const err = kernelError(errno, 'sending requests', undefined, 'sendmsg');
     for (let p = 0; seqs && p + 4 <= seqs.length; p += 4) {
       const h = this.takePending(seqs.readUInt32LE(p));
       if (h) h.done(err, this.takenItem);
