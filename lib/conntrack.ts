@@ -9,7 +9,7 @@ import { checkObject } from './common/validate';
 import { resolveNetns } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
 import { IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST } from './wire/enums';
-import type { Handle, Subscription } from './wire/handle';
+import type { Subscription } from './wire/handle';
 import { ctType } from './wire/netlink';
 import { NfSocket, ReplyHandler } from './wire/socket';
 import { openSubscription } from './wire/subscription';
@@ -80,7 +80,11 @@ class AckRequest implements ReplyHandler {
   }
 }
 
-export class Conntrack implements Handle {
+/**
+ * A handle on one namespace's conntrack table. It is the Handle (lib/wire/handle.ts) the
+ * concept modules receive; each call passing `this` checks that it still fits.
+ */
+export class Conntrack {
   /** @internal The request socket. */ readonly sock: NfSocket;
   /** The namespace file this handle's sockets are opened in (undefined: the caller's). */
   readonly netns: string | undefined;

@@ -1,10 +1,16 @@
-export { Conntrack, OpenOptions } from './conntrack';
-export { ConntrackError, ConntrackErrorCode } from './common/errors';
+export { Conntrack } from './conntrack';
+export type { OpenOptions } from './conntrack';
+export { ConntrackError } from './common/errors';
+export type { ConntrackErrorCode, ConntrackErrorOptions } from './common/errors';
+export { TypedEventEmitter } from './common/emitter';
+export type { TypedEmitter, EmitterEvents, EmitterListener, EventStreamEvents } from './common/emitter';
+export type { LostInfo } from './common/loss';
+
 export type { Flow, Counter, TcpInfo, SctpInfo, DccpInfo, SeqAdj, Synproxy } from './flows/flow';
 export type { Tuple, ProtoTuple, IcmpTuple } from './flows/tuple';
 export type { FlowFilter, TupleFilter } from './flows/filter';
-export type { DumpOptions } from './wire/dump';
 export { Dump } from './wire/dump';
+export type { DumpOptions } from './wire/dump';
 export type { Family, Proto, StatusFlag, TcpState, SctpState, DccpState } from './wire/enums';
 export * as constants from './wire/enums';
 
@@ -12,15 +18,14 @@ export type {
   EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions, BulkResult,
 } from './flows/entry-types';
 export { FlowEventStream } from './flows/events';
-export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats } from './flows/events';
-export type { LostInfo } from './common/loss';
+export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats, FlowEventStreamEvents } from './flows/events';
 export { Mirror, DEFAULT_REFRESH_INTERVAL } from './flows/mirror';
-export type { MirrorOptions, ResyncInfo, TupleKey } from './flows/mirror';
+export type { MirrorOptions, MirrorEvents, ResyncInfo, TupleKey } from './flows/mirror';
 
 export { Expectations } from './expect/expectations';
 export type { ExpectationTarget } from './expect/expectations';
 export { ExpectationEvents } from './expect/events';
-export type { ExpectationEvent, ExpectationEventType, ExpectationEventsOptions } from './expect/events';
+export type { ExpectationEvent, ExpectationEventType, ExpectationEventsOptions, ExpectationEventsEvents } from './expect/events';
 export { decodeExpectation } from './expect/decode';
 export type { Expectation, ExpectationFlag, NatDirection } from './expect/decode';
 export type { ExpectationKey, ExpectationSpec } from './expect/encode';

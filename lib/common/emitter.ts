@@ -4,11 +4,23 @@
  * time it is Node's EventEmitter itself.
  */
 import { EventEmitter } from 'node:events';
+import type { ConntrackError } from './errors';
+import type { LostInfo } from './loss';
 
 /** The events every EventEmitter has besides its own. */
 export interface EmitterEvents {
   newListener: [event: string | symbol, listener: (...args: any[]) => void];
   removeListener: [event: string | symbol, listener: (...args: any[]) => void];
+}
+
+/** The events every kernel event stream (flows, expectations) has besides its own. */
+export interface EventStreamEvents {
+  /** The kernel dropped events for this stream: its buffer was full (see `lost`). */
+  lost: [info: LostInfo];
+  /** The socket failed. */
+  error: [error: ConntrackError];
+  /** The stream closed (close(), abort, an error, or its Conntrack closing). */
+  close: [];
 }
 
 /** A listener for event `K` of map `E`. */

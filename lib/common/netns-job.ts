@@ -89,7 +89,7 @@ function job(ops) {
 let localJob: ((ops: NetnsOp[]) => NetnsResult[]) | undefined;
 
 /** @internal Runs the job in the caller's own namespace. */
-export function runLocal(ops: NetnsOp[]): NetnsResult[] {
+function runLocal(ops: NetnsOp[]): NetnsResult[] {
   if (!localJob) {
     // eslint-disable-next-line @typescript-eslint/no-implied-eval
     localJob = new Function('require', `${JOB_SOURCE}\nreturn job;`)(require) as (ops: NetnsOp[]) => NetnsResult[];

@@ -65,7 +65,7 @@ export function checkBoolean(v: unknown, field: string): boolean {
 }
 
 /** NF_CT_HELPER_NAME_LEN (16) less its NUL: the longest helper name the kernel accepts. */
-export const HELPER_NAME_MAX = 15;
+const HELPER_NAME_MAX = 15;
 
 /**
  * A conntrack helper name as the kernel accepts it in CTA_HELP_NAME and

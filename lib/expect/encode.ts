@@ -70,7 +70,7 @@ export interface EncodedCreate {
 const SPEC_KEYS = new Set(['master', 'tuple', 'mask', 'timeout', 'flags', 'class', 'helper', 'nat', 'zone', 'fn']);
 const MASK_KEYS = new Set(['proto', 'src', 'dst', 'sport', 'dport']);
 /** Flag names to bits, naming `field` on a bad name. */
-export function expectationFlagBits(v: unknown, field: string): number {
+function expectationFlagBits(v: unknown, field: string): number {
   if (!Array.isArray(v)) throw invalid(field, "must be an array of flag names such as ['PERMANENT']");
   let bits = 0;
   for (const n of v) {

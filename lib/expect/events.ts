@@ -4,10 +4,10 @@
  * the kernel could not queue (receive buffer full) are counted in `lost`, never hidden.
  */
 import { abortError } from '../common/abort';
-import { TypedEventEmitter } from '../common/emitter';
+import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
 import { show } from '../common/validate';
-import { LossMeter, type LostInfo } from '../common/loss';
+import { LossMeter } from '../common/loss';
 import { BoundedQueue } from '../common/queue';
 import {
   IPCTNL_MSG_EXP_DELETE, IPCTNL_MSG_EXP_NEW, NFNLGRP_CONNTRACK_EXP_DESTROY,
@@ -38,19 +38,13 @@ export interface ExpectationEventsOptions {
 }
 
 /** The events of an ExpectationEvents stream and their listener arguments. */
-export interface ExpectationEventsEvents {
+export interface ExpectationEventsEvents extends EventStreamEvents {
   /** Every event, new or destroy. */
   event: [event: ExpectationEvent];
   /** An expectation was created. */
   new: [expectation: Expectation];
   /** An expectation was matched, expired or deleted. */
   destroy: [expectation: Expectation];
-  /** The kernel dropped events for this stream (see `lost`). */
-  lost: [info: LostInfo];
-  /** The socket failed. */
-  error: [error: ConntrackError];
-  /** The stream closed. */
-  close: [];
 }
 
 /**

@@ -11,13 +11,13 @@ import { CompiledFilter, FlowFilter, compileFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
 
 /** A signature of the strings that name a flow's original direction (with its id: one entry). */
-export function flowSignature(f: Flow): number {
+function flowSignature(f: Flow): number {
   const o = f.orig;
   return fnv1a(`${o.src}|${o.dst}|${o.sport ?? o.icmp?.id}|${o.dport ?? o.icmp?.type}|${f.proto}|${f.zone}`);
 }
 
 /** The dump of the flows matching `compiled`. */
-export function flowDumpSpec(compiled: CompiledFilter, operation: string): DumpSpec<Flow> {
+function flowDumpSpec(compiled: CompiledFilter, operation: string): DumpSpec<Flow> {
   return {
     type: ctType(IPCTNL_MSG_CT_GET),
     family: compiled.nfFamily,

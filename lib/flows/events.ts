@@ -6,9 +6,9 @@
  */
 import { Readable } from 'stream';
 import { abortError } from '../common/abort';
-import { TypedEventEmitter } from '../common/emitter';
+import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
-import { LossMeter, LostInfo } from '../common/loss';
+import { LossMeter } from '../common/loss';
 import { BoundedQueue } from '../common/queue';
 import { checkBoolean, checkInt, checkKeys, checkObject, checkSignal, isObject, show } from '../common/validate';
 import type { Handle } from '../wire/handle';
@@ -72,15 +72,9 @@ export interface EventsOptions {
 }
 
 /** The events of a FlowEventStream and their listener arguments. */
-export interface FlowEventStreamEvents {
+export interface FlowEventStreamEvents extends EventStreamEvents {
   /** An event (only while someone listens; otherwise events queue for the iterator). */
   event: [event: FlowEvent];
-  /** The kernel dropped events for this stream (see `lost`). */
-  lost: [info: LostInfo];
-  /** The socket failed; the stream closes. */
-  error: [error: ConntrackError];
-  /** The stream ended (close(), abort, an error, or its Conntrack closed). */
-  close: [];
 }
 
 /** Counters of what reached the socket and what the library did with it. */

@@ -9,7 +9,7 @@ import { ConntrackError, invalid } from '../common/errors';
 import { NetnsOp, NetnsResult, runJob } from '../common/netns-job';
 import { checkBoolean, checkInt, checkObject, show } from '../common/validate';
 
-export const SYSCTL_DIR = '/proc/sys/net/netfilter';
+const SYSCTL_DIR = '/proc/sys/net/netfilter';
 const PREFIX = 'nf_conntrack_';
 
 // ---------------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ const BY_KEY = new Map<string, Descriptor>(DESCRIPTORS.map((d) => [d.key, d]));
 const BY_FILE = new Map<string, Descriptor>(DESCRIPTORS.map((d) => [d.file, d]));
 
 /** The sysctl name of a setting, for messages: `net.netfilter.nf_conntrack_max`. */
-export function sysctlName(key: string): string {
+function sysctlName(key: string): string {
   const d = BY_KEY.get(key);
   return d ? `net.netfilter.${PREFIX}${d.file}` : key;
 }

@@ -199,7 +199,7 @@ describe('odd values in any field never break the message builder', () => {
     expect(refused).toBeGreaterThan(0);
   });
 
-  test('the bigint example from the issue: a filter family of 10n', () => {
+  test('a filter family of 10n is shown as 10n', () => {
     expect(() => compileFilter({ family: 10n } as never)).toThrow("filter.family: must be 'ipv4' or 'ipv6', got 10n");
   });
 });
