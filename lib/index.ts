@@ -2,20 +2,24 @@ export { Conntrack } from './conntrack';
 export type { OpenOptions } from './conntrack';
 export { ConntrackError } from './common/errors';
 export type { ConntrackErrorCode, ConntrackErrorOptions } from './common/errors';
+export type { NetnsOption } from './common/netns';
 export { TypedEventEmitter } from './common/emitter';
 export type { TypedEmitter, EmitterEvents, EmitterListener, EventStreamEvents } from './common/emitter';
 export type { LostInfo } from './common/loss';
 
 export type { Flow, Counter, TcpInfo, SctpInfo, DccpInfo, SeqAdj, Synproxy } from './flows/flow';
 export type { Tuple, ProtoTuple, IcmpTuple } from './flows/tuple';
-export type { FlowFilter, TupleFilter } from './flows/filter';
+export type { FlowFilter, TupleFilter, FlowTable } from './flows/filter';
 export { Dump } from './wire/dump';
 export type { DumpOptions } from './wire/dump';
+export type { FlowDumpOptions } from './flows/dump';
+export type { ProtoSpec } from './flows/protocols';
 export type { Family, Proto, StatusFlag, TcpState, SctpState, DccpState } from './wire/enums';
 export * as constants from './wire/enums';
 
 export type {
   EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions, BulkResult,
+  UpdateChanges, UpdateMatchingOptions, TcpSpec, TcpFlagsChange, TcpFlag,
 } from './flows/entry-types';
 export { FlowEventStream } from './flows/events';
 export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats, FlowEventStreamEvents } from './flows/events';

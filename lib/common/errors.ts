@@ -82,9 +82,6 @@ const REFUSAL_HINTS: Record<string, string> = {
 
 /** Hints for a failed system call, by `syscall errno-name` (the syscall as the addon reports it). */
 const SYSCALL_HINTS: Record<string, string> = {
-  'open(netns) ENOENT': 'no such process or network namespace: check the pid, name or path given as netns (the process may have exited)',
-  'open(netns) EACCES': 'this process may not open that namespace file: run as its owner or as root',
-  'setns EPERM': 'entering another network namespace needs CAP_SYS_ADMIN over the user namespace that owns it: run as root, or as the user who created it',
   'socket EPROTONOSUPPORT': 'the kernel has no netfilter netlink support: load the nfnetlink and nf_conntrack_netlink modules',
 };
 
@@ -92,7 +89,7 @@ const SYSCALL_HINTS: Record<string, string> = {
  * Turns an errno into a ConntrackError. Without `syscall` it is the kernel's refusal of a
  * ctnetlink request (NLMSG_ERROR, with the extended-ack text when there is one); with it, a
  * failed system call. `syscall` may carry a detail in parentheses, as the addon reports it
- * (`open(netns)`, `setsockopt(SO_RCVBUF)`): the error's `syscall` is the bare name.
+ * (`setsockopt(SO_RCVBUF)`): the error's `syscall` is the bare name.
  */
 export function kernelError(errno: number, operation: string, extack?: string, syscall?: string): ConntrackError {
   const code = errnoName(errno);

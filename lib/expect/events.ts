@@ -87,6 +87,14 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
       },
     });
     this.disown = handle.adopt(this);
+    // Reading only while something consumes the stream: until then events wait in the
+    // kernel's socket buffer, and a stream the program dropped is paused, so it is
+    // collected with its socket.
+    this.on('newListener', (name) => {
+      if (name === 'event' || name === 'new' || name === 'destroy') this.sock.setListening(true);
+    });
+    this.on('removeListener', () => this.updateReading());
+    this.updateReading();
     if (options.signal) {
       this.signal = options.signal;
       this.onAbort = () => this.close();
@@ -142,6 +150,12 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
     }
   }
 
+  private updateReading(): void {
+    if (this.closed) return;
+    this.sock.setListening(this.iterating || this.listenerCount('event') + this.listenerCount('new') + this.listenerCount('destroy') > 0);
+  }
+
+  /** A socket error ends the stream: a pending next() rejects with it, later ones too. */
   private fail(err: ConntrackError): void {
     if (this.closed) return;
     this.failure = err;
@@ -151,6 +165,7 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
       this.waiter = undefined;
       w.reject(err);
     }
+    this.close();
   }
 
   /** Leaves the groups and closes the socket; a pending iteration ends (done). */
@@ -171,7 +186,10 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
 
   /** The next event; rejects on a socket error, ends when closed. */
   next(): Promise<IteratorResult<ExpectationEvent>> {
-    this.iterating = true;
+    if (!this.iterating) {
+      this.iterating = true;
+      this.updateReading();
+    }
     if (this.queue.length > 0) return Promise.resolve({ value: this.queue.shift()!, done: false });
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.resolve({ value: undefined, done: true });
@@ -217,6 +235,7 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
 
   [Symbol.asyncIterator](): AsyncIterableIterator<ExpectationEvent> {
     this.iterating = true;
+    this.updateReading();
     const self = this;
     return {
       next: () => self.next(),

@@ -1,6 +1,6 @@
 /**
  * Compiled by test/unit/types.test.ts against the built package: every public type is
- * importable from the package's entries, by name, as a type and (for classes) as a value.
+ * importable from the package's entries ('conntrack', 'conntrack/prometheus', 'conntrack/testing'), by name, as a type and (for classes) as a value.
  */
 import type {
   BulkResult, ConntrackErrorCode, ConntrackErrorOptions, ConntrackSettings, ConntrackStats, Counter, CpuStats,
@@ -13,6 +13,7 @@ import type {
   PressureReason, PressureRecovery, PressureSample, PressureWarning, ProcStats, Proto, ProtoTuple,
   ReadProcStatsOptions, ResyncInfo, SctpInfo, SctpState, SeqAdj, SettableStatusFlag, SettingsUpdate, StatsCounters,
   StatusFlag, Synproxy, TcpInfo, TcpState, Tuple, TupleFilter, TupleKey, TypedEmitter, UpdateSpec,
+  NetnsOption, FlowTable, FlowDumpOptions, ProtoSpec, UpdateChanges, UpdateMatchingOptions, TcpSpec, TcpFlagsChange, TcpFlag,
 } from 'conntrack';
 import {
   Conntrack, ConntrackError, DEFAULT_REFRESH_INTERVAL, Dump, ExpectationEvents, Expectations, FlowEventStream, Mirror,
@@ -21,6 +22,11 @@ import {
 } from 'conntrack';
 import type { AnyRegistry, Exporter, ExporterOptions, MetricsHandle, RegisterMetricsOptions } from 'conntrack/prometheus';
 import { DEFAULT_PORT, registerMetrics, startExporter, wantsOpenMetrics } from 'conntrack/prometheus';
+import type {
+  ConnectResult, Endpoints, FillOptions, FillResult, FtpSession, Held, PingOptions, RunOptions, RunResult, Sandbox,
+  SandboxOptions, SandboxSpawnOptions, TcpOptions, UdpOptions,
+} from 'conntrack/testing';
+import { TRACKING_RULESET, closeAll, isRealRoot, liveSandboxes, sandbox, withSandbox } from 'conntrack/testing';
 
 /** Every imported type, used once, so an unresolved one fails to compile. */
 export type Everything = [
@@ -34,7 +40,10 @@ export type Everything = [
   PressureRates, PressureReason, PressureRecovery, PressureSample, PressureWarning, ProcStats, Proto, ProtoTuple,
   ReadProcStatsOptions, ResyncInfo, SctpInfo, SctpState, SeqAdj, SettableStatusFlag, SettingsUpdate, StatsCounters,
   StatusFlag, Synproxy, TcpInfo, TcpState, Tuple, TupleFilter, TupleKey, TypedEmitter<MirrorEvents>, UpdateSpec,
+  NetnsOption, FlowTable, FlowDumpOptions, ProtoSpec, UpdateChanges, UpdateMatchingOptions, TcpSpec, TcpFlagsChange, TcpFlag,
   AnyRegistry, Exporter, ExporterOptions, MetricsHandle, RegisterMetricsOptions,
+  ConnectResult, Endpoints, FillOptions, FillResult, FtpSession, Held, PingOptions, RunOptions, RunResult, Sandbox,
+  SandboxOptions, SandboxSpawnOptions, TcpOptions, UdpOptions,
   Conntrack, ConntrackError, Dump<Flow>, ExpectationEvents, Expectations, FlowEventStream, Mirror, PressureMonitor, Settings,
 ];
 
@@ -42,6 +51,7 @@ export const values = [
   Conntrack.open, ConntrackError, DEFAULT_REFRESH_INTERVAL, Dump, ExpectationEvents, Expectations, FlowEventStream, Mirror,
   PROC_STATS_PATH, PressureMonitor, Settings, TypedEventEmitter, constants.IPPROTO_TCP, decodeExpectation,
   decodeExpectationStats, parseProcStats, readProcStats, DEFAULT_PORT, registerMetrics, startExporter, wantsOpenMetrics,
+  TRACKING_RULESET, closeAll, isRealRoot, liveSandboxes, sandbox, withSandbox,
 ];
 
 /** Values of the public signatures' types can be named and built by a caller. */

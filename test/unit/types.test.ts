@@ -1,6 +1,6 @@
 /**
  * The type tests in test/types/ compiled with the TypeScript compiler API, importing the
- * package by its name ('conntrack', 'conntrack/prometheus') as a user would: through
+ * package by its name ('conntrack', 'conntrack/prometheus', 'conntrack/testing') as a user would: through
  * package.json "exports" to the built declarations in dist/ (`npm run build` first).
  *
  * A line after `// @ts-expect-error TSnnnn` must fail with error TSnnnn (checked by
@@ -71,7 +71,7 @@ function expectations(): Map<string, number> {
 }
 
 beforeAll(() => {
-  for (const built of ['dist/lib/index.d.ts', 'dist/apps/prometheus/index.d.ts']) {
+  for (const built of ['dist/lib/index.d.ts', 'dist/apps/prometheus/index.d.ts', 'dist/apps/testing/index.d.ts']) {
     if (!existsSync(path.join(ROOT, built))) throw new Error(`${built} is missing: run \`npm run build\` first`);
   }
 });

@@ -51,17 +51,11 @@ describe('kernelError and fromNative', () => {
     expect(e.message).toMatch(/^setting the receive buffer failed: EPERM from setsockopt\(SO_RCVBUF\)\. .*CAP_NET_ADMIN/);
   });
 
-  test('a missing namespace is not "no such entry": it says no such process or namespace', () => {
-    const e = kernelError(2, 'opening a netlink socket in /proc/999999/ns/net', undefined, 'open(netns)');
-    expect(e).toMatchObject({ code: 'ENOENT', errno: 2, syscall: 'open' });
-    expect(e.message).toMatch(/no such process or network namespace/);
-    expect(e.message).not.toMatch(/no such entry/);
-  });
-
-  test('entering a namespace without the right says which capability it takes', () => {
-    const e = kernelError(1, 'opening a netlink socket in /proc/1/ns/net', undefined, 'setns');
-    expect(e.syscall).toBe('setns');
-    expect(e.message).toMatch(/CAP_SYS_ADMIN/);
+  test('a syscall failure gets the hint for that syscall and errno, not the entry hint', () => {
+    const e = kernelError(93, 'opening a netlink socket', undefined, 'socket');
+    expect(e).toMatchObject({ code: 'EPROTONOSUPPORT', errno: 93, syscall: 'socket' });
+    expect(e.message).toBe('opening a netlink socket failed: EPROTONOSUPPORT from socket: the kernel has no netfilter netlink support: load the nfnetlink and nf_conntrack_netlink modules');
+    expect(kernelError(2, 'reading', undefined, 'open').message).not.toMatch(/no such entry/);
   });
 
   test('the addon\'s "closed" pseudo-syscall becomes ERR_CLOSED', () => {
