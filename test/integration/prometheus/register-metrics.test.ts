@@ -40,7 +40,11 @@ describe('registerMetrics in a user registry', () => {
   });
 
   async function namespace(): Promise<{ ns: Sandbox; ct: Conntrack }> {
-    const ns = await sandbox();
+    // Every entry gets an event cache, also those made before registerMetrics subscribes:
+    // with the default (2) that depends on whether any ctnetlink listener exists on the host
+    // at that moment (the kernel tracks listeners globally), and without one a delete sends
+    // no DESTROY event.
+    const ns = await sandbox({ sysctls: { 'net.netfilter.nf_conntrack_events': 1 } });
     cleanup.push(() => ns.close());
     const ct = await Conntrack.open({ netns: ns.path });
     cleanup.push(() => ct.close());
