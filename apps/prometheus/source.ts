@@ -73,7 +73,6 @@ export class MetricsSource {
   private counted = false;
   private dirty = false;
   private pending: Promise<SnapshotResult> | undefined;
-  private chain: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly detach: (() => void)[] = [];
 
@@ -254,20 +253,10 @@ export class MetricsSource {
   }
 
   private async fetch(): Promise<SnapshotResult> {
-    // The handle answers one dump-style request at a time on its request socket (a second
-    // one at once fails with EBUSY), and stats() and expectations.stats() are both dumps:
-    // they run one after the other, after any fetch still in flight, and retry briefly when
-    // someone else's request on the same handle (a pressure monitor, say) holds the socket.
-    const previous = this.chain;
-    const run = (async () => {
-      await previous;
-      const stats = await retryBusy(() => this.ct.stats());
-      const expectStats = await retryBusy(() => this.ct.expectations.stats());
-      return { stats, expectStats };
-    })();
-    this.chain = run.then(() => undefined, () => undefined);
     try {
-      const [{ stats, expectStats }, list] = await Promise.all([run, this.ct.expectations.list(), this.flowsReady()]);
+      const [stats, expectStats, list] = await Promise.all([
+        this.ct.stats(), this.ct.expectations.stats(), this.ct.expectations.list(), this.flowsReady(),
+      ]);
       const expectations = new Map<string, number>();
       for (const x of list) expectations.set(x.helper ?? '', (expectations.get(x.helper ?? '') ?? 0) + 1);
       this.lastError = undefined;
@@ -298,16 +287,5 @@ export class MetricsSource {
     for (const d of this.detach) d();
     this.stream?.close();
     if (this.ownMirror) this.mirror?.close();
-  }
-}
-
-async function retryBusy<T>(fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EBUSY' || attempt >= 20) throw err;
-      await new Promise((r) => setTimeout(r, 1 + attempt));
-    }
   }
 }
