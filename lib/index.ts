@@ -19,7 +19,7 @@ export { FlowEventStream } from './flows/events';
 export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats } from './flows/events';
 export type { LostInfo } from './common/loss';
 export { Mirror, DEFAULT_REFRESH_INTERVAL } from './flows/mirror';
-export type { MirrorOptions, ResyncInfo, TupleKey } from './flows/mirror';
+export type { MirrorOptions, MirrorStats, ResyncInfo, TupleKey } from './flows/mirror';
 
 export { Expectations } from './expect/expectations';
 export type { ExpectationTarget } from './expect/expectations';

@@ -16,6 +16,7 @@ import { canonicalAddress } from '../common/address';
 import { ConntrackError, invalid } from '../common/errors';
 import type { Handle } from '../wire/handle';
 import { Settings } from '../stats/settings';
+import type { Dump } from '../wire/dump';
 import { dumpFlows } from './dump';
 import { FlowTable } from './flow-table';
 import { FlowEvent, FlowEventStream } from './events';
@@ -75,6 +76,22 @@ export interface ResyncInfo {
   durationMs: number;
 }
 
+/** What the mirror's event socket received and lost, and how often the mirror reconciled (`mirror.stats`). */
+export interface MirrorStats {
+  /**
+   * Events the mirror's socket received, by type: exact (each message counted once as it
+   * is read, including those that arrive during a resync's dump), after the kernel's part
+   * of the mirror's filter.
+   */
+  received: { new: number; update: number; destroy: number };
+  /** Events the kernel dropped for the mirror's socket (exact, from its drop counter; as `mirror.lost`). */
+  lost: number;
+  /** Resynchronisations after losses (as `mirror.resyncs`). */
+  resyncs: number;
+  /** Reconciling dumps made by `refreshInterval` or `refresh()` (as `mirror.refreshes`). */
+  refreshes: number;
+}
+
 /** Events buffered during a resync's dump before it gives up on them and dumps again (at least). */
 const MAX_PENDING = 65536;
 
@@ -104,8 +121,12 @@ function changed(a: Flow, b: Flow): boolean {
 
 /**
  * The mirror. Iterating yields the current flows; events: 'add' (flow), 'update' (flow,
- * previous), 'delete' (flow), 'resync' (ResyncInfo), 'error' (err), 'close'. No 'add'
- * events are emitted for the initial contents: read them once `ready` resolves.
+ * previous), 'delete' (flow, previous), 'resync' (ResyncInfo), 'error' (err), 'close'.
+ * 'update' and 'delete' pass the copy the mirror held before as `previous`; for a
+ * DESTROY event `flow` is that copy merged with what the event carried (its final
+ * counters and timestamps), while a delete found by a reconciling dump passes the held
+ * copy as both. No 'add' events are emitted for the initial contents: read them once
+ * `ready` resolves.
  */
 export class Mirror extends EventEmitter implements Iterable<Flow> {
   /** Resolves when the first dump has been applied; rejects if it failed. */
@@ -130,6 +151,9 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   private timer: NodeJS.Timeout | undefined;
   private current: Promise<ResyncInfo | undefined> | undefined;
   private readonly disown: () => void;
+  /** The dump of the running (re)sync, so unref() reaches its socket too. */
+  private dump: Dump<Flow> | undefined;
+  private unrefed = false;
 
   /** @internal Use Conntrack.mirror(). */
   constructor(private readonly ct: Handle, options: MirrorOptions = {}) {
@@ -189,6 +213,31 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   /** True while a dump is being taken and reconciled. */
   get synchronizing(): boolean {
     return this.syncing;
+  }
+
+  /** What the mirror's event socket received by type and lost, and the resync counts. */
+  get stats(): MirrorStats {
+    return { received: this.stream.stats.received, lost: this.stream.lost, resyncs: this.resyncs, refreshes: this.refreshes };
+  }
+
+  /**
+   * Lets the process exit while the mirror follows the table (like socket.unref()): its
+   * event socket, and the socket of a reconciling dump, no longer keep the event loop
+   * alive. The refresh timer never does.
+   */
+  unref(): this {
+    this.unrefed = true;
+    this.stream.unref();
+    this.dump?.unref();
+    return this;
+  }
+
+  /** Undoes unref(). */
+  ref(): this {
+    this.unrefed = false;
+    this.stream.ref();
+    this.dump?.ref();
+    return this;
   }
 
   /** The receive buffer granted to the mirror's event socket. */
@@ -254,7 +303,9 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
 
   /**
    * Resolves once every event the kernel has queued for the mirror so far has been applied
-   * and no resync is running or due (useful before comparing with a dump).
+   * and no resync is running or due (useful before comparing with a dump). A loss meanwhile
+   * (even one that takes the barrier's own reply) is waited out: the mirror resyncs, then
+   * settles.
    */
   async settle(): Promise<void> {
     await this.ready;
@@ -263,7 +314,16 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       if (!this.syncing) {
         // Everything queued so far is applied once a request on the stream's socket is
         // answered (the reply comes behind the queued events).
-        await this.stream.barrier();
+        try {
+          await this.stream.barrier();
+        } catch (err) {
+          // The socket overflowed and the reply was dropped with the events: the loss
+          // starts a resync (from the overrun, or from the drop counter read here).
+          if ((err as ConntrackError).code !== 'ENOBUFS') throw err;
+          void this.stream.lost;
+          if (!this.syncing) this.requestResync();
+          continue;
+        }
         void this.stream.lost; // reads the drop counter: a loss not yet reported starts a resync
         if (this.closed || !this.syncing) return;
       }
@@ -357,7 +417,10 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       this.syncing = false;
     };
     try {
-      for await (const f of dumpFlows(this.ct, this.filter, {})) {
+      const dump = dumpFlows(this.ct, this.filter, {});
+      this.dump = dump;
+      if (this.unrefed) dump.unref();
+      for await (const f of dump) {
         if (this.closed) break;
         const k = flowKey(f);
         let prev = unseen.get(k);
@@ -383,11 +446,13 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
         }
       }
     } catch (err) {
+      this.dump = undefined;
       restore();
       if (this.closed) return undefined;
       this.fail(err as ConntrackError);
       throw err;
     }
+    this.dump = undefined;
     if (this.closed) {
       restore();
       return undefined;
@@ -397,7 +462,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       this.unindex(byId, f);
       if (emit) {
         removed++;
-        this.emit('delete', f);
+        this.emit('delete', f, f);
       }
     }
     unseen.clear();
@@ -451,7 +516,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
         gone.status = prev.status;
         gone.statusBits = prev.statusBits;
         gone.timeout = 0;
-        this.emit('delete', gone);
+        this.emit('delete', gone, prev);
       }
       return;
     }
@@ -460,7 +525,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     if (!emit) return;
     if (prev === undefined) this.emit('add', next);
     else if (prev.id !== f.id) {
-      this.emit('delete', prev);
+      this.emit('delete', prev, prev);
       this.emit('add', next);
     } else this.emit('update', next, prev);
   }
