@@ -17,7 +17,7 @@ beforeAll(() => {
   const built = path.join(DIST, 'flows', 'mirror.js');
   const newest = ['flows/mirror.ts', 'flows/events.ts', 'wire/dump.ts', 'conntrack.ts'].map((f) => statSync(path.join(ROOT, 'lib', f)).mtimeMs);
   if (!existsSync(built) || statSync(built).mtimeMs < Math.max(...newest)) {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore', timeout: 300000 });
   }
 });
 
@@ -213,7 +213,7 @@ describe('mirror.settle() through an overflow', () => {
             await ct.close();
             if (r.ok !== ${n}) throw new Error('created ' + r.ok);
           })().catch((e) => { console.error(e); process.exit(1); });`);
-        execFileSync(process.execPath, [flood], { stdio: 'inherit' });
+        execFileSync(process.execPath, [flood], { stdio: 'inherit', timeout: 120000, killSignal: 'SIGKILL' });
         await m.settle();
         expect(outcomes[0]).toBe('ENOBUFS');
         expect(outcomes[outcomes.length - 1]).toBe('ok');

@@ -16,7 +16,7 @@ const DIST = path.join(ROOT, 'dist', 'lib');
 beforeAll(() => {
   const built = path.join(DIST, 'stats', 'proc.js');
   if (!existsSync(built) || statSync(built).mtimeMs < statSync(path.join(ROOT, 'lib', 'stats', 'proc.ts')).mtimeMs) {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore', timeout: 300000 });
   }
 });
 
@@ -41,7 +41,12 @@ function readAsNobody(options: unknown[], fd: number): Promise<Outcome[]> {
     child.stdout!.on('data', (d) => (o += d));
     child.stderr!.on('data', (d) => (e += d));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(o)) : reject(new Error(`child exited ${code}: ${e}`))));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(JSON.parse(o));
+      else reject(new Error(`child exited ${code}: ${e}`));
+    });
   });
 }
 
