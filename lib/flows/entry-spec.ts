@@ -279,6 +279,8 @@ const writer = new AttrWriter(512);
 /** Validates a create spec and encodes the IPCTNL_MSG_CT_NEW payload. */
 export function encodeCreate(spec: CreateSpec): { family: number; payload: Buffer; labels?: Buffer } {
   const w = writer.reset();
+  const fast = writeCreateFast(w, spec);
+  if (fast >= 0) return { family: fast, payload: w.finish() };
   const { family, labels } = writeCreate(w, spec);
   return { family, payload: w.finish(), labels };
 }

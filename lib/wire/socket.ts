@@ -497,9 +497,14 @@ export class NfSocket {
       } else if (type === NLMSG_ERROR) {
         this.takePending(seq);
         const item = this.takenItem;
-        const e = parseError(buf, p, len, flags);
-        if (e.errno === 0) h.done(undefined, item);
-        else h.done(kernelError(e.errno, h.operation, e.extack), item);
+        // A plain ack (error 0) needs no parsing: one per item of a bulk operation.
+        if (len >= NLMSG_HDRLEN + 4 && buf.readInt32LE(p + NLMSG_HDRLEN) === 0) {
+          h.done(undefined, item);
+        } else {
+          const e = parseError(buf, p, len, flags);
+          if (e.errno === 0) h.done(undefined, item);
+          else h.done(kernelError(e.errno, h.operation, e.extack), item);
+        }
       } else if (type === NLMSG_DONE) {
         this.takePending(seq);
         const item = this.takenItem;
