@@ -445,7 +445,9 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
         if (prev !== undefined && !changed(prev, f)) {
           // Unchanged (id, status, mark, state): keep the copy held, so a resync allocates
           // only for what changed (the old objects would otherwise be garbage in the old
-          // generation, doubling the heap until a full collection).
+          // generation, doubling the heap until a full collection), with the fields that
+          // move on their own (timeout, counters, use, timestamps) taken from the dump.
+          refreshVolatile(prev, f);
           table.set(k, prev);
           continue;
         }
@@ -570,6 +572,27 @@ function index(byId: Map<number, Flow | Flow[]>, f: Flow): void {
   if (cur === undefined) byId.set(f.id, f);
   else if (Array.isArray(cur)) cur.push(f);
   else byId.set(f.id, [cur, f]);
+}
+
+/**
+ * Copies into `held` the fields of `dumped` (the same entry, id, status, mark and state
+ * unchanged) that change without an event: the remaining timeout, the use count, counters
+ * and timestamps. Values already equal are left alone, so an idle entry is not written.
+ */
+function refreshVolatile(held: Flow, dumped: Flow): void {
+  if (held.timeout !== dumped.timeout) held.timeout = dumped.timeout;
+  if (held.use !== dumped.use) held.use = dumped.use;
+  const c = dumped.counters;
+  if (c !== undefined) {
+    const h = held.counters;
+    if (h === undefined) held.counters = c;
+    else {
+      if (h.orig.packets !== c.orig.packets || h.orig.bytes !== c.orig.bytes) h.orig = c.orig;
+      if (h.reply.packets !== c.reply.packets || h.reply.bytes !== c.reply.bytes) h.reply = c.reply;
+    }
+  }
+  const t = dumped.timestamp;
+  if (t !== undefined && (held.timestamp === undefined || held.timestamp.start !== t.start || held.timestamp.stop !== t.stop)) held.timestamp = t;
 }
 
 /** The newer description of an entry, with fields the event left out taken from the older. */
