@@ -3,7 +3,9 @@
  * format plus the CLI's own `-o` variants), so that `nfct -L` lines compare equal to
  * `conntrack -L` lines.
  */
-import type { Flow } from '../../../lib';
+import type { Flow, FlowEvent } from '../../../lib';
+import type { LineWriter } from './output';
+import { userspaceSuffix } from './progname';
 
 export interface ConntrackFormatOptions {
   /** -o extended: prefix the layer-3 name and number. */
@@ -15,11 +17,14 @@ export interface ConntrackFormatOptions {
   /** Event prefix: '[NEW]', '[UPDATE]', '[DESTROY]' right-aligned in 9 columns. */
   event?: 'new' | 'update' | 'destroy';
   /**
-   * Event messages carry fewer attributes than dumps: no CTA_USE, CTA_MARK only when set
-   * or changed, no timeout or protocol state on DESTROY. The decoded Flow has 0 for what
-   * was absent, so in event mode zero values of these are left out.
+   * Event messages carry fewer attributes than dumps (ctnetlink_conntrack_event()): never
+   * CTA_USE; CTA_TIMEOUT except on DESTROY when none is left; CTA_MARK when the mark is not
+   * 0 or the event changed it (`markSent`). The decoded Flow has 0 for what was absent, so
+   * in event mode these rules decide what is printed.
    */
   eventMode?: boolean;
+  /** Event mode: the message carried CTA_MARK even if 0 (events a netlink request caused). */
+  markSent?: boolean;
   /** Label names by bit (connlabel.conf), for -o labels. */
   labelNames?: Map<number, string>;
   /** Seconds since the epoch, for delta-time of live flows (default: now). */
@@ -77,7 +82,7 @@ export function formatFlow(f: Flow, o: ConntrackFormatOptions = {}): string {
   let s = o.event ? EVENT_PREFIX[o.event] : '';
   if (o.extended) s += f.family === 'ipv6' ? 'ipv6     10 ' : 'ipv4     2 ';
   s += head(f.proto);
-  if (!(ev && f.timeout === 0)) s += `${f.timeout} `;
+  if (!(ev && f.timeout === 0 && o.event === 'destroy')) s += `${f.timeout} `;
   if (f.state !== undefined && (f.tcp || f.sctp || f.dccp)) s += `${f.state} `;
   const orig = f.orig;
   const reply = f.reply;
@@ -96,7 +101,7 @@ export function formatFlow(f: Flow, o: ConntrackFormatOptions = {}): string {
     else if (bits & OFFLOAD) s += '[OFFLOAD] ';
     else if (bits & ASSURED) s += '[ASSURED] ';
   }
-  if (!(ev && !f.mark)) s += `mark=${f.mark} `;
+  if (!ev || f.mark !== 0 || o.markSent === true) s += `mark=${f.mark} `;
   if (f.secmark !== undefined) s += `secmark=${f.secmark} `;
   if (f.secctx !== undefined) s += `secctx=${f.secctx} `;
   if (f.zone) s += `zone=${f.zone} `;
@@ -109,7 +114,7 @@ export function formatFlow(f: Flow, o: ConntrackFormatOptions = {}): string {
     }
   }
   if (f.helper !== undefined) s += `helper=${f.helper} `;
-  if (!(ev && f.use === 0)) s += `use=${f.use} `;
+  if (!ev) s += `use=${f.use} `;
   if (o.id) s += `id=${f.id} `;
   if (o.labelNames && f.labels && f.labels.length) {
     const names = f.labels.map((b) => o.labelNames!.get(b)).filter((n): n is string => !!n);
@@ -130,9 +135,10 @@ function isNat(f: Flow, which: 'src' | 'dst'): boolean {
  * `-o save`: the flow as conntrack options that re-create it (`conntrack -R` reads them
  * back). Dumps are written as -A; events as -A/-U/-D by type.
  */
-export function formatSave(f: Flow, type: 'new' | 'update' | 'destroy' = 'new', eventMode = false): string {
+export function formatSave(f: Flow, type: 'new' | 'update' | 'destroy' = 'new', event?: { event: 'new' | 'update' | 'destroy' }): string {
+  const eventMode = event !== undefined;
   let s = SAVE_PREFIX[type];
-  if (!(eventMode && f.timeout === 0)) s += `-t ${f.timeout} `;
+  if (!(eventMode && f.timeout === 0 && type === 'destroy')) s += `-t ${f.timeout} `;
   if (!(eventMode && f.statusBits === 0)) {
     const names = SAVE_STATUS.filter(([, bit]) => (f.statusBits >>> bit) & 1).map(([n]) => n);
     s += `-u ${names.length ? names.join(',') : 'UNSET'} `;
@@ -193,4 +199,45 @@ export function formatExpectation(x: ExpectationLike, event?: 'new' | 'update' |
   s += `class=${x.class} `;
   if (x.helper) s += `helper=${x.helper} `;
   return s.trimEnd();
+}
+
+/**
+ * Writes flows as conntrack lines, many lines per write: the text is gathered into large
+ * strings and handed to the writer in chunks. Resolves with the number written.
+ */
+export async function writeFlows(
+  flows: AsyncIterable<Flow>,
+  out: LineWriter,
+  format: ConntrackFormatOptions | ((f: Flow) => string),
+  rest?: (f: Flow) => boolean,
+): Promise<number> {
+  const line = typeof format === 'function' ? format : (f: Flow) => formatFlow(f, format);
+  let n = 0;
+  let text = '';
+  for await (const f of flows) {
+    if (rest !== undefined && !rest(f)) continue;
+    text += line(f) + '\n';
+    n++;
+    if (text.length >= CHUNK_CHARS) {
+      const w = out.text(text);
+      text = '';
+      if (w) await w;
+    }
+  }
+  if (text.length > 0) await out.text(text);
+  return n;
+}
+
+const CHUNK_CHARS = 1 << 16;
+
+/**
+ * An event as `conntrack -E` prints it (`save`: as `-E -o save`), with the suffix of events a
+ * netlink client caused. CTA_MARK is in every such event except DESTROY (the kernel adds
+ * IPCT_MARK to what ctnetlink requests report), so `mark=0` is printed for those.
+ */
+export function formatEvent(ev: FlowEvent, o: ConntrackFormatOptions = {}, save = false): string {
+  const text = save
+    ? formatSave(ev.flow, ev.type, { event: ev.type })
+    : formatFlow(ev.flow, { ...o, event: ev.type, eventMode: true, markSent: ev.portId !== undefined && ev.type !== 'destroy' });
+  return ev.portId === undefined ? text : text + userspaceSuffix(ev.portId);
 }
