@@ -4,7 +4,7 @@
  * lines as conntrack-tools 1.4.7, including the summary line on stderr.
  */
 import { readFileSync } from 'fs';
-import type { Conntrack, CreateSpec, Flow, FlowEvent, UpdateChanges, UpdateSpec } from '../../../lib';
+import type { Conntrack, CreateSpec, Flow, FlowEvent, TcpFlag, UpdateChanges, UpdateSpec } from '../../../lib';
 import { formatEvent, formatExpectation, formatFlow, formatSave, writeFlows, type ConntrackFormatOptions } from '../common/conntrack-format';
 import { SelectMode, Selection, protoName, select } from '../common/ct-filter';
 import { Cmd, CtRefusal, OTHER_PROBLEM, Opt, PARAMETER_PROBLEM, Parsed, hasComparison, parseConntrackArgs } from '../common/ct-parse';
@@ -200,6 +200,9 @@ function invert(t: NonNullable<ReturnType<typeof tupleFromOptions>>, proto: stri
   return r;
 }
 
+/** The kernel's TCP state numbers (enum tcp_conntrack), in order. */
+const TCP_STATE_ORDER = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'];
+
 function createSpec(p: Parsed): CreateSpec {
   const proto = protoName(p)!;
   let orig = tupleFromOptions(p, 'orig');
@@ -218,8 +221,13 @@ function createSpec(p: Parsed): CreateSpec {
   if (p.zone !== undefined) spec.zone = p.zone;
   if (p.state) spec.state = p.state;
   // conntrack -I/-A create TCP entries with window tracking off (BE_LIBERAL) and SACK
-  // permitted, in both directions: an entry made without packets has no window to check.
-  if (proto === 'tcp') spec.tcpWindow = { flagsOrig: { flags: ['BE_LIBERAL', 'SACK_PERM'] }, flagsReply: { flags: ['BE_LIBERAL', 'SACK_PERM'] } };
+  // permitted, in both directions (an entry made without packets has no window to check),
+  // and from TIME_WAIT on with CLOSE_INIT, so a new connection may reopen it.
+  if (proto === 'tcp') {
+    const closing = TCP_STATE_ORDER.indexOf(p.state ?? 'NONE') >= TCP_STATE_ORDER.indexOf('TIME_WAIT');
+    const flags = { flags: ['BE_LIBERAL', 'SACK_PERM', ...(closing ? ['CLOSE_INIT'] : [])] as TcpFlag[] };
+    spec.tcpWindow = { flagsOrig: flags, flagsReply: { flags: [...flags.flags] } };
+  }
   if (p.labelModify.length) spec.labels = labelBits(p.labelModify);
   const nat: NonNullable<CreateSpec['nat']> = {};
   for (const which of ['src', 'dst'] as const) {
