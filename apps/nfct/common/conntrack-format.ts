@@ -56,18 +56,46 @@ function ctime(ns: bigint): string {
 
 const EVENT_PREFIX = { new: '    [NEW] ', update: ' [UPDATE] ', destroy: '[DESTROY] ' };
 
+// Each piece of a line starts with its separating space, so a line is built without a
+// trailing space to cut off (cutting would copy every line once more).
 const HEADS: Record<string, string> = {};
-for (const name of L4_NAMES) HEADS[name] = `${pad8(name)} ${PROTO_NUM[name]} `;
+for (const name of L4_NAMES) HEADS[name] = `${pad8(name)} ${PROTO_NUM[name]}`;
 
-/** The "tcp      6 " column: name padded to 8, then the number. */
+/** The "tcp      6" column: name padded to 8, then the number. */
 function head(proto: string | number): string {
-  return (typeof proto === 'string' && HEADS[proto]) || `${pad8(l4Name(proto))} ${protoNum(proto)} `;
+  return (typeof proto === 'string' && HEADS[proto]) || `${pad8(l4Name(proto))} ${protoNum(proto)}`;
+}
+
+// Formatting numbers is the costly part of a line: the pieces of small numbers (ports,
+// timeouts, marks, use counts) are made once and reused.
+const SPORT: string[] = [];
+const DPORT: string[] = [];
+const NUM: string[] = [];
+const MARK: string[] = [];
+const USE: string[] = [];
+const SMALL = 65536;
+
+function sportText(n: number): string {
+  return n < SMALL ? (SPORT[n] ??= ` sport=${n}`) : ` sport=${n}`;
+}
+function dportText(n: number): string {
+  return n < SMALL ? (DPORT[n] ??= ` dport=${n}`) : ` dport=${n}`;
+}
+/** ` N` */
+function numText(n: number): string {
+  return n < SMALL ? (NUM[n] ??= ` ${n}`) : ` ${n}`;
+}
+function markText(n: number): string {
+  return n < 256 ? (MARK[n] ??= ` mark=${n}`) : ` mark=${n}`;
+}
+function useText(n: number): string {
+  return n < 256 ? (USE[n] ??= ` use=${n}`) : ` use=${n}`;
 }
 
 function ports(t: Flow['orig'], proto: string | number): string {
-  if (t.sport !== undefined && proto !== 'gre') return `sport=${t.sport} dport=${t.dport} `;
-  if (proto === 'gre') return `srckey=0x${(t.sport ?? 0).toString(16)} dstkey=0x${(t.dport ?? 0).toString(16)} `;
-  if (t.icmp) return `type=${t.icmp.type} code=${t.icmp.code} id=${t.icmp.id} `;
+  if (t.sport !== undefined && proto !== 'gre') return sportText(t.sport) + dportText(t.dport!);
+  if (proto === 'gre') return ` srckey=0x${(t.sport ?? 0).toString(16)} dstkey=0x${(t.dport ?? 0).toString(16)}`;
+  if (t.icmp) return ` type=${t.icmp.type} code=${t.icmp.code} id=${t.icmp.id}`;
   return '';
 }
 
@@ -82,45 +110,45 @@ export function formatFlow(f: Flow, o: ConntrackFormatOptions = {}): string {
   let s = o.event ? EVENT_PREFIX[o.event] : '';
   if (o.extended) s += f.family === 'ipv6' ? 'ipv6     10 ' : 'ipv4     2 ';
   s += head(f.proto);
-  if (!(ev && f.timeout === 0 && o.event === 'destroy')) s += `${f.timeout} `;
-  if (f.state !== undefined && (f.tcp || f.sctp || f.dccp)) s += `${f.state} `;
+  if (!(ev && f.timeout === 0 && o.event === 'destroy')) s += numText(f.timeout);
+  if (f.state !== undefined && (f.tcp || f.sctp || f.dccp)) s += ' ' + f.state;
   const orig = f.orig;
   const reply = f.reply;
-  s += `src=${orig.src} dst=${orig.dst} ${ports(orig, f.proto)}`;
-  if (orig.zone !== undefined) s += `zone-orig=${orig.zone} `;
+  s += ' src=' + orig.src + ' dst=' + orig.dst + ports(orig, f.proto);
+  if (orig.zone !== undefined) s += ` zone-orig=${orig.zone}`;
   const c = f.counters;
-  if (c) s += `packets=${c.orig.packets} bytes=${c.orig.bytes} `;
+  if (c) s += ` packets=${c.orig.packets} bytes=${c.orig.bytes}`;
   const bits = f.statusBits;
   const hasStatus = !(ev && bits === 0);
-  if (hasStatus && !(bits & SEEN_REPLY)) s += '[UNREPLIED] ';
-  s += `src=${reply.src} dst=${reply.dst} ${ports(reply, f.proto)}`;
-  if (reply.zone !== undefined) s += `zone-reply=${reply.zone} `;
-  if (c) s += `packets=${c.reply.packets} bytes=${c.reply.bytes} `;
+  if (hasStatus && !(bits & SEEN_REPLY)) s += ' [UNREPLIED]';
+  s += ' src=' + reply.src + ' dst=' + reply.dst + ports(reply, f.proto);
+  if (reply.zone !== undefined) s += ` zone-reply=${reply.zone}`;
+  if (c) s += ` packets=${c.reply.packets} bytes=${c.reply.bytes}`;
   if (hasStatus) {
-    if (bits & HW_OFFLOAD) s += '[HW_OFFLOAD] ';
-    else if (bits & OFFLOAD) s += '[OFFLOAD] ';
-    else if (bits & ASSURED) s += '[ASSURED] ';
+    if (bits & HW_OFFLOAD) s += ' [HW_OFFLOAD]';
+    else if (bits & OFFLOAD) s += ' [OFFLOAD]';
+    else if (bits & ASSURED) s += ' [ASSURED]';
   }
-  if (!ev || f.mark !== 0 || o.markSent === true) s += `mark=${f.mark} `;
-  if (f.secmark !== undefined) s += `secmark=${f.secmark} `;
-  if (f.secctx !== undefined) s += `secctx=${f.secctx} `;
-  if (f.zone) s += `zone=${f.zone} `;
+  if (!ev || f.mark !== 0 || o.markSent === true) s += markText(f.mark);
+  if (f.secmark !== undefined) s += ` secmark=${f.secmark}`;
+  if (f.secctx !== undefined) s += ` secctx=${f.secctx}`;
+  if (f.zone) s += ` zone=${f.zone}`;
   if (f.timestamp) {
     const stop = f.timestamp.stop !== undefined ? Number(f.timestamp.stop / 1000000000n) : o.now ?? Math.floor(Date.now() / 1000);
-    s += `delta-time=${stop - Number(f.timestamp.start / 1000000000n)} `;
+    s += ` delta-time=${stop - Number(f.timestamp.start / 1000000000n)}`;
     if (o.timestamp) {
-      s += `[start=${ctime(f.timestamp.start)}] `;
-      if (f.timestamp.stop !== undefined) s += `[stop=${ctime(f.timestamp.stop)}] `;
+      s += ` [start=${ctime(f.timestamp.start)}]`;
+      if (f.timestamp.stop !== undefined) s += ` [stop=${ctime(f.timestamp.stop)}]`;
     }
   }
-  if (f.helper !== undefined) s += `helper=${f.helper} `;
-  if (!ev) s += `use=${f.use} `;
-  if (o.id) s += `id=${f.id} `;
+  if (f.helper !== undefined) s += ` helper=${f.helper}`;
+  if (!ev) s += useText(f.use);
+  if (o.id) s += ` id=${f.id}`;
   if (o.labelNames && f.labels && f.labels.length) {
     const names = f.labels.map((b) => o.labelNames!.get(b)).filter((n): n is string => !!n);
-    if (names.length) s += `labels=${names.join(',')} `;
+    if (names.length) s += ` labels=${names.join(',')}`;
   }
-  return s.slice(0, -1);
+  return s;
 }
 
 const SAVE_STATUS: [string, number][] = [['EXPECTED', 0], ['SEEN_REPLY', 1], ['ASSURED', 2], ['FIXED_TIMEOUT', 10]];
@@ -211,12 +239,13 @@ export async function writeFlows(
   format: ConntrackFormatOptions | ((f: Flow) => string),
   rest?: (f: Flow) => boolean,
 ): Promise<number> {
-  const line = typeof format === 'function' ? format : (f: Flow) => formatFlow(f, format);
+  const line = typeof format === 'function' ? format : undefined;
+  const options = typeof format === 'function' ? {} : format;
   let n = 0;
   let text = '';
   for await (const f of flows) {
     if (rest !== undefined && !rest(f)) continue;
-    text += line(f) + '\n';
+    text += (line === undefined ? formatFlow(f, options) : line(f)) + '\n';
     n++;
     if (text.length >= CHUNK_CHARS) {
       const w = out.text(text);
