@@ -5,10 +5,11 @@
  */
 import { ChildRegistry, type Child } from './common/children';
 import { ConntrackError, invalid } from './common/errors';
+import { checkObject } from './common/validate';
 import { Netns, type NetnsOption } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
 import { IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST } from './wire/enums';
-import type { Handle, Subscription } from './wire/handle';
+import type { Subscription } from './wire/handle';
 import { ctType } from './wire/netlink';
 import { NfSocket, ReplyHandler } from './wire/socket';
 import { openSubscription } from './wire/subscription';
@@ -88,7 +89,11 @@ class AckRequest implements ReplyHandler {
   }
 }
 
-export class Conntrack implements Handle {
+/**
+ * A handle on one namespace's conntrack table. It is the Handle (lib/wire/handle.ts) the
+ * concept modules receive; each call passing `this` checks that it still fits.
+ */
+export class Conntrack {
   /** @internal The request socket. */ readonly sock: NfSocket;
   /**
    * The namespace as named at open(): its file path (a name is /var/run/netns/NAME, a pid
@@ -112,7 +117,7 @@ export class Conntrack implements Handle {
    * with the errno of the namespace (naming it) when it cannot be opened or joined.
    */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
-    if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
+    checkObject(options, 'options', "{ netns: '/proc/1234/ns/net' }");
     const netnsFile = options.netns === undefined ? undefined : Netns.open(options.netns);
     let sock: NfSocket;
     try {
@@ -256,7 +261,7 @@ export class Conntrack implements Handle {
   /**
    * Creates the entry, or updates it when it exists, in one request (what `conntrack -A`
    * documents). On an existing entry the kernel applies timeout, mark, status (it only sets
-   * flags), state, TCP flags and labels, and refuses `nat` (EOPNOTSUPP), a different
+   * flags), state, TCP flags and labels, and refuses `nat` (ENOTSUP), a different
    * `helper` (EBUSY) and any timeout once the entry has FIXED_TIMEOUT (EPERM).
    *
    * @example
