@@ -99,6 +99,13 @@ export interface EventStreamStats {
   ignored: number;
   /** ENOBUFS overruns reported by the socket. */
   overruns: number;
+  /**
+   * Events of each subscribed type that reached the socket (after the kernel's BPF
+   * filter, before the library's part of the filter): exact, each message counted once
+   * as it is read, whether or not it is decoded. `received` plus `lost` is what the
+   * kernel produced for this socket.
+   */
+  received: { new: number; update: number; destroy: number };
 }
 
 const ALL_TYPES: readonly FlowEventType[] = ['new', 'update', 'destroy'];
@@ -188,7 +195,9 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort: (() => void) | undefined;
   private disown: (() => void) | undefined;
-  private readonly counters: EventStreamStats = { messages: 0, delivered: 0, filtered: 0, ignored: 0, overruns: 0 };
+  private readonly counters: EventStreamStats = {
+    messages: 0, delivered: 0, filtered: 0, ignored: 0, overruns: 0, received: { new: 0, update: 0, destroy: 0 },
+  };
 
   /** @internal Use Conntrack.events(). */
   constructor(handle: Handle, options?: EventsOptions) {
@@ -282,7 +291,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
 
   /** Counters of what reached the socket (after the kernel filter) and what became events. */
   get stats(): EventStreamStats {
-    return { ...this.counters };
+    return { ...this.counters, received: { ...this.counters.received } };
   }
 
   /** Events waiting in the library's queue. */
@@ -349,6 +358,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
       this.counters.ignored++;
       return;
     }
+    this.counters.received[kind]++;
     if (this.listening) {
       const ev = this.decode(buf, off, len, kind);
       if (ev === undefined) return;
