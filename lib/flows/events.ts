@@ -31,12 +31,21 @@ export interface FlowEvent {
   type: FlowEventType;
   /**
    * The entry as the kernel described it. UPDATE events carry the tuples, id, status,
-   * timeout and only the attributes that changed; DESTROY events carry counters and
-   * timestamps (when enabled) but no status or timeout.
+   * timeout and only the attributes that changed; DESTROY events carry status, counters and
+   * timestamps (when enabled) and, on Linux 6.x, the timeout left when it is not 0. Events
+   * carry no CTA_USE, and CTA_MARK only when the mark is set or the event changed it (every
+   * event a netlink request caused), so a 0 there can mean "not sent".
    */
   flow: Flow;
   /** When the kernel stamped the event (ns, CTA_TIMESTAMP_EVENT), if it did. */
   timestamp?: bigint;
+  /**
+   * The netlink port id of the socket whose request caused the event (the message's
+   * nlmsg_pid), when a netlink client (this library, `conntrack -I/-U/-D`, ...) caused it;
+   * absent for events caused by traffic or timeouts. `conntrack -E` prints it as
+   * `[USERSPACE] portid=N`.
+   */
+  portId?: number;
 }
 
 export interface EventsOptions {
@@ -377,7 +386,9 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
       return undefined;
     }
     this.counters.delivered++;
-    return new FlowEventRecord(kind, flow, flow.eventTimestamp);
+    // nlmsg_pid (host order, offset 12 of the header): the requester's port id, 0 for the kernel's own events.
+    const pid = buf.readUInt32LE(off + 12);
+    return new FlowEventRecord(kind, flow, flow.eventTimestamp, pid === 0 ? undefined : pid);
   }
 
   /** Queues an event already decoded (for 'event' listeners) for the iterator as well. */
@@ -557,9 +568,9 @@ interface QueuedEvent {
 
 const EMPTY = Buffer.alloc(0);
 
-/** The prototype of delivered events: { type, flow, timestamp } and a toJSON for JSON.stringify. */
+/** The prototype of delivered events: { type, flow, timestamp, portId } and a toJSON for JSON.stringify. */
 class FlowEventRecord implements FlowEvent {
-  constructor(public type: FlowEventType, public flow: Flow, public timestamp: bigint | undefined) {}
+  constructor(public type: FlowEventType, public flow: Flow, public timestamp: bigint | undefined, public portId: number | undefined) {}
 
   /** The event with bigints (the timestamp, the flow's counters) as decimal strings. */
   toJSON(): Record<string, unknown> {
