@@ -30,6 +30,30 @@ export async function runIn(ns: Sandbox, cmd: string, args: string[], input?: st
 export const conntrack = (ns: Sandbox, args: string[], input?: string) => runIn(ns, 'conntrack', args, input);
 export const nfct = (ns: Sandbox, args: string[], input?: string) => runIn(ns, process.execPath, [NFCT, ...args], input);
 
+export type Step = { tool: 'conntrack' | 'nfct' | 'sh'; args: string[]; input?: string };
+
+const RUNNER = join(__dirname, 'runner.js');
+
+/**
+ * Runs the steps in order inside the namespace in one process (see runner.js): conntrack
+ * and sh steps as child processes, nfct steps through the built bin's main(). Resolves with
+ * one Result per step.
+ */
+export async function script(ns: Sandbox, steps: Step[]): Promise<Result[]> {
+  const r = await ns.run(process.execPath, [RUNNER, NFCT], { input: JSON.stringify(steps), env: ENV, allowFailure: true });
+  if (r.code !== 0) throw new Error(`runner failed: ${r.stderr || `exit ${r.code ?? 'by a signal'}`}`);
+  return JSON.parse(r.stdout) as Result[];
+}
+
+/** Steps that run each argument line with both tools: conntrack first, then nfct. */
+export const bothSteps = (lines: string[]): Step[] => lines.flatMap((l) => [{ tool: 'conntrack' as const, args: l.split(' ') }, { tool: 'nfct' as const, args: l.split(' ') }]);
+
+/** Runs each line with both tools in one process; returns the pairs in order. */
+export async function bothAll(ns: Sandbox, lines: string[]): Promise<{ c: Result; n: Result }[]> {
+  const r = await script(ns, bothSteps(lines));
+  return lines.map((_, i) => ({ c: r[2 * i], n: r[2 * i + 1] }));
+}
+
 export function spawnIn(ns: Sandbox, cmd: string, args: string[]): ChildProcess {
   return ns.spawn(cmd, args, { env: ENV });
 }
