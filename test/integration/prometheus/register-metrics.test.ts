@@ -122,8 +122,11 @@ describe('registerMetrics in a user registry', () => {
     // (mirror.settle() is not used here: its barrier request can itself be lost on so small
     // a buffer.) Wait until the mirror holds every entry with no resync running.
     const total = (x: ReturnType<typeof parseExposition>): number => Object.values(flowsByState(x)).reduce((a, b) => a + b, 0);
+    // A loss noticed late starts one more resync: wait until the scrape agrees with the mirror.
     const f = await scrapeUntil(registry, (x) => !mirror.synchronizing && total(x) === N &&
-      (valueOf(x, 'conntrack_events_total', { type: 'new' }) ?? 0) + (valueOf(x, 'conntrack_events_lost_total') ?? 0) >= N);
+      (valueOf(x, 'conntrack_events_total', { type: 'new' }) ?? 0) + (valueOf(x, 'conntrack_events_lost_total') ?? 0) >= N &&
+      valueOf(x, 'conntrack_mirror_resyncs_total', { reason: 'lost' }) === mirror.resyncs &&
+      valueOf(x, 'conntrack_mirror_events_lost_total') === mirror.lost);
     const cli = Object.fromEntries(await cliCounts(ns));
     expect(mirror.lost).toBeGreaterThan(0);
     expect(valueOf(f, 'conntrack_mirror_events_lost_total')).toBe(mirror.lost);
