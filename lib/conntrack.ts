@@ -26,6 +26,9 @@ import { ConntrackStats, fetchStats } from './stats/counters';
 import { Settings } from './stats/settings';
 import { PressureMonitor, PressureOptions } from './stats/pressure';
 
+/** How long close() waits for the kernel to answer requests already sent (ms). */
+export const CLOSE_WAIT_MS = 5000;
+
 export interface OpenOptions {
   /**
    * The network namespace whose table to use: a path (`/proc/PID/ns/net`, a bind mount
@@ -318,11 +321,17 @@ export class Conntrack implements Handle {
     return new PressureMonitor(this, options);
   }
 
-  /** Closes every socket of this handle; pending requests reject with ERR_CLOSED. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.sock.close();
-    this.children.closeAll();
+  /**
+   * Closes every socket of this handle. Dumps and event streams end at once. Requests not
+   * yet sent reject with ERR_CLOSED; requests already sent get the kernel's answer (close()
+   * waits for it, at most CLOSE_WAIT_MS), or, past that, ERR_OUTCOME_UNKNOWN: the kernel
+   * may or may not have carried them out.
+   */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.children.closeAll();
+    }
+    return this.sock.closeAfterInFlight(CLOSE_WAIT_MS);
   }
 }

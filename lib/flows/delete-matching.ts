@@ -9,6 +9,7 @@ import {
   IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK,
 } from '../wire/enums';
 import { abortError } from '../common/abort';
+import { callbackError } from '../common/callback';
 import { ConntrackError, invalid } from '../common/errors';
 import type { Dump, DumpOptions } from '../wire/dump';
 import { NFGEN_FAMILY_OFFSET, NFNL_ATTR_OFFSET, align4, ctType, forEachAttr, nfnlMsg, nfnlSubsys } from '../wire/netlink';
@@ -117,7 +118,17 @@ function matchingVictim(
   if (predicate !== undefined || !compiled.empty) {
     const flow = decodeFlow(buf, off, len);
     if (!compiled.match(flow)) return undefined;
-    if (predicate && !predicate(flow)) return undefined;
+    if (predicate) {
+      let keep: boolean;
+      try {
+        keep = predicate(flow);
+      } catch (err) {
+        // Ends the dump here (see deleteMatchingEntries): entries the predicate accepted
+        // before it threw are deleted, none after.
+        throw callbackError('deleteMatching: the predicate', err);
+      }
+      if (!keep) return undefined;
+    }
   }
   const payload = victimPayload(buf, off, len);
   return payload ? { family, payload } : undefined;
@@ -179,7 +190,15 @@ async function countedFlush(ct: Handle, compiled: CompiledFilter, signal: AbortS
   return removed;
 }
 
-/** ct.deleteMatching(): filtered dump + pipelined deletes by tuple and id. */
+/** A deleteMatching() failure, with how many entries it had deleted by then. */
+export type DeleteMatchingError = ConntrackError & { deleted: number };
+
+/**
+ * ct.deleteMatching(): filtered dump + pipelined deletes by tuple and id. On a failure (a
+ * kernel refusal, an abort, or the predicate throwing: ERR_CALLBACK) no further delete is
+ * sent, the deletes already sent are awaited, and the rejection carries `deleted`, the
+ * number of entries removed.
+ */
 export async function deleteMatchingEntries(
   ct: Handle,
   filter: FlowFilter | undefined,
@@ -239,7 +258,10 @@ export async function deleteMatchingEntries(
     failure ??= err as ConntrackError;
   }
   while (inFlight > 0) await new Promise<void>((r) => (wake = r));
-  if (failure) throw failure;
-  if (signal?.aborted) throw abortError('deleteMatching', signal);
+  if (!failure && signal?.aborted) failure = abortError('deleteMatching', signal);
+  if (failure) {
+    (failure as DeleteMatchingError).deleted = removed;
+    throw failure;
+  }
   return removed;
 }

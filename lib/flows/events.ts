@@ -7,6 +7,7 @@
 import { EventEmitter } from 'events';
 import { Readable } from 'stream';
 import { abortError } from '../common/abort';
+import { emitGuarded, rethrowLater } from '../common/callback';
 import { ConntrackError, invalid } from '../common/errors';
 import { LossMeter, LostInfo } from '../common/loss';
 import { BoundedQueue } from '../common/queue';
@@ -156,6 +157,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   private waiter: Waiter | undefined;
   private error: ConntrackError | undefined;
   private closed = false;
+  private shuttingDown = false;
   private iterating = false;
   private userPaused = false;
   private readonly match: ((f: Flow) => boolean) | undefined;
@@ -222,7 +224,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
         }
         // The filter goes on before the groups are joined, so nothing unfiltered slips in.
         if (bpf.program) sock.handle.attachFilter(bpf.program);
-        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emit('lost', info));
+        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emitUser('lost', info));
       },
       sink: {
         message: this.onMessage,
@@ -304,6 +306,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   }
 
   private onMessage = (buf: Buffer, off: number, len: number, type: number, flags: number): void => {
+    if (this.closed) return;
     this.counters.messages++;
     if (type >> 8 !== NFNL_SUBSYS_CTNETLINK || len < 20 || !isFlowFamily(buf[off + 16])) {
       this.counters.ignored++;
@@ -329,7 +332,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
     if (this.listening) {
       const ev = this.decode(buf, off, len, kind);
       if (ev === undefined) return;
-      this.emit('event', ev);
+      if (!this.emitUser('event', ev)) return;
       if (!this.iterating) return;
       this.enqueueDecoded(ev);
       return;
@@ -481,12 +484,30 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
     return Readable.from(this, { objectMode: true, highWaterMark: options.highWaterMark ?? 64 });
   }
 
+  /**
+   * Emits to the caller's listeners. A listener that throws ends the stream with
+   * ERR_CALLBACK (cause: what it threw) after the event it threw on: returns false then.
+   */
+  private emitUser(name: string, ...args: unknown[]): boolean {
+    const err = emitGuarded(this, 'events:', name, ...args);
+    if (err === undefined) return true;
+    // Nobody would hear of it otherwise (no 'error' listener, no iterator): report it as
+    // an uncaught exception, the way a throwing listener of any emitter is reported.
+    const unheard = this.listenerCount('error') === 0 && this.waiter === undefined && !this.iterating;
+    this.fail(err);
+    if (unheard) rethrowLater(err);
+    return false;
+  }
+
   private fail(err: ConntrackError, emitError = true): void {
     if (this.closed) return;
     this.error = err;
     this.queue.clear();
     // An abort is a normal way to stop: listeners just see 'close'.
-    if (emitError && this.listenerCount('error') > 0) this.emit('error', err);
+    if (emitError && this.listenerCount('error') > 0) {
+      const e = emitGuarded(this, 'events:', 'error', err);
+      if (e) rethrowLater(e);
+    }
     this.shutdown();
   }
 
@@ -498,8 +519,9 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   }
 
   private shutdown(): void {
-    if (this.closed) return;
-    this.refreshLost(); // last reading of the drop counter
+    if (this.closed || this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.refreshLost(); // last reading of the drop counter (a 'lost' listener may throw: fail() then)
     this.closed = true;
     if (this.onAbort && this.signal) this.signal.removeEventListener('abort', this.onAbort);
     this.sock?.close();
@@ -510,7 +532,8 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       if (this.error) w.reject(this.error);
       else w.resolve({ value: undefined, done: true });
     }
-    this.emit('close');
+    const e = emitGuarded(this, 'events:', 'close');
+    if (e) rethrowLater(e);
   }
 }
 

@@ -13,6 +13,7 @@
  */
 import { EventEmitter } from 'events';
 import { canonicalAddress } from '../common/address';
+import { emitGuarded, rethrowLater } from '../common/callback';
 import { ConntrackError, invalid } from '../common/errors';
 import type { Handle } from '../wire/handle';
 import { Settings } from '../stats/settings';
@@ -339,16 +340,16 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
         const prev = old.get(k);
         if (prev === undefined) {
           added++;
-          this.emit('add', f);
+          this.emitUser('add', f);
         } else if (changed(prev, f)) {
           updated++;
-          this.emit('update', f, prev);
+          this.emitUser('update', f, prev);
         }
       }
       for (const [k, f] of old) {
         if (!table.has(k)) {
           removed++;
-          this.emit('delete', f);
+          this.emitUser('delete', f);
         }
       }
     }
@@ -357,7 +358,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       reason, lost: this.stream.lost, added, updated, removed, size: table.size, replayed: replay.length,
       durationMs: Date.now() - started,
     };
-    this.emit('resync', info);
+    this.emitUser('resync', info);
     if (this.again && !this.closed) {
       this.again = false;
       this.requestResync();
@@ -395,22 +396,38 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       if (prev === undefined || prev.id !== f.id) return;
       table.delete(k);
       this.unindex(byId, prev);
-      if (emit) this.emit('delete', { ...merge(prev, f), status: prev.status, statusBits: prev.statusBits, timeout: 0 });
+      if (emit) this.emitUser('delete', { ...merge(prev, f), status: prev.status, statusBits: prev.statusBits, timeout: 0 });
       return;
     }
     const next = prev !== undefined && prev.id === f.id ? merge(prev, f) : f;
     this.put(table, byId, k, next);
     if (!emit) return;
-    if (prev === undefined) this.emit('add', next);
+    if (prev === undefined) this.emitUser('add', next);
     else if (prev.id !== f.id) {
-      this.emit('delete', prev);
-      this.emit('add', next);
-    } else this.emit('update', next, prev);
+      this.emitUser('delete', prev);
+      this.emitUser('add', next);
+    } else this.emitUser('update', next, prev);
+  }
+
+  /**
+   * Emits to the caller's listeners. A listener that throws closes the mirror with
+   * ERR_CALLBACK (cause: what it threw); the copy stays as it was after that change.
+   */
+  private emitUser(name: string, ...args: unknown[]): boolean {
+    if (this.closed) return false;
+    const err = emitGuarded(this, 'mirror:', name, ...args);
+    if (err === undefined) return true;
+    if (this.listenerCount('error') === 0) rethrowLater(err);
+    this.fail(err);
+    return false;
   }
 
   private fail(err: ConntrackError): void {
     if (this.closed) return;
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    if (this.listenerCount('error') > 0) {
+      const e = emitGuarded(this, 'mirror:', 'error', err);
+      if (e) rethrowLater(e);
+    }
     this.close();
   }
 
@@ -423,7 +440,8 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     if (this.onAbort && this.signal) this.signal.removeEventListener('abort', this.onAbort);
     this.stream.close();
     this.disown();
-    this.emit('close');
+    const e = emitGuarded(this, 'mirror:', 'close');
+    if (e) rethrowLater(e);
   }
 }
 

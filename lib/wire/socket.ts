@@ -8,7 +8,8 @@ import { constants as osConstants } from 'os';
 import { ConntrackError, fromNative, kernelError } from '../common/errors';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST } from './enums';
 import { NLMSG_HDRLEN, align4, parseError } from './netlink';
-import { NativeSocket, native } from './native';
+import { rethrowLater } from '../common/callback';
+import { NativeSocket, OnData, native } from './native';
 
 /** Receives the data messages of one request, then exactly one done() call. */
 export interface ReplyHandler {
@@ -59,6 +60,11 @@ export interface SocketOptions {
   asyncSend?: boolean;
   /** Receive buffer to ask for (bytes); default keeps the kernel default. */
   receiveBufferSize?: number;
+  /**
+   * @internal Opens the native socket (default: the addon's Socket). Tests pass a scripted
+   * fake that implements the same data callback contract.
+   */
+  open?: (onData: OnData) => NativeSocket;
 }
 
 /**
@@ -72,6 +78,8 @@ const replyCost = (h: ReplyHandler): number => (h.ackOnly ? ACK_COST : REPLY_COS
 /** Most requests in flight on one socket; the pending ring is twice as large. */
 const MAX_IN_FLIGHT = 4096;
 const RING = MAX_IN_FLIGHT * 2;
+/** Largest errno Linux uses (MAX_ERRNO); an error field outside -4095..0 is damage. */
+const MAX_ERRNO = 4095;
 /** Queued requests that are sent at once instead of at the end of the tick. */
 const EAGER_BATCH = 128;
 
@@ -106,9 +114,12 @@ export class NfSocket {
   batchBytes = 1 << 20;
 
   constructor(options: SocketOptions = {}) {
-    const { Socket } = native();
     try {
-      this.handle = new Socket(this.onData, { netns: options.netns, threaded: options.threaded, asyncSend: options.asyncSend });
+      if (options.open) this.handle = options.open(this.onData);
+      else {
+        const { Socket } = native();
+        this.handle = new Socket(this.onData, { netns: options.netns, threaded: options.threaded, asyncSend: options.asyncSend });
+      }
     } catch (err) {
       throw fromNative(err, options.netns ? `opening a netlink socket in ${options.netns}` : 'opening a netlink socket');
     }
@@ -182,13 +193,15 @@ export class NfSocket {
   }
 
   private updateWindow(granted: number): void {
-    // Half the granted buffer: the kernel counts skb overhead against it too.
-    this.budgetBytes = Math.max(64 * 1024, Math.floor(granted / 2));
+    // Half the granted buffer: the kernel counts skb overhead against it too. No floor
+    // above that: a window larger than the buffer lets acks overflow it (false ENOBUFS for
+    // requests the kernel carried out). One request is always allowed when none is in flight.
+    this.budgetBytes = Math.max(ACK_COST, Math.floor(granted / 2));
   }
 
   /** Queues a request; it is sent (coalesced with others of this tick) within the window. */
   request(type: number, flags: number, family: number, payload: Buffer | undefined, handler: ReplyHandler): void {
-    if (this.closed) {
+    if (this.closed || this.closing) {
       handler.done(new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
       return;
     }
@@ -211,7 +224,7 @@ export class NfSocket {
    * no per-item object; `handler.done(err, i)` is called once per item.
    */
   requestMany(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, handler: ReplyHandler): void {
-    if (this.closed) {
+    if (this.closed || this.closing) {
       const err = new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`);
       for (let k = 0; k < ends.length; k++) handler.done(err, k);
       return;
@@ -354,6 +367,17 @@ export class NfSocket {
   }
 
   private onData = (batch: Buffer | null, overruns: number, skipped: number, errno: number): void => {
+    // Nothing may escape into the native caller (a throw there is a fatal exception and
+    // would leave the rest of the batch unread): handlers are guarded one by one in
+    // dispatch(); whatever still escapes is reported after the socket is consistent again.
+    try {
+      this.receive(batch, overruns, skipped, errno);
+    } catch (err) {
+      rethrowLater(err);
+    }
+  };
+
+  private receive(batch: Buffer | null, overruns: number, skipped: number, errno: number): void {
     this.skipped += skipped;
     if (errno < 0) {
       // Not a receive batch: the native layer reports a send failure through the same callback.
@@ -375,7 +399,7 @@ export class NfSocket {
       this.events?.error(err);
     }
     this.kick();
-  };
+  }
 
   /**
    * The sender thread could not send a block of requests: `seqs` holds their sequence
@@ -392,6 +416,10 @@ export class NfSocket {
 
   /** After replies freed room in the window: send what is queued, or adjust reading. */
   private kick(): void {
+    if (this.onIdle && this.inFlight === 0) {
+      this.onIdle();
+      return;
+    }
     if (this.queue.length > this.queueHead && !this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(this.flush);
@@ -420,45 +448,117 @@ export class NfSocket {
     const end = buf.length;
     const portId = this.handle.portId;
     let p = 0;
-    while (p + NLMSG_HDRLEN <= end) {
+    // A handler may close the socket (a dump that failed, a stream whose listener threw):
+    // the rest of the batch is then dropped.
+    while (p + NLMSG_HDRLEN <= end && !this.closed) {
       const len = buf.readUInt32LE(p);
-      if (len < NLMSG_HDRLEN || p + len > end) break;
       const type = buf.readUInt16LE(p + 4);
       const flags = buf.readUInt16LE(p + 6);
       const seq = buf.readUInt32LE(p + 8);
       const pid = buf.readUInt32LE(p + 12);
       const h = seq !== 0 && pid === portId ? this.peekPending(seq) : undefined;
+      if (len < NLMSG_HDRLEN || p + len > end) {
+        // A length that does not fit: nothing after it can be trusted. The request it
+        // names (if any) fails rather than waiting for an answer that has been mangled.
+        if (h !== undefined) this.settle(seq, h, protocolError(h.operation, `a reply of ${len} bytes in a batch of ${end - p}`));
+        else this.unmatched++;
+        break;
+      }
       if (h === undefined) {
         if (seq === 0 && this.events && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_NOOP) {
-          this.events.message(buf, p, len, type, flags);
+          this.deliverEvent(buf, p, len, type, flags);
         } else {
           this.unmatched++;
         }
       } else if (type === NLMSG_ERROR) {
-        this.takePending(seq);
-        const item = this.takenItem;
         const e = parseError(buf, p, len, flags);
-        if (e.errno === 0) h.done(undefined, item);
-        else h.done(kernelError(e.errno, h.operation, e.extack), item);
+        if (e === undefined) this.settle(seq, h, protocolError(h.operation, `an error message of ${len} bytes (at least 36 expected)`));
+        else if (e.errno === 0) this.settle(seq, h, undefined);
+        else if (e.errno < 0 || e.errno > MAX_ERRNO) this.settle(seq, h, protocolError(h.operation, `an error message with error field ${-e.errno}`));
+        else this.settle(seq, h, kernelError(e.errno, h.operation, e.extack));
       } else if (type === NLMSG_DONE) {
-        this.takePending(seq);
-        const item = this.takenItem;
         const status = len >= NLMSG_HDRLEN + 4 ? buf.readInt32LE(p + NLMSG_HDRLEN) : 0;
-        if (status < 0) h.done(kernelError(-status, h.operation), item);
-        else h.done(undefined, item);
+        this.settle(seq, h, status < 0 ? kernelError(-status, h.operation) : undefined);
       } else if (type === NLMSG_NOOP || type === NLMSG_OVERRUN) {
         // nothing to deliver
       } else {
-        h.message(buf, p, len, type, flags & ~NLM_F_DUMP_INTR);
+        try {
+          h.message(buf, p, len, type, flags & ~NLM_F_DUMP_INTR);
+        } catch (err) {
+          // A decoder that cannot make sense of the message, or a user callback run on it
+          // (those throw ERR_CALLBACK): the request ends with that error; later messages
+          // of it are dropped as unmatched.
+          const e = err instanceof ConntrackError ? err : protocolError(h.operation, 'a reply that could not be decoded', err);
+          if (this.peekPending(seq) === h) this.settle(seq, h, e);
+        }
       }
       p += align4(len);
     }
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    const err = new ConntrackError('ERR_CLOSED', 'the connection was closed');
+  /** Takes request `seq` off the window and calls its handler once. */
+  private settle(seq: number, h: ReplyHandler, err: ConntrackError | undefined): void {
+    this.takePending(seq);
+    const item = this.takenItem;
+    try {
+      h.done(err, item);
+    } catch (thrown) {
+      rethrowLater(thrown);
+    }
+  }
+
+  private deliverEvent(buf: Buffer, off: number, len: number, type: number, flags: number): void {
+    const sink = this.events!;
+    try {
+      sink.message(buf, off, len, type, flags);
+    } catch (err) {
+      const e = err instanceof ConntrackError ? err : new ConntrackError('ERR_PROTOCOL', `an event could not be decoded: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      try {
+        sink.error(e);
+      } catch (thrown) {
+        rethrowLater(thrown);
+      }
+    }
+  }
+
+  /**
+   * Closes after the requests already sent have been answered (their outcome is known),
+   * waiting at most `waitMs`. Requests not yet sent fail at once with ERR_CLOSED (the
+   * kernel never saw them); those still unanswered at the deadline fail with
+   * ERR_OUTCOME_UNKNOWN (the kernel may or may not have carried them out).
+   */
+  closeAfterInFlight(waitMs: number): Promise<void> {
+    if (this.closed || this.closing) return this.closingDone ?? Promise.resolve();
+    this.closing = true;
+    this.failQueued(new ConntrackError('ERR_CLOSED', 'the connection was closed before this request was sent'));
+    this.closingDone = new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (): void => {
+        if (timer) clearTimeout(timer);
+        this.onIdle = undefined;
+        this.closeNow(new ConntrackError(
+          'ERR_OUTCOME_UNKNOWN',
+          'the connection was closed while this request was in flight: the kernel may or may not have carried it out',
+        ));
+        resolve();
+      };
+      if (this.inFlight === 0) {
+        finish();
+        return;
+      }
+      timer = setTimeout(finish, waitMs);
+      this.onIdle = finish;
+      this.updateReading();
+    });
+    return this.closingDone;
+  }
+
+  private closing = false;
+  private closingDone: Promise<void> | undefined;
+  /** Called once nothing is in flight while closing. */
+  private onIdle: (() => void) | undefined;
+
+  private failQueued(err: ConntrackError): void {
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
@@ -466,8 +566,23 @@ export class NfSocket {
       if (q.batch) for (let k = q.batch.next; k < q.batch.ends.length; k++) q.handler.done(err, k);
       else q.handler.done(err, -1);
     }
-    this.failPending(err);
+  }
+
+  /** Closes now: queued and in-flight requests fail with ERR_CLOSED. */
+  close(): void {
+    this.closeNow(new ConntrackError('ERR_CLOSED', 'the connection was closed'));
+  }
+
+  private closeNow(inFlightError: ConntrackError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failQueued(new ConntrackError('ERR_CLOSED', 'the connection was closed'));
+    this.failPending(inFlightError);
     this.reading = false;
     this.handle.close();
   }
+}
+
+function protocolError(operation: string, what: string, cause?: unknown): ConntrackError {
+  return new ConntrackError('ERR_PROTOCOL', `${operation}: the kernel sent ${what}, which the library cannot parse`, cause === undefined ? {} : { cause });
 }
