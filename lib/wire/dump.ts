@@ -47,7 +47,8 @@ export class Dump<T> implements AsyncIterableIterator<T> {
   private readonly queue: BoundedQueue<T>;
   private finished = false;
   private error: ConntrackError | undefined;
-  private waiter: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
+  /** Pending next() calls, oldest first: each gets the next item (calls may overlap). */
+  private waiters: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void }[] = [];
   private discarding = false;
   private readonly ids: IdTable<T> | undefined;
   private readonly abort?: () => void;
@@ -92,9 +93,8 @@ export class Dump<T> implements AsyncIterableIterator<T> {
       this.duplicates++;
       return;
     }
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
+    const w = this.waiters.shift();
+    if (w) {
       w.resolve({ value: item, done: false });
       return;
     }
@@ -106,9 +106,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     // Keep the first error: fail() (an abort) closes the socket, which reports ERR_CLOSED here.
     if (err && !this.discarding && !this.error) this.error = err;
     this.release();
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
+    for (const w of this.waiters.splice(0)) {
       if (this.error) w.reject(this.error);
       else w.resolve({ value: undefined, done: true });
     }
@@ -120,11 +118,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     this.finished = true;
     this.queue.clear();
     this.release();
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w.reject(err);
-    }
+    for (const w of this.waiters.splice(0)) w.reject(err);
   }
 
   private release(): void {
@@ -143,7 +137,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     if (this.finished) return Promise.resolve({ value: undefined, done: true });
     this.queue.resume();
     return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
+      this.waiters.push({ resolve, reject });
     });
   }
 
@@ -154,6 +148,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
    */
   return(): Promise<IteratorResult<T>> {
     this.queue.clear();
+    for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
     if (!this.finished) {
       this.discarding = true;
       this.queue.resume();
