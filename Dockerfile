@@ -6,11 +6,8 @@
 #   (or: docker run --rm --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined conntrack)
 FROM node:20-bookworm
 
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libmnl-dev libmnl0 conntrack nftables iproute2 iputils-ping util-linux procps \
-      python3 make g++ gcc \
- && rm -rf /var/lib/apt/lists/*
+COPY scripts/system-deps.sh /tmp/system-deps.sh
+RUN bash /tmp/system-deps.sh && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 COPY package.json package-lock.json ./

@@ -1,18 +1,25 @@
 {
   "variables": {
-    "static_runtime%": "<!(node -p \"process.env.CONNTRACK_STATIC_RUNTIME === '1' ? 1 : 0\")"
+    "static_runtime%": "<!(node -p \"process.env.CONNTRACK_STATIC_RUNTIME === '1' ? 1 : 0\")",
+    # `node-gyp rebuild -- -Dsanitize=1` (scripts/test-native-asan.sh): AddressSanitizer and
+    # UndefinedBehaviorSanitizer, for the sanitizer run of the integration suite.
+    "sanitize%": 0
   },
   "targets": [
     {
       "target_name": "conntrack",
       "sources": [
         "native/addon.cc",
+        "native/errors.cc",
+        "native/netns_thread.cc",
+        "native/netns_files_worker.cc",
+        "native/open_socket_worker.cc",
         "native/socket.cc",
-        "native/poller.cc",
         "native/request.cc",
+        "native/poller.cc",
+        "native/reader_thread.cc",
         "native/sender.cc",
-        "native/recv.cc",
-        "native/dumper.cc"
+        "native/recv.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"
@@ -33,6 +40,11 @@
         # symbols stay hidden so they never interpose on the host's C++ runtime.
         [ "static_runtime==1", {
           "ldflags": [ "-static-libstdc++", "-Wl,--exclude-libs,ALL", "-Wl,--gc-sections" ]
+        } ],
+        [ "sanitize==1", {
+          "cflags_cc": [ "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-g", "-O1" ],
+          "cflags": [ "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1" ],
+          "ldflags": [ "-fsanitize=address,undefined", "-shared-libasan" ]
         } ]
       ]
     }

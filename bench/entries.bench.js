@@ -6,13 +6,20 @@
  *     same window of requests in flight, messages packed per sendmsg);
  *   - bulk delete of N entries by mark: deleteMatching() against `conntrack -D -m MARK`
  *     (and flush({ mark }), the kernel's own filtered flush, for reference), once for
- *     entries made without an event cache and once for entries made with one.
- * Prints ops/s and ratios. Usage: node bench/entries.bench.js [entries=100000] [rounds=3]
+ *     entries made without an event cache and once for entries made with one;
+ *   - bulk update by filter: updateMatching({ family: 'ipv4', proto: 'udp' }, { mark })
+ *     against `conntrack -U -f ipv4 -p udp -m MARK` and the C floor's update-matching mode
+ *     (dump, and pipelined updates of each entry by its original tuple).
+ * Prints ops/s and ratios.
+ * Usage: node bench/entries.bench.js [entries=100000] [rounds=3] [only: update-matching]
  */
 const { Netns, compileC, since, printTable, machine } = require('./lib');
 
 const N = Number(process.argv[2] ?? 100000);
 const ROUNDS = Number(process.argv[3] ?? 3);
+const ONLY = process.argv[4];
+const CLI_N = 250; // the most entries conntrack 1.4.7 -U updates here before ENOBUFS
+const { spawnSync } = require('child_process');
 const WINDOW = 1024; // the library's window with the 8 MB receive buffer it gets as root
 
 const key = (i) => ({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1 + (i % 60000), dport: 1000 + Math.floor(i / 60000) } });
@@ -41,6 +48,43 @@ async function main() {
     return secs;
   };
   const count = () => Number(ns.sh('conntrack -C').trim());
+
+  const um = { floor: [], lib: [], cli: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    // updateMatching: the table filled by the floor (mark 1), then every entry to another mark.
+    runFloor('create', 1);
+    let [ok, errs, secs] = ns.run(floor, ['update-matching', '0', String(WINDOW), '7']).trim().split(' ').map(Number);
+    if (ok !== N || errs !== 0) throw new Error(`floor update-matching: ${ok} ok, ${errs} errors`);
+    um.floor.push(secs);
+    const t0 = process.hrtime.bigint();
+    const changed = await ct.updateMatching({ family: 'ipv4', proto: 'udp' }, { mark: 8 });
+    um.lib.push(since(t0));
+    if (changed !== N) throw new Error(`updateMatching changed ${changed}`);
+    // conntrack 1.4.7 -U stops with ENOBUFS after 256 updates here: it leaves a reply
+    // unread on its update socket per entry until the default 208 KB buffer overflows. So
+    // it is timed on CLI_N entries (what it completes) and its rate compared per entry.
+    const full = spawnSync('nsenter', [`--net=${ns.path}`, '--', 'conntrack', '-U', '-f', 'ipv4', '-p', 'udp', '-m', '9'], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+    um.cliFull = `${full.status === 0 ? 'completed' : 'failed'}: ${full.stderr.trim().split('\n').pop()}`;
+    runFloor('delete');
+    ns.run(floor, ['create', String(CLI_N), String(WINDOW), '1']);
+    um.cli.push(ns.time('sh', ['-c', 'conntrack -U -f ipv4 -p udp -m 9 >/dev/null 2>&1']) * (N / CLI_N));
+    if ((await ct.list({ mark: 9 })).length !== CLI_N) throw new Error('conntrack -U did not change every entry');
+    await ct.flush();
+  }
+  const umRows = (ops) => [
+    ['C floor (dump + pipelined updates)', best(um.floor).toFixed(3), ops(best(um.floor)), '1.00x'],
+    ["updateMatching({ family: 'ipv4', proto: 'udp' }, { mark })", best(um.lib).toFixed(3), ops(best(um.lib)), (best(um.floor) / best(um.lib)).toFixed(2) + 'x'],
+    [`conntrack -U -f ipv4 -p udp -m MARK (timed on ${CLI_N}, scaled)`, best(um.cli).toFixed(3), ops(best(um.cli)), (best(um.floor) / best(um.cli)).toFixed(2) + 'x'],
+  ];
+  const umNote = () => console.log(`conntrack -U on all ${N} entries ${um.cliFull}`);
+  if (ONLY === 'update-matching') {
+    printTable(`bulk update of ${N} entries by filter (best of ${ROUNDS}; ratio = method / C floor)`, ['method', 'seconds', 'entries/s', 'vs floor'], umRows((x) => Math.round(N / x).toLocaleString('en-US')));
+    umNote();
+    console.log(`\ntarget: updateMatching >= 0.7x floor ${best(um.floor) / best(um.lib) >= 0.7 ? 'met' : 'MISSED'}`);
+    await ct.close();
+    ns.destroy();
+    return;
+  }
 
   const t = { cCreate: [], cUpdate: [], cDelete: [], jsCreate: [], jsUpdate: [], jsDelete: [], pCreate: [], pUpdate: [], pDelete: [], bCreate: [], bDelete: [] };
   const dm = { noCache: { dm: [], dmExact: [], dmDump: [], cli: [], flush: [] }, cache: { dm: [], dmExact: [], dmDump: [], cli: [], flush: [] } };
@@ -146,14 +190,18 @@ async function main() {
       ['ct.flush({ mark: 1 }) (kernel flush)', best(d.flush).toFixed(3), ops(best(d.flush)), (best(d.cli) / best(d.flush)).toFixed(2) + 'x'],
     ]);
   }
+  printTable(`bulk update of ${N} entries by filter (best of ${ROUNDS}; ratio = method / C floor)`, ['method', 'seconds', 'entries/s', 'vs floor'], umRows(ops));
+  umNote();
   // Best library path: per-entry promises or the bulk call.
-  const createOk = best(t.cCreate) / Math.min(best(t.jsCreate), best(t.pCreate), best(t.bCreate)) >= 0.7;
-  const deleteOk = best(t.cDelete) / Math.min(best(t.jsDelete), best(t.pDelete), best(t.bDelete)) >= 0.7;
+  const createOk = best(t.cCreate) / Math.min(best(t.jsCreate), best(t.pCreate)) >= 0.9;
+  const createManyOk = best(t.cCreate) / best(t.bCreate) >= 0.9;
+  const deleteOk = best(t.cDelete) / Math.min(best(t.jsDelete), best(t.pDelete), best(t.bDelete)) >= 1.0;
   const dmRatio = (state, key = 'dm') => best(dm[state].cli) / best(dm[state][key]);
   const dmOk = dmRatio('noCache') >= 5;
-  console.log(`\ntargets: create >= 0.7x floor ${createOk ? 'met' : 'MISSED'}, delete >= 0.7x floor ${deleteOk ? 'met' : 'MISSED'}, ` +
+  console.log(`\ntargets: create (best window) >= 0.9x floor ${createOk ? 'met' : 'MISSED'}, createMany >= 0.9x floor ${createManyOk ? 'met' : 'MISSED'}, delete >= 1.0x floor ${deleteOk ? 'met' : 'MISSED'}, ` +
     `deleteMatching >= 5x conntrack -D ${dmOk ? 'met' : 'MISSED'} (${dmRatio('noCache').toFixed(1)}x) for entries without an event cache; ` +
-    `with one ${dmRatio('cache').toFixed(1)}x, where the kernel's flush by itself reaches ${dmRatio('cache', 'flush').toFixed(1)}x`);
+    `with one ${dmRatio('cache').toFixed(1)}x, where the kernel's flush by itself reaches ${dmRatio('cache', 'flush').toFixed(1)}x; ` +
+    `updateMatching >= 0.7x floor ${best(um.floor) / best(um.lib) >= 0.7 ? 'met' : 'MISSED'} (${(best(um.floor) / best(um.lib)).toFixed(2)}x)`);
   ns.destroy();
 }
 

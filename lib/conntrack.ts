@@ -5,18 +5,21 @@
  */
 import { ChildRegistry, type Child } from './common/children';
 import { ConntrackError, invalid } from './common/errors';
-import { resolveNetns } from './common/netns';
+import { Netns, type NetnsOption } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
 import { IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST } from './wire/enums';
 import type { Handle, Subscription } from './wire/handle';
 import { ctType } from './wire/netlink';
 import { NfSocket, ReplyHandler } from './wire/socket';
 import { openSubscription } from './wire/subscription';
-import type { BulkResult, CreateSpec, DeleteMatchingOptions, EntryKey, GetOptions, UpdateSpec } from './flows/entry-types';
-import { createEntry, deleteEntry, getEntry, updateEntry } from './flows/entries';
-import { createMany, deleteMany } from './flows/bulk';
+import type {
+  BulkResult, CreateSpec, DeleteMatchingOptions, EntryKey, GetOptions, UpdateChanges, UpdateMatchingOptions, UpdateSpec,
+} from './flows/entry-types';
+import { createEntry, deleteEntry, getEntry, updateEntry, upsertEntry } from './flows/entries';
+import { createMany, deleteMany, upsertMany } from './flows/bulk';
 import { deleteMatchingEntries, flushEntries } from './flows/delete-matching';
-import { dumpFlows } from './flows/dump';
+import { updateMatchingEntries } from './flows/update-matching';
+import { FlowDumpOptions, dumpFlows, listFlows } from './flows/dump';
 import { EventsOptions, FlowEventStream } from './flows/events';
 import type { FlowFilter } from './flows/filter';
 import type { Flow } from './flows/flow';
@@ -31,11 +34,17 @@ export const CLOSE_WAIT_MS = 5000;
 
 export interface OpenOptions {
   /**
-   * The network namespace whose table to use: a path (`/proc/PID/ns/net`, a bind mount
-   * such as `/var/run/netns/NAME`), a name under /var/run/netns, or a pid. Default: the
-   * caller's own namespace.
+   * The network namespace whose table to use: a name under /var/run/netns (`ip netns
+   * add NAME`), a path (`/proc/PID/ns/net`, a bind mount such as `/var/run/netns/NAME`), a
+   * pid, or an open descriptor of a namespace file as `{ fd }`. The file is opened once
+   * here and kept open until close(), so every socket of the handle works in the same
+   * namespace even if the pid is reused or the name deleted meanwhile; the caller may
+   * close its own descriptor once open() resolves. Sockets are made on a native helper
+   * thread that joins the namespace: the JavaScript thread never changes namespace.
+   * Joining needs CAP_SYS_ADMIN in the user namespace that owns the network namespace.
+   * Default: the caller's own namespace.
    */
-  netns?: string | number;
+  netns?: NetnsOption;
   /** Receive buffer for the request socket in bytes (larger allows more requests in flight). */
   receiveBufferSize?: number;
 }
@@ -84,28 +93,44 @@ class AckRequest implements ReplyHandler {
 
 export class Conntrack implements Handle {
   /** @internal The request socket. */ readonly sock: NfSocket;
-  /** The namespace file this handle's sockets are opened in (undefined: the caller's). */
+  /**
+   * The namespace as named at open(): its file path (a name is /var/run/netns/NAME, a pid
+   * /proc/PID/ns/net) or `fd N`; undefined for the caller's own.
+   */
   readonly netns: string | undefined;
+  /** @internal The namespace file, open until close(). */
+  readonly netnsFile: Netns | undefined;
   /** @internal Dumps, event streams, mirrors and monitors, closed with this handle. */
   readonly children = new ChildRegistry();
   private closed = false;
 
-  private constructor(sock: NfSocket, netns: string | undefined) {
+  private constructor(sock: NfSocket, netnsFile: Netns | undefined) {
     this.sock = sock;
-    this.netns = netns;
+    this.netnsFile = netnsFile;
+    this.netns = netnsFile?.label;
   }
 
-  /** Opens a handle. Rejects with EPERM (and how to fix it) without CAP_NET_ADMIN. */
+  /**
+   * Opens a handle. Rejects with EPERM (and how to fix it) without CAP_NET_ADMIN, and
+   * with the errno of the namespace (naming it) when it cannot be opened or joined.
+   */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
-    const netns = resolveNetns(options.netns);
-    const sock = new NfSocket({ netns, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
-    const ct = new Conntrack(sock, netns);
+    const netnsFile = options.netns === undefined ? undefined : Netns.open(options.netns);
+    let sock: NfSocket;
+    try {
+      sock = await NfSocket.open({ netns: netnsFile, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
+    } catch (err) {
+      netnsFile?.close();
+      throw err;
+    }
+    const ct = new Conntrack(sock, netnsFile);
     // A stats request is the cheapest way to learn now whether we may talk to ctnetlink.
     try {
       await ct.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, 0, undefined, 'opening ctnetlink');
     } catch (err) {
       sock.close();
+      netnsFile?.close();
       throw err;
     }
     return ct;
@@ -159,7 +184,7 @@ export class Conntrack implements Handle {
    * Filtering uses the kernel's own filters where it has them and the library for the
    * rest; entries the kernel repeats during a racing dump appear once.
    */
-  dump(filter?: FlowFilter, options: DumpOptions = {}): Dump<Flow> {
+  dump(filter?: FlowFilter, options: FlowDumpOptions = {}): Dump<Flow> {
     return dumpFlows(this, filter, options);
   }
 
@@ -169,10 +194,18 @@ export class Conntrack implements Handle {
     return new Dump<T>(spec, options, this);
   }
 
-  /** The whole table (or the filtered part) as an array. */
-  list(filter?: FlowFilter, options: DumpOptions = {}): Promise<Flow[]> {
+  /**
+   * The whole table (or the filtered part) as an array. `filter.table` reads the dying or
+   * unconfirmed list instead; `options.zeroCounters` zeroes the counters of the listed
+   * entries, returning them as they were before (see docs/dump.md).
+   *
+   * @example
+   * const busy = await ct.list({ proto: 'tcp', state: 'ESTABLISHED', nat: 'dst' });
+   * const deltas = await ct.list({ mark: 7 }, { zeroCounters: true });
+   */
+  list(filter?: FlowFilter, options: FlowDumpOptions = {}): Promise<Flow[]> {
     try {
-      return this.dump(filter, options).toArray();
+      return listFlows(this, filter, options);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -181,7 +214,7 @@ export class Conntrack implements Handle {
   /** @internal An event subscription on a socket of its own in this handle's namespace. */
   subscribe(subscription: Subscription): NfSocket {
     this.assertOpen(subscription.operation);
-    return openSubscription(this.netns, subscription);
+    return openSubscription(this.netnsFile, subscription);
   }
 
   /** @internal Registers a child that closes with this handle. */
@@ -190,9 +223,10 @@ export class Conntrack implements Handle {
   }
 
   /**
-   * The entry named by `key` (its original tuple, or with `{ direction: 'reply' }` its reply
-   * tuple, within `key.zone`). A Flow from list() can be passed back: with its `id`, an
-   * entry re-created meanwhile is not returned. Rejects with code ENOENT when absent.
+   * The entry named by `key`: its original tuple, or its reply tuple when the key has only
+   * `reply` (or with `{ direction: 'reply' }`), within `key.zone`. A Flow from list() can be
+   * passed back: with its `id`, an entry re-created meanwhile is not returned. Rejects with
+   * code ENOENT when absent. `{ zeroCounters: true }` reads and zeroes its counters.
    */
   get(key: EntryKey, options?: GetOptions): Promise<Flow> {
     return getEntry(this, key, options);
@@ -214,9 +248,46 @@ export class Conntrack implements Handle {
     return updateEntry(this, spec);
   }
 
-  /** Deletes the entry named by a tuple, or by a Flow (tuple plus id). ENOENT when absent. */
+  /**
+   * Deletes the entry named by a tuple (`orig`, or `reply` alone), or by a Flow (tuple plus
+   * id). ENOENT when absent.
+   */
   delete(key: EntryKey): Promise<void> {
     return deleteEntry(this, key);
+  }
+
+  /**
+   * Creates the entry, or updates it when it exists, in one request (what `conntrack -A`
+   * documents). On an existing entry the kernel applies timeout, mark, status (it only sets
+   * flags), state, TCP flags and labels, and refuses `nat` (EOPNOTSUPP), a different
+   * `helper` (EBUSY) and any timeout once the entry has FIXED_TIMEOUT (EPERM).
+   *
+   * @example
+   * await ct.upsert({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 5000, dport: 53 }, timeout: 60, mark: 1 });
+   */
+  upsert(spec: CreateSpec): Promise<void> {
+    return upsertEntry(this, spec);
+  }
+
+  /**
+   * upsert() for many specs, validated and pipelined like createMany(): resolves with how
+   * many were created or updated and the refusals by index.
+   */
+  upsertMany(specs: Iterable<CreateSpec>): Promise<BulkResult> {
+    return upsertMany(this, specs);
+  }
+
+  /**
+   * Changes mark (optionally under a mask), labels, timeout and settable status flags of
+   * every entry matching `filter` (`conntrack -U`): a filtered dump with pipelined updates,
+   * each entry checked here first. Resolves with the number of entries changed; entries
+   * that already had the values, and entries that vanished meanwhile, are not counted.
+   *
+   * @example
+   * const n = await ct.updateMatching({ proto: 'tcp', mark: 1 }, { mark: 2 });
+   */
+  updateMatching(filter: FlowFilter | undefined, changes: UpdateChanges, options?: UpdateMatchingOptions): Promise<number> {
+    return updateMatchingEntries(this, filter, changes, options);
   }
 
   /**
@@ -304,7 +375,7 @@ export class Conntrack implements Handle {
    * namespace).
    */
   get settings(): Settings {
-    this.statsSettings ??= new Settings(this.netns);
+    this.statsSettings ??= new Settings(this.netnsFile);
     return this.statsSettings;
   }
 
@@ -327,11 +398,12 @@ export class Conntrack implements Handle {
    * waits for it, at most CLOSE_WAIT_MS), or, past that, ERR_OUTCOME_UNKNOWN: the kernel
    * may or may not have carried them out.
    */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
       this.children.closeAll();
     }
-    return this.sock.closeAfterInFlight(CLOSE_WAIT_MS);
+    await this.sock.closeAfterInFlight(CLOSE_WAIT_MS);
+    this.netnsFile?.close();
   }
 }

@@ -1,15 +1,19 @@
 export { Conntrack, OpenOptions } from './conntrack';
 export { ConntrackError, ConntrackErrorCode } from './common/errors';
+export type { NetnsOption } from './common/netns';
 export type { Flow, Counter, TcpInfo, SctpInfo, DccpInfo, SeqAdj, Synproxy } from './flows/flow';
 export type { Tuple, ProtoTuple, IcmpTuple } from './flows/tuple';
-export type { FlowFilter, TupleFilter } from './flows/filter';
+export type { FlowFilter, TupleFilter, FlowTable } from './flows/filter';
 export type { DumpOptions } from './wire/dump';
+export type { FlowDumpOptions } from './flows/dump';
+export type { ProtoSpec } from './flows/protocols';
 export { Dump } from './wire/dump';
 export type { Family, Proto, StatusFlag, TcpState, SctpState, DccpState } from './wire/enums';
 export * as constants from './wire/enums';
 
 export type {
   EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions, BulkResult,
+  UpdateChanges, UpdateMatchingOptions, TcpSpec, TcpFlagsChange, TcpFlag,
 } from './flows/entry-types';
 export { FlowEventStream } from './flows/events';
 export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats } from './flows/events';

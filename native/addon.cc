@@ -1,7 +1,12 @@
-// Module entry: per-environment instance data and the cleanup hook.
+// Module entry: per-environment instance data, the cleanup hook and the exports.
+#include "addon_state.h"
+#include "errors.h"
+#include "fault_injection.h"
+#include "netns_files_worker.h"
+#include "open_socket_worker.h"
 #include "socket.h"
-#include "state.h"
-#include "request.h"
+
+#include <errno.h>
 
 namespace conntrack {
 
@@ -13,15 +18,31 @@ static void CleanupEnv(void* arg) {
   for (Socket* s : live) s->Shutdown();
 }
 
+// testing.failAllocation(n) / testing.failSend(n, errno) / testing.reset(): arm the fault
+// injection (fault_injection.h) for the native tests.
+static Napi::Object TestingExports(Napi::Env env) {
+  Napi::Object t = Napi::Object::New(env);
+  t.Set("failAllocation", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    FaultInjection::FailAllocation(info[0].ToNumber().Int32Value());
+  }));
+  t.Set("failSend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    FaultInjection::FailSend(info[0].ToNumber().Int32Value(), info[1].ToNumber().Int32Value());
+  }));
+  t.Set("reset", Napi::Function::New(env, [](const Napi::CallbackInfo&) { FaultInjection::Reset(); }));
+  return t;
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* state = new AddonState();
   env.SetInstanceData<AddonState>(state);  // deleted by node-addon-api at env teardown
   napi_add_env_cleanup_hook(env, CleanupEnv, state);
 
   Napi::Function ctor = Socket::Init(env);
-  state->socket_ctor = Napi::Persistent(ctor);
+  state->socket_ctor = Napi::Persistent(ctor);  // openSocket() constructs through it
   exports.Set("Socket", ctor);
-  InitRequest(env, exports);
+  exports.Set("openSocket", Napi::Function::New(env, OpenSocketWorker::OpenSocket, "openSocket"));
+  exports.Set("netnsFiles", Napi::Function::New(env, NetnsFilesWorker::NetnsFiles, "netnsFiles"));
+  exports.Set("testing", TestingExports(env));
   return exports;
 }
 

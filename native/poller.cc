@@ -1,11 +1,10 @@
 #include "poller.h"
+#include "fault_injection.h"
 #include "socket.h"
 #include "recv.h"
 
 #include <errno.h>
-#include <linux/netlink.h>
-#include <sys/socket.h>
-#include <cstring>
+#include <new>
 
 namespace conntrack {
 
@@ -55,9 +54,17 @@ void Poller::OnPoll(uv_poll_t* handle, int status, int events) {
   self->Drain();
 }
 
+// Reads up to a batch and hands it to JS. A batch buffer that cannot be allocated is
+// reported to JS as ENOMEM (an exception must not escape a libuv callback).
 void Poller::Drain() {
   Socket* owner = owner_;
-  if (block_.size() < batch_bytes_ + kMaxDatagram) block_.resize(batch_bytes_ + kMaxDatagram);
+  try {
+    FaultInjection::AllocationPoint();
+    if (block_.size() < batch_bytes_ + kMaxDatagram) block_.resize(batch_bytes_ + kMaxDatagram);
+  } catch (const std::bad_alloc&) {
+    owner->Deliver(nullptr, 0, 0, 0, ENOMEM);
+    return;
+  }
   size_t used = 0;
   RecvCounters c;
   for (int i = 0; i < kMaxDatagramsPerBatch && used < batch_bytes_; i++) {

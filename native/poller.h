@@ -21,7 +21,6 @@ class Poller {
   void Ref() { uv_ref(reinterpret_cast<uv_handle_t*>(&handle_)); }
   void Unref() { uv_unref(reinterpret_cast<uv_handle_t*>(&handle_)); }
   bool active() const { return active_; }
-  void Detach() { owner_ = nullptr; }
 
  private:
   static void OnPoll(uv_poll_t* handle, int status, int events);

@@ -7,10 +7,10 @@
 #include <uv.h>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <thread>
-#include <cstdint>
 #include <vector>
 
 namespace conntrack {
@@ -20,14 +20,18 @@ class Socket;
 class Sender {
  public:
   Sender(uv_loop_t* loop, int fd, Socket* owner);
-  // Queues whole netlink messages (one sendmsg() each block); never blocks.
-  void Enqueue(std::vector<char>&& block);
+  // Starts the thread; returns 0 or an errno (then Close() it).
+  int Start();
+  // Queues a copy of whole netlink messages (one sendmsg() for the block); never blocks.
+  // Returns 0, or ENOMEM when the copy cannot be made or the thread has failed.
+  int Enqueue(const char* data, size_t len);
   // Stops the thread (after the send in progress), then closes the handle; deletes itself
   // in the close callback. Blocks still queued are dropped: their requests fail in JS.
   void Close();
 
  private:
   void Run();
+  void Loop();
   static void OnAsync(uv_async_t* handle);
   static void OnClose(uv_handle_t* handle);
 
@@ -39,7 +43,9 @@ class Sender {
   std::condition_variable cv_;
   std::deque<std::vector<char>> queue_;
   bool stop_ = false;
-  int error_ = 0;                     // first send() failure since the last report
+  bool failed_ = false;                // the thread stopped on an allocation failure
+  bool failure_reported_ = false;
+  int error_ = 0;                      // first send() failure since the last report
   std::vector<uint32_t> failed_seqs_;  // sequence numbers of the messages that were not sent
 };
 

@@ -1,118 +1,117 @@
 #include "socket.h"
+#include "addon_state.h"
+#include "errors.h"
+#include "fault_injection.h"
+#include "netns_thread.h"
 #include "poller.h"
-#include "dumper.h"
+#include "reader_thread.h"
 #include "sender.h"
-#include "state.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
-#include <sched.h>
+#include <linux/sock_diag.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <cmath>
+#include <new>
 #include <string>
+#include <system_error>
 
 #ifndef SO_MEMINFO
 #define SO_MEMINFO 55  // include/uapi/asm-generic/socket.h
 #endif
-#ifndef SK_MEMINFO_VARS
-#define SK_MEMINFO_VARS 9  // include/uapi/linux/sock_diag.h: SK_MEMINFO_RMEM_ALLOC .. SK_MEMINFO_DROPS
-#endif
 
 namespace conntrack {
 
-void ThrowErrno(Napi::Env env, const char* syscall, int err) {
-  Napi::Error e = Napi::Error::New(env, std::string(syscall) + ": " + strerror(err));
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  throw e;
+template <Napi::Value (Socket::*M)(const Napi::CallbackInfo&)>
+Napi::Value Socket::Guarded(const Napi::CallbackInfo& info) {
+  try {
+    return (this->*M)(info);
+  } catch (const std::bad_alloc&) {
+    ThrowErrno(info.Env(), "malloc", ENOMEM);
+  }
 }
 
 Napi::Function Socket::Init(Napi::Env env) {
   return DefineClass(
       env, "Socket",
       {
-          InstanceAccessor<&Socket::PortId>("portId"),
-          InstanceAccessor<&Socket::Fd>("fd"),
-          InstanceMethod<&Socket::Request>("request"),
-          InstanceMethod<&Socket::RequestBatch>("requestBatch"),
-          InstanceMethod<&Socket::Start>("start"),
-          InstanceMethod<&Socket::Pause>("pause"),
-          InstanceMethod<&Socket::Ref>("ref"),
-          InstanceMethod<&Socket::Unref>("unref"),
-          InstanceMethod<&Socket::SetReceiveBuffer>("setReceiveBuffer"),
-          InstanceMethod<&Socket::GetReceiveBuffer>("getReceiveBuffer"),
-          InstanceMethod<&Socket::MemInfo>("memInfo"),
-          InstanceMethod<&Socket::SetNetlinkOption>("setNetlinkOption"),
-          InstanceMethod<&Socket::JoinGroup>("joinGroup"),
-          InstanceMethod<&Socket::LeaveGroup>("leaveGroup"),
-          InstanceMethod<&Socket::AttachFilter>("attachFilter"),
-          InstanceMethod<&Socket::DetachFilter>("detachFilter"),
-          InstanceMethod<&Socket::Close>("close"),
+          InstanceAccessor<&Socket::Guarded<&Socket::PortId>>("portId"),
+          InstanceMethod<&Socket::Guarded<&Socket::Request>>("request"),
+          InstanceMethod<&Socket::Guarded<&Socket::RequestBatch>>("requestBatch"),
+          InstanceMethod<&Socket::Guarded<&Socket::Start>>("start"),
+          InstanceMethod<&Socket::Guarded<&Socket::Pause>>("pause"),
+          InstanceMethod<&Socket::Guarded<&Socket::Ref>>("ref"),
+          InstanceMethod<&Socket::Guarded<&Socket::Unref>>("unref"),
+          InstanceMethod<&Socket::Guarded<&Socket::SetReceiveBuffer>>("setReceiveBuffer"),
+          InstanceMethod<&Socket::Guarded<&Socket::GetReceiveBuffer>>("getReceiveBuffer"),
+          InstanceMethod<&Socket::Guarded<&Socket::MemInfo>>("memInfo"),
+          InstanceMethod<&Socket::Guarded<&Socket::SetNetlinkOption>>("setNetlinkOption"),
+          InstanceMethod<&Socket::Guarded<&Socket::JoinGroup>>("joinGroup"),
+          InstanceMethod<&Socket::Guarded<&Socket::AttachFilter>>("attachFilter"),
+          InstanceMethod<&Socket::Guarded<&Socket::Close>>("close"),
       });
 }
 
-// Opens the netlink socket inside the network namespace at `path` (a /proc/PID/ns/net or
-// /var/run/netns/NAME file). A socket stays in the namespace it was created in, so the
-// calling thread switches in, creates it and switches straight back.
-static struct mnl_socket* OpenInNetns(Napi::Env env, const std::string& path) {
-  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (target < 0) ThrowErrno(env, "open(netns)", errno);
-  int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (home < 0) {
-    int err = errno;
-    close(target);
-    ThrowErrno(env, "open(/proc/thread-self/ns/net)", err);
-  }
-  if (setns(target, CLONE_NEWNET) < 0) {
-    int err = errno;
-    close(target);
-    close(home);
-    ThrowErrno(env, "setns", err);
-  }
-  struct mnl_socket* nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  int open_err = nl ? 0 : errno;
-  int back = setns(home, CLONE_NEWNET);
-  int back_err = errno;
-  close(target);
-  close(home);
-  if (back < 0) {
-    // Staying in the wrong namespace would silently misdirect every later socket.
-    if (nl) mnl_socket_close(nl);
-    Napi::Error::Fatal("conntrack", (std::string("cannot return to the original network namespace: ") +
-                                     strerror(back_err)).c_str());
-  }
-  if (!nl) ThrowErrno(env, "socket", open_err);
-  return nl;
+struct mnl_socket* Socket::OpenNetlink() {
+  return mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
-// new Socket(onData, { netns?: string })
+// new Socket(onData, { netns?: string, netnsFd?: number, threaded?: boolean, asyncSend?: boolean })
+// With a namespace, the socket is made on a helper thread inside it (this call waits for
+// that thread; openSocket() in open_socket_worker.cc does the same without blocking).
 Socket::Socket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Socket>(info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "Socket: onData must be a function");
-  on_data_ = Napi::Persistent(info[0].As<Napi::Function>());
+  try {
+    Construct(info);
+  } catch (const std::bad_alloc&) {
+    Shutdown();
+    ThrowErrno(info.Env(), "malloc", ENOMEM);
+  } catch (...) {
+    Shutdown();  // ~Socket does not run for a constructor that throws
+    throw;
+  }
+}
 
-  std::string netns;
+void Socket::Construct(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  state_ = env.GetInstanceData<AddonState>();
+  if (state_ && state_->adopt) {  // made by openSocket() on a namespace helper thread
+    nl_ = state_->adopt;
+    state_->adopt = nullptr;
+  }
+  if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "Socket: onData must be a function");
+  Napi::Function cb = info[0].As<Napi::Function>();
+  // A JS-heap edge from the wrapper to its callback instead of a strong reference (a GC
+  // root): the callback usually captures the wrapper's owner, and a root would keep that
+  // cycle alive forever.
+  Value().DefineProperty(Napi::PropertyDescriptor::Value(Napi::Symbol::New(env, "conntrack.onData"), cb, napi_default));
+  on_data_ = Napi::Weak(cb);
+
   bool threaded = false;
   bool async_send = false;
   if (info[1].IsObject()) {
-    Napi::Value ns = info[1].As<Napi::Object>().Get("netns");
-    if (ns.IsString()) netns = ns.As<Napi::String>().Utf8Value();
     threaded = info[1].As<Napi::Object>().Get("threaded").ToBoolean();
     async_send = info[1].As<Napi::Object>().Get("asyncSend").ToBoolean();
   }
-
-  nl_ = netns.empty() ? mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC)
-                      : OpenInNetns(env, netns);
-  if (!nl_) ThrowErrno(env, "socket", errno);
-  if (mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) {
-    int err = errno;
-    mnl_socket_close(nl_);
-    nl_ = nullptr;
-    ThrowErrno(env, "bind", err);
+  if (!nl_) {
+    NetnsThread ns = NetnsThread::FromOptions(env, info[1]);
+    if (ns.named()) {
+      int open_err = 0;
+      if (!ns.Run([&] {
+            nl_ = OpenNetlink();
+            if (!nl_) open_err = errno;
+          }))
+        throw ns.MakeError(env);
+      if (!nl_) throw ErrnoError(env, "socket() in " + ns.Describe() + ": " + strerror(open_err), "socket", open_err);
+    } else {
+      nl_ = OpenNetlink();
+      if (!nl_) ThrowErrno(env, "socket", errno);
+    }
   }
+  if (mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) ThrowErrno(env, "bind", errno);
   fd_ = mnl_socket_get_fd(nl_);
   portid_ = mnl_socket_get_portid(nl_);
 
@@ -129,23 +128,19 @@ Socket::Socket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Socket>(info) 
     if (cap < max_send_) max_send_ = cap;
   }
 
-  state_ = env.GetInstanceData<AddonState>();
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
   if (threaded) {
-    dumper_ = new Dumper(loop, fd_, this);
-    if (!dumper_->ok()) {  // no wake-up fd: the reader thread could never be stopped
-      int err = dumper_->wake_error();
-      dumper_->Close();
-      dumper_ = nullptr;
-      mnl_socket_close(nl_);
-      nl_ = nullptr;
-      fd_ = -1;
-      ThrowErrno(env, "eventfd", err);
-    }
+    reader_ = new ReaderThread(loop, fd_, this);
+    if (!reader_->ok()) ThrowErrno(env, "eventfd", reader_->wake_error());  // it could never be stopped
+  } else {
+    poller_ = new Poller(loop, fd_, this);
   }
-  else poller_ = new Poller(loop, fd_, this);
-  if (async_send) sender_ = new Sender(loop, fd_, this);
+  if (async_send) {
+    sender_ = new Sender(loop, fd_, this);
+    int err = sender_->Start();
+    if (err != 0) ThrowErrno(env, "pthread_create", err);
+  }
   if (state_) state_->sockets.insert(this);
 }
 
@@ -160,9 +155,9 @@ void Socket::Shutdown() {
     poller_->Close();  // the handle frees itself once libuv is done with it
     poller_ = nullptr;
   }
-  if (dumper_) {
-    dumper_->Close();  // joins the reader thread; the handle frees itself later
-    dumper_ = nullptr;
+  if (reader_) {
+    reader_->Close();  // joins the reader thread; the handle frees itself later
+    reader_ = nullptr;
   }
   if (nl_) {
     mnl_socket_close(nl_);
@@ -179,24 +174,48 @@ void Socket::Shutdown() {
 // status checks: while an environment is being torn down (a worker calling process.exit(),
 // say) JS cannot run, and node-addon-api would abort trying to build an Error for that;
 // the batch is then simply dropped with the socket. The buffer is a copy (V8 accounts for
-// it and collects it promptly, which keeps a streaming dump's RSS flat).
+// it and collects it promptly, which keeps a streaming dump's RSS flat). A copy that
+// cannot be allocated is reported as errno ENOMEM (the batch is lost, which fails the
+// requests waiting on it).
 void Socket::Deliver(const char* data, size_t len, uint32_t overruns, uint32_t skipped, int err) {
   napi_env raw = Env();
   napi_handle_scope scope;
   if (napi_open_handle_scope(raw, &scope) != napi_ok) return;
+  napi_value cb = nullptr;
+  if (napi_get_reference_value(raw, on_data_, &cb) != napi_ok || cb == nullptr) {
+    napi_close_handle_scope(raw, scope);  // the wrapper and its callback are being collected
+    return;
+  }
   napi_value argv[4];
-  bool ok;
+  bool ok = true;
+  bool have_buffer = false;
   if (len > 0) {
     void* copy = nullptr;
-    ok = napi_create_buffer_copy(raw, len, data, &copy, &argv[0]) == napi_ok;
-  } else {
-    ok = napi_get_null(raw, &argv[0]) == napi_ok;
+    bool alloc_ok = true;
+    try {
+      FaultInjection::AllocationPoint();
+    } catch (const std::bad_alloc&) {
+      alloc_ok = false;
+    }
+    if (alloc_ok && napi_create_buffer_copy(raw, len, data, &copy, &argv[0]) == napi_ok) {
+      have_buffer = true;
+    } else {
+      napi_value ignored;
+      bool pending = false;
+      napi_is_exception_pending(raw, &pending);
+      if (pending) napi_get_and_clear_last_exception(raw, &ignored);
+      err = ENOMEM;
+    }
   }
+  if (!have_buffer) ok = napi_get_null(raw, &argv[0]) == napi_ok;
   ok = ok && napi_create_uint32(raw, overruns, &argv[1]) == napi_ok &&
        napi_create_uint32(raw, skipped, &argv[2]) == napi_ok && napi_create_int32(raw, err, &argv[3]) == napi_ok;
+  napi_value recv = nullptr;
+  if (ok && (napi_get_reference_value(raw, static_cast<napi_ref>(*static_cast<Napi::Reference<Napi::Object>*>(this)), &recv) != napi_ok || recv == nullptr))
+    ok = napi_get_undefined(raw, &recv) == napi_ok;
   if (ok) {
     napi_value result;
-    if (napi_make_callback(raw, nullptr, Value(), on_data_.Value(), 4, argv, &result) == napi_pending_exception) {
+    if (napi_make_callback(raw, nullptr, recv, cb, 4, argv, &result) == napi_pending_exception) {
       // An exception thrown by the JS callback: report it as uncaught, like any callback.
       napi_value exc;
       if (napi_get_and_clear_last_exception(raw, &exc) == napi_ok) napi_fatal_exception(raw, exc);
@@ -209,40 +228,43 @@ void Socket::CheckOpen(Napi::Env env) const {
   if (!nl_) ThrowErrno(env, "closed", EBADF);
 }
 
-uint32_t Socket::NextSeq() {
-  if (++seq_ == 0) seq_ = 1;  // 0 marks unsolicited (event) messages; never use it
-  return seq_;
+bool Socket::Active() const {
+  return (poller_ && poller_->active()) || (reader_ && reader_->active());
+}
+
+uint32_t Socket::ReserveSeqs(uint32_t count) {
+  // 0 marks unsolicited (event) messages and is never used; a run that would wrap past it
+  // starts again from 1, so the numbers of one batch are always consecutive.
+  if (static_cast<uint64_t>(seq_) + count > UINT32_MAX) seq_ = 0;
+  uint32_t first = seq_ + 1;
+  seq_ += count;
+  return first;
 }
 
 Napi::Value Socket::PortId(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), portid_);
 }
 
-Napi::Value Socket::Fd(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), fd_);
-}
-
-// start(batchBytes?): read on the event loop; keeps this object alive while active.
+// start(batchBytes?): read; keeps this object (and so its callback) alive while active.
 Napi::Value Socket::Start(const Napi::CallbackInfo& info) {
-  CheckOpen(info.Env());
+  Napi::Env env = info.Env();
+  CheckOpen(env);
   size_t batch = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
-  if (dumper_) {
-    if (!dumper_->active()) Napi::ObjectWrap<Socket>::Ref();
-    dumper_->Start(batch);
-    return info.Env().Undefined();
+  bool was_active = Active();
+  if (reader_) {
+    int err = reader_->Start(batch);
+    if (err != 0) ThrowErrno(env, "pthread_create", err);
+  } else {
+    poller_->Start(batch);
   }
-  if (!poller_->active()) Napi::ObjectWrap<Socket>::Ref();
-  poller_->Start(batch);
-  return info.Env().Undefined();
+  if (!was_active && Active()) Napi::ObjectWrap<Socket>::Ref();
+  return env.Undefined();
 }
 
 Napi::Value Socket::Pause(const Napi::CallbackInfo& info) {
-  if (dumper_ && dumper_->active()) {
-    dumper_->Stop();
-    Napi::ObjectWrap<Socket>::Unref();
-  }
-  if (poller_ && poller_->active()) {
-    poller_->Stop();
+  if (Active()) {
+    if (reader_) reader_->Stop();
+    if (poller_) poller_->Stop();
     Napi::ObjectWrap<Socket>::Unref();
   }
   return info.Env().Undefined();
@@ -250,23 +272,29 @@ Napi::Value Socket::Pause(const Napi::CallbackInfo& info) {
 
 Napi::Value Socket::Ref(const Napi::CallbackInfo& info) {
   if (poller_) poller_->Ref();
-  if (dumper_) dumper_->Ref();
+  if (reader_) reader_->Ref();
   return info.Env().Undefined();
 }
 
 Napi::Value Socket::Unref(const Napi::CallbackInfo& info) {
   if (poller_) poller_->Unref();
-  if (dumper_) dumper_->Unref();
+  if (reader_) reader_->Unref();
   return info.Env().Undefined();
 }
 
 // setReceiveBuffer(bytes, force): SO_RCVBUFFORCE when force and permitted (CAP_NET_ADMIN
 // in the initial namespace), else SO_RCVBUF (capped by net.core.rmem_max). Returns the
-// size the kernel granted (it doubles the request for bookkeeping overhead).
+// size the kernel granted (it doubles the request for bookkeeping overhead, caps it at
+// INT_MAX / 2 before doubling and raises it to SOCK_MIN_RCVBUF). `bytes` must be an
+// integer from 1 to INT_MAX: the option is a C int.
 Napi::Value Socket::SetReceiveBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  int size = static_cast<int>(info[0].As<Napi::Number>().Int64Value());
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "setReceiveBuffer: bytes must be a number");
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d != std::floor(d) || d < 1 || d > static_cast<double>(INT_MAX))
+    throw Napi::RangeError::New(env, "setReceiveBuffer: bytes must be an integer from 1 to 2147483647");
+  int size = static_cast<int>(d);
   bool force = info[1].ToBoolean();
   bool forced = false;
   if (force && setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) == 0) forced = true;
@@ -289,9 +317,10 @@ Napi::Value Socket::GetReceiveBuffer(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), granted);
 }
 
-// memInfo(): the SO_MEMINFO array (SK_MEMINFO_RMEM_ALLOC, RCVBUF, WMEM_ALLOC, SNDBUF,
-// FWD_ALLOC, WMEM_QUEUED, OPTMEM, BACKLOG, DROPS). DROPS counts messages the kernel could
-// not queue on this socket (netlink_overrun() increments it).
+// memInfo(): the SO_MEMINFO array, indexed by SK_MEMINFO_RMEM_ALLOC, _RCVBUF, _WMEM_ALLOC,
+// _SNDBUF, _FWD_ALLOC, _WMEM_QUEUED, _OPTMEM, _BACKLOG, _DROPS (linux/sock_diag.h).
+// SK_MEMINFO_DROPS counts messages the kernel could not queue on this socket
+// (netlink_overrun() increments it).
 Napi::Value Socket::MemInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
@@ -303,32 +332,26 @@ Napi::Value Socket::MemInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// setNetlinkOption(option, value): SOL_NETLINK options such as NETLINK_BROADCAST_ERROR (4)
-// and NETLINK_NO_ENOBUFS (5).
+// setNetlinkOption(option, value): SOL_NETLINK options such as NETLINK_BROADCAST_ERROR
+// and NETLINK_NO_ENOBUFS (linux/netlink.h).
 Napi::Value Socket::SetNetlinkOption(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "setNetlinkOption: option must be a number");
   int opt = info[0].As<Napi::Number>().Int32Value();
   int val = info[1].ToNumber().Int32Value();
   if (setsockopt(fd_, SOL_NETLINK, opt, &val, sizeof val) < 0) ThrowErrno(env, "setsockopt(SOL_NETLINK)", errno);
   return env.Undefined();
 }
 
+// joinGroup(group): NETLINK_ADD_MEMBERSHIP, e.g. NFNLGRP_CONNTRACK_NEW (linux/netfilter/nfnetlink.h).
 Napi::Value Socket::JoinGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "joinGroup: group must be a number");
   int group = info[0].As<Napi::Number>().Int32Value();
   if (setsockopt(fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0)
     ThrowErrno(env, "setsockopt(NETLINK_ADD_MEMBERSHIP)", errno);
-  return env.Undefined();
-}
-
-Napi::Value Socket::LeaveGroup(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CheckOpen(env);
-  int group = info[0].As<Napi::Number>().Int32Value();
-  if (setsockopt(fd_, SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, &group, sizeof group) < 0)
-    ThrowErrno(env, "setsockopt(NETLINK_DROP_MEMBERSHIP)", errno);
   return env.Undefined();
 }
 
@@ -350,17 +373,8 @@ Napi::Value Socket::AttachFilter(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value Socket::DetachFilter(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CheckOpen(env);
-  int zero = 0;
-  if (setsockopt(fd_, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) < 0 && errno != ENOENT)
-    ThrowErrno(env, "setsockopt(SO_DETACH_FILTER)", errno);
-  return env.Undefined();
-}
-
 Napi::Value Socket::Close(const Napi::CallbackInfo& info) {
-  bool was_active = (poller_ && poller_->active()) || (dumper_ && dumper_->active());
+  bool was_active = Active();
   Shutdown();
   if (was_active) Napi::ObjectWrap<Socket>::Unref();
   on_data_.Reset();

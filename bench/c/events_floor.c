@@ -4,6 +4,8 @@
  * for a line on stdin (meanwhile the kernel queues events), then drains until it has seen
  * `count` events, parsing each message's top-level attributes (as a real listener must),
  * and prints: events seconds cpu_seconds drops.
+ * With COUNT 0 (the flood mode) it reads until a second line arrives on stdin instead.
+ * RCVBUF_BYTES 0 keeps the default receive buffer.
  * Usage: events_floor COUNT RCVBUF_BYTES
  */
 #include <libmnl/libmnl.h>
@@ -11,6 +13,7 @@
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +63,7 @@ int main(int argc, char **argv) {
   if (!nl) { perror("mnl_socket_open"); return 1; }
   if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) { perror("bind"); return 1; }
   int fd = mnl_socket_get_fd(nl);
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0 &&
+  if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0 &&
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0) { perror("rcvbuf"); return 1; }
   int group = NFNLGRP_CONNTRACK_NEW;
   if (mnl_socket_setsockopt(nl, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) { perror("join"); return 1; }
@@ -71,7 +74,13 @@ int main(int argc, char **argv) {
 
   static char buf[1 << 16];
   double t0 = now(), c0 = cpu();
-  while (events < want) {
+  struct pollfd fds[2] = {{fd, POLLIN, 0}, {0, POLLIN, 0}};
+  while (want == 0 || events < want) {
+    if (want == 0) {
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) { perror("poll"); return 1; }
+      if (fds[1].revents) break; /* told to stop */
+      if (!(fds[0].revents & POLLIN)) continue;
+    }
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n < 0) {
       if (errno == ENOBUFS) continue;

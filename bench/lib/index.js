@@ -95,6 +95,42 @@ function fillUdp(ns, count) {
   return Number(ns.run('cat', ['/proc/sys/net/netfilter/nf_conntrack_count']).trim());
 }
 
+/**
+ * Starts sending `count` more UDP datagrams to new destinations (index `first` on) in the
+ * background (fillUdp must have set up the namespace); resolves with the sent count.
+ */
+function sendUdp(ns, count, first) {
+  const sender = compileC('lib/fill_udp.c', 'fill_udp', []);
+  return new Promise((resolve, reject) => {
+    const child = spawn('nsenter', [`--net=${ns.path}`, '--', sender, String(count), String(first)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(Number(out.trim())) : reject(new Error(`fill_udp exited with ${code}`))));
+  });
+}
+
+/**
+ * Runs fn with net.netfilter.nf_conntrack_max raised to at least `max` (host-wide: only real
+ * root in the initial namespace may write it), restoring the old value afterwards. Returns
+ * undefined without running fn when the value cannot be raised (inside a user namespace).
+ */
+async function withConntrackMax(max, fn) {
+  const file = '/proc/sys/net/netfilter/nf_conntrack_max';
+  const old = Number(fs.readFileSync(file, 'utf8').trim());
+  if (old >= max) return fn();
+  try {
+    fs.writeFileSync(file, String(max));
+  } catch (err) {
+    return { skipped: `nf_conntrack_max is ${old} and cannot be raised here (${err.code}): run as real root for ${max} flows` };
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.writeFileSync(file, String(old));
+  }
+}
+
 /** Seconds since t0 (a hrtime bigint). */
 function since(t0) {
   return Number(process.hrtime.bigint() - t0) / 1e9;
@@ -119,4 +155,4 @@ function machine() {
   return `${os.cpus().length} cpus (${os.cpus()[0].model.trim()}), Linux ${os.release()}, node ${process.version}`;
 }
 
-module.exports = { compileC, Netns, fillUdp, since, rssMB, printTable, machine, OUT };
+module.exports = { compileC, Netns, fillUdp, sendUdp, withConntrackMax, since, rssMB, printTable, machine, OUT };

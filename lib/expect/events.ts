@@ -78,6 +78,14 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
       },
     });
     this.disown = handle.adopt(this);
+    // Reading only while something consumes the stream: until then events wait in the
+    // kernel's socket buffer, and a stream the program dropped is paused, so it is
+    // collected with its socket.
+    this.on('newListener', (name: string) => {
+      if (name === 'event' || name === 'new' || name === 'destroy') this.sock.setListening(true);
+    });
+    this.on('removeListener', () => this.updateReading());
+    this.updateReading();
     if (options.signal) {
       this.signal = options.signal;
       this.onAbort = () => this.close();
@@ -132,6 +140,12 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
     }
   }
 
+  private updateReading(): void {
+    if (this.closed) return;
+    this.sock.setListening(this.iterating || this.listenerCount('event') + this.listenerCount('new') + this.listenerCount('destroy') > 0);
+  }
+
+  /** A socket error ends the stream: a pending next() rejects with it, later ones too. */
   /**
    * Emits to the caller's listeners. A listener that throws ends the stream with
    * ERR_CALLBACK (cause: what it threw) after the event it threw on: returns false then.
@@ -159,6 +173,7 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
       this.waiter = undefined;
       w.reject(err);
     }
+    this.close();
   }
 
   /** Leaves the groups and closes the socket; a pending iteration ends (done). */
@@ -181,7 +196,10 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
 
   /** The next event; rejects on a socket error, ends when closed. */
   next(): Promise<IteratorResult<ExpectationEvent>> {
-    this.iterating = true;
+    if (!this.iterating) {
+      this.iterating = true;
+      this.updateReading();
+    }
     if (this.queue.length > 0) return Promise.resolve({ value: this.queue.shift()!, done: false });
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.resolve({ value: undefined, done: true });
@@ -227,6 +245,7 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
 
   [Symbol.asyncIterator](): AsyncIterableIterator<ExpectationEvent> {
     this.iterating = true;
+    this.updateReading();
     const self = this;
     return {
       next: () => self.next(),

@@ -10,6 +10,7 @@ import { ConntrackError, invalid } from '../common/errors';
 import { AttrWriter, ctType } from '../wire/netlink';
 import type { BulkResult, CreateSpec, EntryKey } from './entry-types';
 import { FAMILY_NUM, encodeKey, resolveKey, writeCreate } from './entry-spec';
+import { upsertEntry } from './entries';
 
 const writer = new AttrWriter(512);
 
@@ -102,21 +103,55 @@ function bulk<T>(
   }
 }
 
-/** ct.createMany(). */
-export function createMany(ct: Handle, specs: Iterable<CreateSpec>): Promise<BulkResult> {
-  return bulk(ct, specs, 'createMany', IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, (w, spec) => {
+/** Encodes a create or upsert spec for a bulk call (labels refused: see createMany). */
+function writeBulkCreate(operation: string, single: string): (w: AttrWriter, spec: CreateSpec) => number {
+  return (w, spec) => {
     const { family, labels } = writeCreate(w, spec);
     if (labels) {
-      throw invalid('labels', 'createMany does not take labels (the kernel may drop them silently); use create() for entries with labels');
+      throw invalid('labels', `${operation} does not take labels (the kernel may drop them silently); use ${single}() for entries with labels`);
     }
     return family;
-  });
+  };
+}
+
+/** ct.createMany(). */
+export function createMany(ct: Handle, specs: Iterable<CreateSpec>): Promise<BulkResult> {
+  return bulk(ct, specs, 'createMany', IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, writeBulkCreate('createMany', 'create'));
+}
+
+/**
+ * ct.upsertMany(): createMany() without NLM_F_EXCL, so existing entries are updated. Items
+ * the kernel refused with EBUSY because the existing entry has SEEN_REPLY or ASSURED that
+ * the item's status lacks get the same second try as upsert() (one request each).
+ */
+export async function upsertMany(ct: Handle, specs: Iterable<CreateSpec>): Promise<BulkResult> {
+  if (specs === null || typeof (specs as Iterable<CreateSpec>)?.[Symbol.iterator] !== 'function') {
+    throw invalid('items', 'must be an array (or iterable) of entries');
+  }
+  const items = Array.isArray(specs) ? specs : [...specs];
+  const result = await bulk(ct, items, 'upsertMany', IPCTNL_MSG_CT_NEW, NLM_F_CREATE, writeBulkCreate('upsertMany', 'upsert'));
+  const errors: BulkResult['errors'] = [];
+  for (const e of result.errors) {
+    const spec = items[e.index];
+    if (e.error.code === 'EBUSY' && spec.status !== undefined && spec.helper === undefined) {
+      try {
+        await upsertEntry(ct, spec);
+        result.ok++;
+        continue;
+      } catch (err) {
+        errors.push({ index: e.index, error: err as ConntrackError });
+        continue;
+      }
+    }
+    errors.push(e);
+  }
+  return { ok: result.ok, errors };
 }
 
 /** ct.deleteMany(). */
 export function deleteMany(ct: Handle, keys: Iterable<EntryKey>): Promise<BulkResult> {
   return bulk(ct, keys, 'deleteMany', IPCTNL_MSG_CT_DELETE, 0, (w, key) => {
-    const k = resolveKey(key, 'orig');
+    const k = resolveKey(key);
     encodeKey(w, k, true);
     return FAMILY_NUM[k.family];
   });

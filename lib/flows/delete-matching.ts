@@ -4,18 +4,15 @@
  * deletes by tuple and id, each entry checked here before it is deleted.
  */
 import type { Handle } from '../wire/handle';
-import {
-  AF_UNSPEC, CTA_ID, CTA_STATS_GLOBAL_ENTRIES, CTA_TUPLE_ORIG, CTA_ZONE, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET,
-  IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK,
-} from '../wire/enums';
+import { AF_UNSPEC, CTA_STATS_GLOBAL_ENTRIES, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET_STATS } from '../wire/enums';
 import { abortError } from '../common/abort';
-import { callbackError } from '../common/callback';
 import { ConntrackError, invalid } from '../common/errors';
-import type { Dump, DumpOptions } from '../wire/dump';
-import { NFGEN_FAMILY_OFFSET, NFNL_ATTR_OFFSET, align4, ctType, forEachAttr, nfnlMsg, nfnlSubsys } from '../wire/netlink';
+import { RequestWindow } from '../common/window';
+import { NFNL_ATTR_OFFSET, ctType, forEachAttr } from '../wire/netlink';
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
-import { Flow, decodeFlow, isFlowFamily } from './flow';
+import type { Flow } from './flow';
 import type { DeleteMatchingOptions } from './entry-types';
+import { matchDump } from './matching';
 
 // Only a mark filter is handed to the kernel's flush: a kernel that did not know a flush
 // filter attribute would ignore it and flush the whole table, and mark filtering of flushes
@@ -63,108 +60,9 @@ function kernelFlush(ct: Handle, compiled: CompiledFilter, operation: string): P
   return ct.requestAck(ctType(IPCTNL_MSG_CT_DELETE), 0, AF_UNSPEC, compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined, operation);
 }
 
-interface Victim {
-  family: number;
-  payload: Buffer;
-}
-
-/**
- * Pulls the original tuple, zone and id straight out of a dumped message into a DELETE
- * payload: no decoding, no re-encoding.
- */
-function victimPayload(buf: Buffer, off: number, len: number): Buffer | undefined {
-  let tS = -1, tL = 0, idS = -1, zS = -1;
-  // Offsets of whole attributes (header included): the payload starts 4 bytes in.
-  forEachAttr(buf, off + NFNL_ATTR_OFFSET, off + len, (t, pos, pend) => {
-    const l = pend - pos + 4;
-    if (t === CTA_TUPLE_ORIG) {
-      tS = pos - 4;
-      tL = l;
-    } else if (t === CTA_ID && l === 8) idS = pos - 4;
-    else if (t === CTA_ZONE && l >= 6) zS = pos - 4;
-  });
-  if (tS < 0) return undefined;
-  const out = Buffer.allocUnsafe(align4(tL) + (idS >= 0 ? 8 : 0) + (zS >= 0 ? 8 : 0));
-  buf.copy(out, 0, tS, tS + tL);
-  out.fill(0, tL, align4(tL));
-  let o = align4(tL);
-  if (idS >= 0) {
-    buf.copy(out, o, idS, idS + 8);
-    o += 8;
-  }
-  if (zS >= 0) {
-    out.writeUInt16LE(6, o);
-    out.writeUInt16LE(CTA_ZONE, o + 2);
-    out.writeUInt16BE(buf.readUInt16BE(zS + 4), o + 4);
-    out.writeUInt16LE(0, o + 6);
-  }
-  return out;
-}
-
-/** Most deletes queued or in flight at once; the dump pauses above this. */
-const MAX_QUEUED = 8192;
-
-/**
- * A dumped entry that matches the filter (checked here even when the kernel filtered the
- * dump) and the predicate: its family and delete payload; undefined otherwise.
- */
-function matchingVictim(
-  buf: Buffer, off: number, len: number, msgType: number,
-  compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined,
-): Victim | undefined {
-  if (nfnlSubsys(msgType) !== NFNL_SUBSYS_CTNETLINK || nfnlMsg(msgType) !== IPCTNL_MSG_CT_NEW) return undefined;
-  const family = buf[off + NFGEN_FAMILY_OFFSET];
-  if (!isFlowFamily(family)) return undefined;
-  if (predicate !== undefined || !compiled.empty) {
-    const flow = decodeFlow(buf, off, len);
-    if (!compiled.match(flow)) return undefined;
-    if (predicate) {
-      let keep: boolean;
-      try {
-        keep = predicate(flow);
-      } catch (err) {
-        // Ends the dump here (see deleteMatchingEntries): entries the predicate accepted
-        // before it threw are deleted, none after.
-        throw callbackError('deleteMatching: the predicate', err);
-      }
-      if (!keep) return undefined;
-    }
-  }
-  const payload = victimPayload(buf, off, len);
-  return payload ? { family, payload } : undefined;
-}
-
-/**
- * A dump of the entries that match `compiled` (checked here even when the kernel filtered
- * the dump) and `predicate`, as delete payloads. A dump racing with table changes can
- * repeat an entry: each is yielded once, and `seen` holds the keys (original tuple, id and
- * zone, as raw attribute bytes) of all of them.
- */
-function victimDump(
-  ct: Handle, compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined, operation: string,
-  options: DumpOptions,
-): { dump: Dump<Victim>; seen: Set<string> } {
-  const seen = new Set<string>();
-  const dump = ct.startDump<Victim>({
-    type: ctType(IPCTNL_MSG_CT_GET),
-    family: compiled.nfFamily,
-    payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
-    operation,
-    decode: (buf, off, len, msgType) => {
-      const v = matchingVictim(buf, off, len, msgType, compiled, predicate);
-      if (!v) return undefined;
-      const key = v.payload.toString('latin1');
-      if (seen.has(key)) return undefined;
-      seen.add(key);
-      return v;
-    },
-  }, options);
-  return { dump, seen };
-}
-
-/** The keys of the entries that match `compiled` now (see victimDump). */
+/** The keys of the entries that match `compiled` now (see matchDump). */
 async function matchingKeys(ct: Handle, compiled: CompiledFilter, signal: AbortSignal | undefined): Promise<Set<string>> {
-  const { dump, seen } = victimDump(ct, compiled, undefined, 'deleteMatching (count)', { signal });
+  const { dump, seen } = matchDump(ct, compiled, undefined, 'deleteMatching (count)', { signal }, false, () => true);
   await dump.toArray();
   return seen;
 }
@@ -222,42 +120,28 @@ export async function deleteMatchingEntries(
   // whatever else the kernel cannot filter) are checked here on the decoded flow.
   // Every entry is checked here before it is deleted, even when the kernel filtered the
   // dump: a kernel that ignores a filter attribute must never widen a delete.
-  const { dump } = victimDump(ct, compiled, predicate, 'deleteMatching (dump)', { signal, highWaterMark: 4096 });
+  const { dump } = matchDump(ct, compiled, predicate, 'deleteMatching (dump)', { signal, highWaterMark: 4096 }, false, (m) => m);
 
   let removed = 0;
   let failure: ConntrackError | undefined;
-  let inFlight = 0;
-  let wake: (() => void) | undefined;
+  const window = new RequestWindow(
+    () => removed++,
+    (err) => {
+      // Gone by itself meanwhile (expired, deleted elsewhere, re-created with a new id): fine.
+      if ((err as ConntrackError).code !== 'ENOENT') failure ??= err as ConntrackError;
+    },
+  );
   const type = ctType(IPCTNL_MSG_CT_DELETE);
-  const settle = (): void => {
-    inFlight--;
-    if (wake && (inFlight <= MAX_QUEUED / 2 || inFlight === 0)) {
-      const w = wake;
-      wake = undefined;
-      w();
-    }
-  };
-  const onOk = (): void => {
-    removed++;
-    settle();
-  };
-  const onErr = (err: unknown): void => {
-    const e = err as ConntrackError;
-    // Gone by itself meanwhile (expired, deleted elsewhere, re-created with a new id): fine.
-    if (e.code !== 'ENOENT' && !failure) failure = e;
-    settle();
-  };
   try {
-    for await (const v of dump) {
+    for await (const m of dump) {
       if (failure) break;
-      inFlight++;
-      ct.requestAck(type, 0, v.family, v.payload, 'deleteMatching').then(onOk, onErr);
-      if (inFlight >= MAX_QUEUED) await new Promise<void>((r) => (wake = r));
+      const full = window.add(ct.requestAck(type, 0, m.family, m.key, 'deleteMatching'));
+      if (full) await full;
     }
   } catch (err) {
     failure ??= err as ConntrackError;
   }
-  while (inFlight > 0) await new Promise<void>((r) => (wake = r));
+  await window.drain();
   if (!failure && signal?.aborted) failure = abortError('deleteMatching', signal);
   if (failure) {
     (failure as DeleteMatchingError).deleted = removed;

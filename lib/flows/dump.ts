@@ -1,27 +1,58 @@
 /**
  * Dumping the flow table: a FlowFilter compiled into the kernel's dump filter plus the
- * library's predicate, decoded flow by flow on a dump socket of its own.
+ * library's predicate, decoded flow by flow on a dump socket of its own. Also the other
+ * kernel lists (dying, unconfirmed) and dumps that zero counters as they read them.
  */
 import { fnv1a } from '../common/hash';
+import { ConntrackError, invalid } from '../common/errors';
+import { checkBoolean, isObject } from '../common/validate';
+import { RequestWindow } from '../common/window';
 import type { Dump, DumpOptions, DumpSpec } from '../wire/dump';
-import { IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK } from '../wire/enums';
+import {
+  IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_GET_CTRZERO, IPCTNL_MSG_CT_GET_DYING,
+  IPCTNL_MSG_CT_GET_UNCONFIRMED, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK,
+} from '../wire/enums';
 import type { Handle } from '../wire/handle';
 import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
+import { matchDump } from './matching';
 
-/** A signature of the strings that name a flow's original direction (with its id: one entry). */
-export function flowSignature(f: Flow): number {
-  const o = f.orig;
-  return fnv1a(`${o.src}|${o.dst}|${o.sport ?? o.icmp?.id}|${o.dport ?? o.icmp?.type}|${f.proto}|${f.zone}`);
+export interface FlowDumpOptions extends DumpOptions {
+  /**
+   * Read and zero each entry's packet and byte counters in one step
+   * (IPCTNL_MSG_CT_GET_CTRZERO, `conntrack -L -z`): the flows carry the counters as they were
+   * before zeroing, so successive calls give deltas. Only entries the filter selects are
+   * zeroed: with a filter of only `family` and `mark` the kernel zeroes as it dumps; list()
+   * takes any other filter too, zeroing the matches one request each (dump() refuses it).
+   */
+  zeroCounters?: boolean;
 }
 
-/** The dump of the flows matching `compiled`. */
-export function flowDumpSpec(compiled: CompiledFilter, operation: string): DumpSpec<Flow> {
+/**
+ * A signature of what names a flow's original direction (with its id: one entry): the
+ * address strings hashed in place and the numbers mixed in, with no string built per flow.
+ */
+export function flowSignature(f: Flow): number {
+  const o = f.orig;
+  let h = fnv1a(o.src, fnv1a(o.dst));
+  const a = o.icmp === undefined ? ((o.sport ?? 0x10000) << 16) ^ (o.dport ?? 0x10000) : 0x40000000 ^ (o.icmp.id << 8) ^ o.icmp.type;
+  h = Math.imul(h ^ a, 0x01000193);
+  const p = typeof f.proto === 'number' ? f.proto : fnv1a(f.proto);
+  h = Math.imul(h ^ p, 0x01000193);
+  h = Math.imul(h ^ ((f.zone << 16) | (o.zone ?? 0)), 0x01000193);
+  return h >>> 0;
+}
+
+const TABLE_MSG = { conntrack: IPCTNL_MSG_CT_GET, dying: IPCTNL_MSG_CT_GET_DYING, unconfirmed: IPCTNL_MSG_CT_GET_UNCONFIRMED } as const;
+
+/** The dump of the flows matching `compiled` (ctnetlink message `msg`). */
+export function flowDumpSpec(compiled: CompiledFilter, operation: string, msg: number = TABLE_MSG[compiled.table]): DumpSpec<Flow> {
   return {
-    type: ctType(IPCTNL_MSG_CT_GET),
+    type: ctType(msg),
     family: compiled.nfFamily,
-    payload: compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
+    // The dying and unconfirmed lists take no filter attributes: the library filters them.
+    payload: compiled.table === 'conntrack' && compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
     operation,
     decode: (buf: Buffer, off: number, len: number, msgType: number): Flow | undefined => {
       const m = nfnlMsg(msgType);
@@ -37,7 +68,75 @@ export function flowDumpSpec(compiled: CompiledFilter, operation: string): DumpS
   };
 }
 
+interface Prepared {
+  compiled: CompiledFilter;
+  zero: boolean;
+  rest: DumpOptions;
+}
+
+function prepare(filter: FlowFilter | undefined, options: FlowDumpOptions | undefined): Prepared {
+  if (options !== undefined && !isObject(options)) throw invalid('options', 'must be an object like { signal, zeroCounters: true }');
+  const { zeroCounters, ...rest } = options ?? {};
+  const zero = zeroCounters === undefined ? false : checkBoolean(zeroCounters, 'options.zeroCounters');
+  const compiled = compileFilter(filter, 'filter', { tables: true });
+  if (zero && compiled.table !== 'conntrack') {
+    throw invalid('options.zeroCounters', `zeroes counters of the conntrack table only, not of the ${compiled.table} table`);
+  }
+  return { compiled, zero, rest };
+}
+
 /** ct.dump(). */
-export function dumpFlows(h: Handle, filter: FlowFilter | undefined, options: DumpOptions): Dump<Flow> {
-  return h.startDump(flowDumpSpec(compileFilter(filter), 'dump'), options);
+export function dumpFlows(h: Handle, filter: FlowFilter | undefined, options?: FlowDumpOptions): Dump<Flow> {
+  const { compiled, zero, rest } = prepare(filter, options);
+  if (zero && !compiled.kernelExact) {
+    throw invalid('options.zeroCounters', 'dump() zeroes counters only with a filter of just family and mark (the kernel zeroes every entry it dumps, including the ones the library then filters out); list() takes any filter');
+  }
+  return h.startDump(flowDumpSpec(compiled, 'dump', zero ? IPCTNL_MSG_CT_GET_CTRZERO : undefined), rest);
+}
+
+/** ct.list(). */
+export async function listFlows(h: Handle, filter: FlowFilter | undefined, options?: FlowDumpOptions): Promise<Flow[]> {
+  const { compiled, zero, rest } = prepare(filter, options);
+  if (!zero || compiled.kernelExact) {
+    return h.startDump(flowDumpSpec(compiled, 'list', zero ? IPCTNL_MSG_CT_GET_CTRZERO : undefined), rest).toArray();
+  }
+  return zeroMatching(h, compiled, rest);
+}
+
+/**
+ * Zeroes the counters of exactly the matching entries: a plain dump picks them, then one
+ * IPCTNL_MSG_CT_GET_CTRZERO per entry (pipelined) reads and zeroes each. Entries gone
+ * meanwhile are left out; so is one re-created with the same tuple (another id).
+ */
+async function zeroMatching(h: Handle, compiled: CompiledFilter, options: DumpOptions): Promise<Flow[]> {
+  const out: Flow[] = [];
+  let failure: ConntrackError | undefined;
+  const window = new RequestWindow<Flow | undefined>(
+    (flow) => {
+      if (flow) out.push(flow);
+    },
+    (err) => {
+      if ((err as ConntrackError).code !== 'ENOENT') failure ??= err as ConntrackError;
+    },
+  );
+  const { dump } = matchDump(h, compiled, undefined, 'list (zeroCounters)', { ...options, highWaterMark: 4096 }, true, (m) => m, false);
+  const type = ctType(IPCTNL_MSG_CT_GET_CTRZERO);
+  try {
+    for await (const m of dump) {
+      if (failure) break;
+      const id = m.flow!.id;
+      const got = h.request(type, 0, m.family, m.key, 'list (zeroCounters)').then((replies) => {
+        const r = replies[0];
+        const flow = r ? decodeFlow(r, 0, r.length) : undefined;
+        return flow && flow.id === id ? flow : undefined;
+      });
+      const full = window.add(got);
+      if (full) await full;
+    }
+  } catch (err) {
+    failure ??= err as ConntrackError;
+  }
+  await window.drain();
+  if (failure) throw failure;
+  return out;
 }

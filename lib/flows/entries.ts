@@ -3,13 +3,16 @@
  * handle's request socket (pipelined with others issued in the same tick).
  */
 import type { Handle } from '../wire/handle';
-import { IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK, NLM_F_CREATE, NLM_F_EXCL } from '../wire/enums';
+import {
+  IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_GET_CTRZERO, IPCTNL_MSG_CT_NEW, IPS_ASSURED_BIT, IPS_SEEN_REPLY_BIT,
+  NFNL_SUBSYS_CTNETLINK, NLM_F_CREATE, NLM_F_EXCL,
+} from '../wire/enums';
 import { ConntrackError, invalid } from '../common/errors';
 import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
-import { show } from '../common/validate';
-import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, resolveUpdate } from './entry-spec';
+import { checkBoolean, show } from '../common/validate';
+import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveUpdate } from './entry-spec';
 
 function decodeOne(replies: Buffer[]): Flow | undefined {
   for (const m of replies) {
@@ -29,10 +32,12 @@ function notFound(op: string): ConntrackError {
 export async function getEntry(ct: Handle, key: EntryKey, options: GetOptions = {}): Promise<Flow> {
   ct.assertOpen('get');
   if (options === null || typeof options !== 'object') throw invalid('options', "must be an object like { direction: 'reply' }");
-  const dir = options.direction ?? 'orig';
-  if (dir !== 'orig' && dir !== 'reply') throw invalid('options.direction', `must be 'orig' or 'reply', got ${show(dir)}`);
+  const dir = options.direction;
+  if (dir !== undefined && dir !== 'orig' && dir !== 'reply') throw invalid('options.direction', `must be 'orig' or 'reply', got ${show(dir)}`);
+  const zero = options.zeroCounters === undefined ? false : checkBoolean(options.zeroCounters, 'options.zeroCounters');
   const { family, payload, key: k } = encodeKeyRequest(key, dir, false);
-  const flow = decodeOne(await ct.request(ctType(IPCTNL_MSG_CT_GET), 0, family, payload, 'get'));
+  const msg = zero ? IPCTNL_MSG_CT_GET_CTRZERO : IPCTNL_MSG_CT_GET;
+  const flow = decodeOne(await ct.request(ctType(msg), 0, family, payload, 'get'));
   if (!flow) throw new ConntrackError('ERR_PROTOCOL', 'get: the kernel acknowledged but sent no entry');
   if (k.id !== undefined && flow.id !== k.id) throw notFound('get');
   return flow;
@@ -84,17 +89,49 @@ export async function updateEntry(ct: Handle, spec: UpdateSpec): Promise<void> {
   ct.assertOpen('update');
   const r = resolveUpdate(spec);
   let current: number | undefined;
-  if (r.key.id !== undefined || r.hasStatus) {
+  const scales = needsScaleFlags(r);
+  if (r.key.id !== undefined || r.hasStatus || scales) {
     // The kernel ignores CTA_ID on updates, so the id is checked here first; the status word
-    // must be sent whole, so it is read too.
+    // must be sent whole, so it is read too; window scales need WINDOW_SCALE on both sides.
     const flow = await getEntry(ct, spec);
     current = flow.statusBits;
+    if (scales) checkScaleFlags(r, flow);
     const missing = r.statusFixed & ~current;
     if (missing) {
       throw invalid('status', `the kernel does not let callers set ${statusNames(missing).join(', ')}; settable flags are ${Object.keys(SETTABLE).join(', ')} (flags the entry already has may be listed)`);
     }
   }
-  await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, FAMILY_NUM[r.key.family], encodeUpdate(r, current), 'update');
+  try {
+    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, FAMILY_NUM[r.key.family], encodeUpdate(r, current), 'update');
+  } catch (err) {
+    throw r.timeout !== undefined ? fixedTimeout(err, 'update', 'timeout') : err;
+  }
+}
+
+/**
+ * The kernel answers EPERM to a timeout change on an entry with FIXED_TIMEOUT
+ * (__nf_ct_change_timeout()); the handle's open() already proved the permission, so say so.
+ */
+export function fixedTimeout(err: unknown, operation: string, field: string): unknown {
+  const e = err as ConntrackError;
+  if (e?.code !== 'EPERM') return err;
+  return new ConntrackError('EPERM', `${operation} failed: EPERM: ${field}: the entry has FIXED_TIMEOUT, and the kernel refuses to change its timeout (the flag cannot be cleared); leave ${field} out`, {
+    errno: e.errno, syscall: operation, field, cause: e,
+  });
+}
+
+/**
+ * Window scales are applied by the kernel only when WINDOW_SCALE is on in both directions
+ * (nlattr_to_tcp() in nf_conntrack_proto_tcp.c), and ignored silently otherwise.
+ */
+function checkScaleFlags(r: ReturnType<typeof resolveUpdate>, flow: Flow): void {
+  for (const [dir, now] of [['flagsOrig', flow.tcp?.flagsOrig], ['flagsReply', flow.tcp?.flagsReply]] as const) {
+    const change = r.tcp?.[dir];
+    const has = change && change.mask & 1 ? (change.flags & 1) !== 0 : (now ?? []).includes('WINDOW_SCALE');
+    if (!has) {
+      throw invalid(`tcpWindow.${dir}`, 'the entry lacks WINDOW_SCALE in this direction, and the kernel applies window scales only with it on both sides: add WINDOW_SCALE to the flags');
+    }
+  }
 }
 
 /** ct.delete(). Not an async function, like createEntry(). */
@@ -102,9 +139,65 @@ export function deleteEntry(ct: Handle, key: EntryKey): Promise<void> {
   let enc: ReturnType<typeof encodeKeyRequest>;
   try {
     ct.assertOpen('delete');
-    enc = encodeKeyRequest(key, 'orig', true);
+    enc = encodeKeyRequest(key, undefined, true);
   } catch (err) {
     return Promise.reject(err);
   }
   return ct.requestAck(ctType(IPCTNL_MSG_CT_DELETE), 0, enc.family, enc.payload, 'delete');
+}
+
+const NEVER_CLEARED = (1 << IPS_SEEN_REPLY_BIT) | (1 << IPS_ASSURED_BIT);
+
+/**
+ * ct.upsert(): create, or update the existing entry, in one request (IPCTNL_MSG_CT_NEW
+ * with NLM_F_CREATE and without NLM_F_EXCL). On an existing entry the kernel
+ * (ctnetlink_change_conntrack()) applies timeout, status (setting flags only), protocol
+ * state and TCP flags, mark, labels, sequence adjustments and synproxy; it refuses NAT
+ * (EOPNOTSUPP: NAT is set only at creation), a different helper (EBUSY) and a timeout on
+ * an entry with FIXED_TIMEOUT (EPERM), and ignores the reply tuple.
+ */
+export async function upsertEntry(ct: Handle, spec: CreateSpec): Promise<void> {
+  ct.assertOpen('upsert');
+  const enc = encodeCreate(spec);
+  try {
+    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), NLM_F_CREATE, enc.family, enc.payload, 'upsert');
+  } catch (err) {
+    const e = err as ConntrackError;
+    if (e.code === 'EBUSY' && spec.status !== undefined && spec.helper === undefined) {
+      await upsertKeepingFlags(ct, spec);
+    } else if (e.code === 'EPERM') {
+      throw fixedTimeout(e, 'upsert', 'timeout');
+    } else if (e.code === 'EOPNOTSUPP' && spec.nat !== undefined) {
+      throw new ConntrackError(
+        'EOPNOTSUPP',
+        'upsert failed: EOPNOTSUPP: nat: the entry exists, and the kernel sets NAT only when it creates an entry; delete it first, or upsert without nat',
+        { errno: e.errno, syscall: 'upsert', field: 'nat', cause: e },
+      );
+    } else throw err;
+  }
+  if (enc.labels && !enc.labels.every((b) => b === 0)) await checkLabelsKept(ct, spec);
+}
+
+/**
+ * The existing entry has SEEN_REPLY or ASSURED and the spec's status word lacks them: the
+ * kernel refuses to clear those (EBUSY). Send the word again with the entry's own
+ * SEEN_REPLY / ASSURED kept, as an update only; create after all if it vanished meanwhile.
+ */
+async function upsertKeepingFlags(ct: Handle, spec: CreateSpec): Promise<void> {
+  let flow: Flow;
+  try {
+    flow = await getEntry(ct, spec as EntryKey);
+  } catch (err) {
+    if ((err as ConntrackError).code === 'ENOENT') return createEntry(ct, spec);
+    throw err;
+  }
+  const keep = statusNames(flow.statusBits & NEVER_CLEARED);
+  const status = [...new Set([...(spec.status ?? []), ...keep])] as CreateSpec['status'];
+  const enc = encodeCreate({ ...spec, status });
+  try {
+    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, enc.family, enc.payload, 'upsert');
+  } catch (err) {
+    if ((err as ConntrackError).code === 'ENOENT') return createEntry(ct, spec);
+    throw fixedTimeout(err, 'upsert', 'timeout');
+  }
 }

@@ -9,14 +9,17 @@ import {
   CTA_NAT_V4_MINIP, CTA_NAT_V6_MAXIP, CTA_NAT_V6_MINIP, CTA_PROTOINFO, CTA_PROTOINFO_DCCP,
   CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ, CTA_PROTOINFO_DCCP_ROLE, CTA_PROTOINFO_DCCP_STATE,
   CTA_PROTOINFO_SCTP, CTA_PROTOINFO_SCTP_STATE, CTA_PROTOINFO_SCTP_VTAG_ORIGINAL,
-  CTA_PROTOINFO_SCTP_VTAG_REPLY, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE,
+  CTA_PROTOINFO_SCTP_VTAG_REPLY, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_FLAGS_ORIGINAL,
+  CTA_PROTOINFO_TCP_FLAGS_REPLY, CTA_PROTOINFO_TCP_STATE, CTA_PROTOINFO_TCP_WSCALE_ORIGINAL,
+  CTA_PROTOINFO_TCP_WSCALE_REPLY,
   CTA_PROTONAT_PORT_MAX, CTA_PROTONAT_PORT_MIN, CTA_STATUS, CTA_TIMEOUT, CTA_TUPLE_ORIG,
-  CTA_TUPLE_REPLY, CTA_ZONE, DCCP_STATES, IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_TCP, IPS_ASSURED_BIT,
-  IPS_CONFIRMED_BIT, IPS_FIXED_TIMEOUT_BIT, IPS_SEEN_REPLY_BIT, PORT_PROTOS, SCTP_STATES, STATUS_NAMES,
-  StatusFlag, TCP_STATES,
+  CTA_TUPLE_REPLY, CTA_ZONE, IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_TCP, IPS_ASSURED_BIT,
+  IPS_CONFIRMED_BIT, IPS_FIXED_TIMEOUT_BIT, IPS_SEEN_REPLY_BIT, PORT_PROTOS, STATUS_NAMES,
+  StatusFlag, TCP_FLAG_NAMES,
 } from '../wire/enums';
 import { invalid } from '../common/errors';
-import { checkInt, checkObject, show } from '../common/validate';
+import { checkInt, checkKeys, checkObject, show } from '../common/validate';
+import { acceptedStates, canonicalState, stateNames } from './states';
 import { AttrWriter } from '../wire/netlink';
 import { parseAddress } from '../common/address';
 import { ResolvedTuple, encodeTuple, invertTuple, protoNumber, resolveTuple } from './tuple';
@@ -29,7 +32,6 @@ export const SETTABLE: Record<SettableStatusFlag, number> = {
   ASSURED: 1 << IPS_ASSURED_BIT,
   FIXED_TIMEOUT: 1 << IPS_FIXED_TIMEOUT_BIT,
 };
-const CLEARABLE = SETTABLE.FIXED_TIMEOUT;
 
 /**
  * Flag names to bits. `others` (for updates) collects known flags the caller may not set:
@@ -74,26 +76,105 @@ interface StateInfo {
 }
 
 function resolveState(v: unknown, protonum: number, field: string): StateInfo {
-  const names: readonly string[] | undefined =
-    protonum === IPPROTO_TCP ? TCP_STATES : protonum === IPPROTO_SCTP ? SCTP_STATES : protonum === IPPROTO_DCCP ? DCCP_STATES : undefined;
+  const names = stateNames(protonum);
   if (!names) throw invalid(field, `protocol ${protonum} has no state; state is for tcp, sctp and dccp`);
-  const name = typeof v === 'string' ? v.toUpperCase() : '';
   // DCCP: only states below CT_DCCP_IGNORE are accepted by the kernel.
   const allowed = protonum === IPPROTO_DCCP ? names.slice(0, 8) : names;
-  const i = allowed.indexOf(name);
-  if (i < 0) throw invalid(field, `unknown state ${show(v)} for this protocol: use one of ${allowed.join(', ')}`);
+  const name = typeof v === 'string' ? canonicalState(v, protonum) : undefined;
+  const i = name === undefined ? -1 : allowed.indexOf(name);
+  if (i < 0) throw invalid(field, `unknown state ${show(v)} for this protocol: use one of ${protonum === IPPROTO_DCCP ? allowed.join(', ') : acceptedStates(protonum).join(', ')}`);
   return { protonum, value: i };
 }
 
-function encodeState(w: AttrWriter, s: StateInfo): void {
+/** TCP flag names (IP_CT_TCP_FLAG_*, as Flow.tcp.flagsOrig shows them) to bits. */
+const TCP_FLAG_BITS: Record<string, number> = Object.fromEntries(Object.entries(TCP_FLAG_NAMES).map(([bit, name]) => [name, Number(bit)]));
+
+function tcpFlagBits(v: unknown, field: string): number {
+  if (typeof v === 'number') return checkInt(v, 0, 255, field, 'TCP flag bits');
+  if (!Array.isArray(v)) throw invalid(field, `must be an array of flag names such as ['BE_LIBERAL', 'SACK_PERM'] or a number 0-255`);
+  let bits = 0;
+  v.forEach((n, i) => {
+    const b = typeof n === 'string' ? TCP_FLAG_BITS[n.toUpperCase().replace(/^IP_CT_TCP_FLAG_/, '')] : undefined;
+    if (b === undefined) throw invalid(`${field}[${i}]`, `unknown TCP flag ${show(n)}: use ${Object.keys(TCP_FLAG_BITS).join(', ')}`);
+    bits |= b;
+  });
+  return bits;
+}
+
+/** A validated TCP protoinfo change: per-direction {flags, mask} and window scales. */
+export interface TcpChange {
+  flagsOrig?: { flags: number; mask: number };
+  flagsReply?: { flags: number; mask: number };
+  wscaleOrig?: number;
+  wscaleReply?: number;
+}
+
+const TCP_KEYS = new Set(['flagsOrig', 'flagsReply', 'wscaleOrig', 'wscaleReply']);
+const WINDOW_SCALE = 0x01; // IP_CT_TCP_FLAG_WINDOW_SCALE
+/** Largest window scale TCP allows (RFC 7323). */
+const TCP_MAX_WSCALE = 14;
+
+function resolveTcpFlags(v: unknown, field: string): { flags: number; mask: number } {
+  const o = checkObject(v, field, "{ flags: ['BE_LIBERAL'], mask: ['BE_LIBERAL'] }");
+  checkKeys(o, new Set(['flags', 'mask']), field, 'a TCP flags change');
+  const flags = tcpFlagBits(o.flags ?? [], `${field}.flags`);
+  const mask = o.mask === undefined ? flags : tcpFlagBits(o.mask, `${field}.mask`);
+  if (flags & ~mask) throw invalid(`${field}.flags`, `has flags outside ${field}.mask (0x${flags.toString(16)} vs 0x${mask.toString(16)}): the kernel changes only masked flags`);
+  if (mask === 0) throw invalid(`${field}.mask`, 'is empty: name the flags to set or clear');
+  return { flags, mask };
+}
+
+/**
+ * Validates `tcpWindow` (create and update). The kernel applies window scales only when
+ * both are given and both directions have WINDOW_SCALE, ignoring them silently otherwise,
+ * so both are required together (whether WINDOW_SCALE is on is checked by the callers:
+ * create needs it in the same request, update may find it on the entry).
+ */
+function resolveTcp(v: unknown, protonum: number, field: string): TcpChange {
+  if (protonum !== IPPROTO_TCP) throw invalid(field, `only TCP entries have TCP flags and window scales (protocol is ${protonum})`);
+  const o = checkObject(v, field, "{ flagsOrig: { flags: ['BE_LIBERAL'] }, flagsReply: { flags: ['BE_LIBERAL'] } }");
+  checkKeys(o, TCP_KEYS, field, 'tcpWindow');
+  const t: TcpChange = {};
+  if (o.flagsOrig !== undefined) t.flagsOrig = resolveTcpFlags(o.flagsOrig, `${field}.flagsOrig`);
+  if (o.flagsReply !== undefined) t.flagsReply = resolveTcpFlags(o.flagsReply, `${field}.flagsReply`);
+  if ((o.wscaleOrig === undefined) !== (o.wscaleReply === undefined)) {
+    const missing = o.wscaleOrig === undefined ? 'wscaleOrig' : 'wscaleReply';
+    throw invalid(`${field}.${missing}`, 'window scales go together: the kernel ignores one without the other; give wscaleOrig and wscaleReply');
+  }
+  if (o.wscaleOrig !== undefined) {
+    t.wscaleOrig = checkInt(o.wscaleOrig, 0, TCP_MAX_WSCALE, `${field}.wscaleOrig`, 'window scale');
+    t.wscaleReply = checkInt(o.wscaleReply, 0, TCP_MAX_WSCALE, `${field}.wscaleReply`, 'window scale');
+    for (const dir of ['flagsOrig', 'flagsReply'] as const) {
+      const f = t[dir];
+      if (f && f.mask & WINDOW_SCALE && !(f.flags & WINDOW_SCALE)) {
+        throw invalid(`${field}.${dir}`, 'clears WINDOW_SCALE while setting window scales: the kernel applies scales only with WINDOW_SCALE on in both directions');
+      }
+    }
+  }
+  if (Object.keys(t).length === 0) throw invalid(field, 'is empty: give flagsOrig, flagsReply, or wscaleOrig with wscaleReply');
+  return t;
+}
+
+/** True when `t` itself turns WINDOW_SCALE on for both directions. */
+function setsWindowScale(t: TcpChange): boolean {
+  return ((t.flagsOrig?.flags ?? 0) & (t.flagsReply?.flags ?? 0) & WINDOW_SCALE) !== 0;
+}
+
+function encodeProtoinfo(w: AttrWriter, s: StateInfo | undefined, tcp: TcpChange | undefined, protonum: number): void {
   w.nest(CTA_PROTOINFO);
-  if (s.protonum === IPPROTO_TCP) {
-    w.nest(CTA_PROTOINFO_TCP).u8(CTA_PROTOINFO_TCP_STATE, s.value).end();
-  } else if (s.protonum === IPPROTO_SCTP) {
+  if (protonum === IPPROTO_TCP) {
+    w.nest(CTA_PROTOINFO_TCP);
+    if (s) w.u8(CTA_PROTOINFO_TCP_STATE, s.value);
+    // struct nf_ct_tcp_flags { __u8 flags; __u8 mask; }
+    if (tcp?.flagsOrig) w.bytes(CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, Uint8Array.of(tcp.flagsOrig.flags, tcp.flagsOrig.mask));
+    if (tcp?.flagsReply) w.bytes(CTA_PROTOINFO_TCP_FLAGS_REPLY, Uint8Array.of(tcp.flagsReply.flags, tcp.flagsReply.mask));
+    if (tcp?.wscaleOrig !== undefined) w.u8(CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, tcp.wscaleOrig).u8(CTA_PROTOINFO_TCP_WSCALE_REPLY, tcp.wscaleReply!);
+    w.end();
+  } else if (s && s.protonum === IPPROTO_SCTP) {
     // The kernel wants the verification tags alongside the state.
     w.nest(CTA_PROTOINFO_SCTP).u8(CTA_PROTOINFO_SCTP_STATE, s.value)
       .u32(CTA_PROTOINFO_SCTP_VTAG_ORIGINAL, 0).u32(CTA_PROTOINFO_SCTP_VTAG_REPLY, 0).end();
-  } else {
+  } else if (s) {
     w.nest(CTA_PROTOINFO_DCCP).u8(CTA_PROTOINFO_DCCP_STATE, s.value).u8(CTA_PROTOINFO_DCCP_ROLE, 0)
       .u64(CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ, 0n).end();
   }
@@ -125,19 +206,24 @@ function resolveZone(v: unknown, field: string): number {
   return v === undefined ? 0 : checkInt(v, 0, 65535, field, 'zone');
 }
 
-export function resolveKey(key: unknown, direction: 'orig' | 'reply' = 'orig', field = 'key'): ResolvedKey {
+/**
+ * Validates the name of an entry. `direction` undefined: the original tuple when given,
+ * else the reply tuple (`{ proto, reply: {...} }` names an entry too, as for `conntrack -D
+ * --reply-src ...`).
+ */
+export function resolveKey(key: unknown, direction?: 'orig' | 'reply', field = 'key'): ResolvedKey {
   const k = checkObject(key, field, "{ proto: 'tcp', orig: { src, dst, sport, dport } }");
   const protonum = protoNumber(k.proto, 'proto');
-  const tfield = direction;
-  if (k[tfield] === undefined) {
-    throw invalid(tfield, direction === 'orig'
-      ? 'the entry is named by its original tuple: give orig: { src, dst, sport, dport } (or icmp)'
+  const dir = direction ?? (k.orig === undefined && k.reply !== undefined ? 'reply' : 'orig');
+  if (k[dir] === undefined) {
+    throw invalid(dir, dir === 'orig'
+      ? 'the entry is named by a tuple: give orig: { src, dst, sport, dport } (or icmp), or reply: { ... }'
       : "direction 'reply' names the entry by its reply tuple: give reply: { src, dst, sport, dport }");
   }
-  const tuple = tupleOf(k[tfield], protonum, tfield);
+  const tuple = tupleOf(k[dir], protonum, dir);
   const zone = resolveZone(k.zone, 'zone');
   const id = k.id === undefined ? undefined : checkInt(k.id, 0, 0xffffffff, 'id', 'id');
-  return { family: tuple.family, protonum, tuple, direction, zone, id };
+  return { family: tuple.family, protonum, tuple, direction: dir, zone, id };
 }
 
 /** Writes the attributes that name an entry (tuple, zone, id). */
@@ -214,6 +300,10 @@ export function writeCreate(w: AttrWriter, spec: CreateSpec): { family: number; 
   const zone = resolveZone(s.zone, 'zone');
   const status = s.status === undefined ? undefined : statusBitsOf(s.status, 'status');
   const state = s.state === undefined ? undefined : resolveState(s.state, protonum, 'state');
+  const tcp = s.tcpWindow === undefined ? undefined : resolveTcp(s.tcpWindow, protonum, 'tcpWindow');
+  if (tcp?.wscaleOrig !== undefined && !setsWindowScale(tcp)) {
+    throw invalid('tcpWindow.wscaleOrig', "the kernel applies window scales only when both directions have WINDOW_SCALE: add it to tcpWindow.flagsOrig.flags and tcpWindow.flagsReply.flags");
+  }
   const labels = s.labels === undefined ? undefined : labelWords(s.labels, 'labels');
   const helper = s.helper === undefined ? undefined : checkHelper(s.helper, 'helper');
   let natSrc: { ip: Buffer; port?: number } | undefined;
@@ -232,7 +322,7 @@ export function writeCreate(w: AttrWriter, spec: CreateSpec): { family: number; 
   if (mark !== undefined) w.u32(CTA_MARK, mark);
   // The kernel compares the whole word with the new entry's: CONFIRMED must be in it.
   if (status !== undefined) w.u32(CTA_STATUS, (status | (1 << IPS_CONFIRMED_BIT)) >>> 0);
-  if (state) encodeState(w, state);
+  if (state || tcp) encodeProtoinfo(w, state, tcp, protonum);
   if (helper !== undefined) w.nest(CTA_HELP).string(CTA_HELP_NAME, helper).end();
   if (natSrc) encodeNat(w, CTA_NAT_SRC, orig.family, natSrc);
   if (natDst) encodeNat(w, CTA_NAT_DST, orig.family, natDst);
@@ -241,15 +331,15 @@ export function writeCreate(w: AttrWriter, spec: CreateSpec): { family: number; 
 }
 
 /** Validates a key and encodes a GET or DELETE payload. */
-export function encodeKeyRequest(key: EntryKey, direction: 'orig' | 'reply' = 'orig', withId = true): { family: number; payload: Buffer; key: ResolvedKey } {
+export function encodeKeyRequest(key: EntryKey, direction?: 'orig' | 'reply', withId = true): { family: number; payload: Buffer; key: ResolvedKey } {
   const k = resolveKey(key, direction);
   const w = writer.reset();
   encodeKey(w, k, withId);
   return { family: FAMILY_NUM[k.family], payload: w.finish(), key: k };
 }
 
-export interface ResolvedUpdate {
-  key: ResolvedKey;
+/** Validated changes to an entry (update, updateMatching, the status fallback of upsert). */
+export interface ResolvedChanges {
   mark?: { value: number; mask: number };
   timeout?: number;
   statusSet: number;
@@ -259,69 +349,122 @@ export interface ResolvedUpdate {
   hasStatus: boolean;
   labels?: { bits: Buffer; mask: Buffer };
   state?: StateInfo;
+  tcp?: TcpChange;
 }
 
-/** Validates an update spec (throws ERR_INVALID_ARGUMENT naming the field). */
-export function resolveUpdate(spec: UpdateSpec): ResolvedUpdate {
-  const key = resolveKey(spec, 'orig', 'spec');
-  const s = spec as unknown as Record<string, unknown>;
-  const r: ResolvedUpdate = { key, statusSet: 0, statusUnset: 0, statusFixed: 0, hasStatus: false };
+export interface ResolvedUpdate extends ResolvedChanges {
+  key: ResolvedKey;
+}
+
+export interface ChangeOptions {
+  /** Field prefix for error messages ('' or 'changes.'). */
+  prefix?: string;
+  /** The protocol, for state and tcp; undefined refuses both (bulk updates). */
+  protonum?: number;
+  /** Accept status flags callers cannot set when the entry already has them (update()). */
+  fixedStatus?: boolean;
+  /** The keys that are not changes (update(): the entry's name). */
+  ignore?: ReadonlySet<string>;
+}
+
+const CHANGE_KEYS = ['mark', 'timeout', 'status', 'labels', 'state', 'tcpWindow'];
+
+/** Validates changes (throws ERR_INVALID_ARGUMENT naming the field). */
+export function resolveChanges(s: Record<string, unknown>, options: ChangeOptions = {}): ResolvedChanges {
+  const pre = options.prefix ?? '';
+  const r: ResolvedChanges = { statusSet: 0, statusUnset: 0, statusFixed: 0, hasStatus: false };
   const fixed = { bits: 0 };
+  const others = options.fixedStatus ? fixed : undefined;
+  if (options.ignore) {
+    const known = new Set([...CHANGE_KEYS, ...options.ignore]);
+    checkKeys(s, known, pre ? pre.slice(0, -1) : 'spec', 'an update');
+  }
   if (s.mark !== undefined) {
-    if (typeof s.mark === 'number') r.mark = { value: checkInt(s.mark, 0, 0xffffffff, 'mark', 'mark'), mask: 0xffffffff };
+    if (typeof s.mark === 'number') r.mark = { value: checkInt(s.mark, 0, 0xffffffff, `${pre}mark`, 'mark'), mask: 0xffffffff };
     else {
-      const m = checkObject(s.mark, 'mark', '{ value: 1, mask: 0xff }');
-      const value = checkInt(m.value, 0, 0xffffffff, 'mark.value', 'mark value');
-      const mask = checkInt(m.mask, 0, 0xffffffff, 'mark.mask', 'mark mask');
-      if ((value & ~mask) >>> 0) throw invalid('mark.value', `has bits outside mark.mask (0x${value.toString(16)} vs mask 0x${mask.toString(16)}): keep the value within the mask`);
+      const m = checkObject(s.mark, `${pre}mark`, '{ value: 1, mask: 0xff }');
+      const value = checkInt(m.value, 0, 0xffffffff, `${pre}mark.value`, 'mark value');
+      const mask = checkInt(m.mask, 0, 0xffffffff, `${pre}mark.mask`, 'mark mask');
+      // The kernel computes (old & ~mask) ^ value: bits outside the mask would toggle.
+      if ((value & ~mask) >>> 0) throw invalid(`${pre}mark.value`, `has bits outside mark.mask (0x${value.toString(16)} vs mask 0x${mask.toString(16)}): keep the value within the mask`);
       r.mark = { value, mask };
     }
   }
-  if (s.timeout !== undefined) r.timeout = checkTimeout(s.timeout, 'timeout');
+  if (s.timeout !== undefined) r.timeout = checkTimeout(s.timeout, `${pre}timeout`);
   if (s.status !== undefined) {
     r.hasStatus = true;
-    if (Array.isArray(s.status)) r.statusSet = statusBitsOf(s.status, 'status', fixed);
+    if (Array.isArray(s.status)) r.statusSet = statusBitsOf(s.status, `${pre}status`, others);
     else {
-      const st = checkObject(s.status, 'status', "['ASSURED'] or { set: [...], unset: ['FIXED_TIMEOUT'] }");
-      for (const key of Object.keys(st)) if (key !== 'set' && key !== 'unset') throw invalid(`status.${key}`, 'unknown key; use set and unset');
-      if (st.set !== undefined) r.statusSet = statusBitsOf(st.set, 'status.set', fixed);
-      if (st.unset !== undefined) r.statusUnset = statusBitsOf(st.unset, 'status.unset');
-      if (r.statusUnset & ~CLEARABLE) throw invalid('status.unset', 'the kernel never clears SEEN_REPLY or ASSURED; only FIXED_TIMEOUT can be unset');
-      if (r.statusSet & r.statusUnset) throw invalid('status', 'a flag cannot be both set and unset');
+      const st = checkObject(s.status, `${pre}status`, "['ASSURED'] or { set: [...], unset: ['FIXED_TIMEOUT'] }");
+      for (const key of Object.keys(st)) if (key !== 'set' && key !== 'unset') throw invalid(`${pre}status.${key}`, 'unknown key; use set and unset');
+      if (st.set !== undefined) r.statusSet = statusBitsOf(st.set, `${pre}status.set`, others);
+      if (st.unset !== undefined) r.statusUnset = statusBitsOf(st.unset, `${pre}status.unset`);
+      // nf_ct_change_status_common() hands the new word to __nf_ct_change_status(ct, status, 0):
+      // bits are only ever set, so an unset would be acknowledged and silently not done.
+      if (r.statusUnset) throw invalid(`${pre}status.unset`, 'the kernel never clears status flags of an existing entry (ctnetlink only sets them): SEEN_REPLY, ASSURED and FIXED_TIMEOUT stay once set');
     }
     r.statusFixed = fixed.bits;
   }
   if (s.labels !== undefined) {
-    if (Array.isArray(s.labels)) r.labels = { bits: labelWords(s.labels, 'labels'), mask: Buffer.alloc(16, 0xff) };
+    if (Array.isArray(s.labels)) r.labels = { bits: labelWords(s.labels, `${pre}labels`), mask: Buffer.alloc(16, 0xff) };
     else {
-      const l = checkObject(s.labels, 'labels', '[1, 2] or { set: [1], unset: [2] }');
-      for (const key of Object.keys(l)) if (key !== 'set' && key !== 'unset') throw invalid(`labels.${key}`, 'unknown key; use set and unset');
-      const set = labelWords(l.set ?? [], 'labels.set');
-      const unset = labelWords(l.unset ?? [], 'labels.unset');
+      const l = checkObject(s.labels, `${pre}labels`, '[1, 2] or { set: [1], unset: [2] }');
+      for (const key of Object.keys(l)) if (key !== 'set' && key !== 'unset') throw invalid(`${pre}labels.${key}`, 'unknown key; use set and unset');
+      const set = labelWords(l.set ?? [], `${pre}labels.set`);
+      const unset = labelWords(l.unset ?? [], `${pre}labels.unset`);
       const mask = Buffer.alloc(16);
       for (let i = 0; i < 16; i++) {
-        if (set[i] & unset[i]) throw invalid('labels', 'a label cannot be both set and unset');
+        if (set[i] & unset[i]) throw invalid(`${pre}labels`, 'a label cannot be both set and unset');
         mask[i] = set[i] | unset[i];
       }
       r.labels = { bits: set, mask };
     }
   }
-  if (s.state !== undefined) r.state = resolveState(s.state, key.protonum, 'state');
-  if (r.mark === undefined && r.timeout === undefined && !r.hasStatus && !r.labels && !r.state) {
-    throw invalid('spec', 'nothing to update: give at least one of mark, timeout, status, labels, state');
+  for (const k of ['state', 'tcpWindow'] as const) {
+    if (s[k] !== undefined && options.protonum === undefined) {
+      throw invalid(`${pre}${k}`, `is not a bulk change (entries of several protocols may match): use update() per entry`);
+    }
+  }
+  if (s.state !== undefined) r.state = resolveState(s.state, options.protonum!, `${pre}state`);
+  if (s.tcpWindow !== undefined) r.tcp = resolveTcp(s.tcpWindow, options.protonum!, `${pre}tcpWindow`);
+  if (r.mark === undefined && r.timeout === undefined && !r.hasStatus && !r.labels && !r.state && !r.tcp) {
+    throw invalid(pre ? pre.slice(0, -1) : 'spec', `nothing to update: give at least one of ${options.protonum === undefined ? 'mark, timeout, status, labels' : 'mark, timeout, status, labels, state, tcpWindow'}`);
   }
   return r;
+}
+
+/** Validates an update spec (throws ERR_INVALID_ARGUMENT naming the field). */
+export function resolveUpdate(spec: UpdateSpec): ResolvedUpdate {
+  const key = resolveKey(spec, undefined, 'spec');
+  const changes = resolveChanges(spec as unknown as Record<string, unknown>, { protonum: key.protonum, fixedStatus: true });
+  return { key, ...changes };
+}
+
+/** The status word an update sends: the whole word, as the kernel wants it. */
+export function updatedStatus(r: ResolvedChanges, current: number): number {
+  return ((current | r.statusSet) & ~r.statusUnset) >>> 0;
+}
+
+/** Appends the change attributes (all but CTA_STATUS, which depends on the entry). */
+export function writeChanges(w: AttrWriter, r: ResolvedChanges, protonum: number | undefined): void {
+  if (r.timeout !== undefined) w.u32(CTA_TIMEOUT, r.timeout);
+  if (r.mark !== undefined) w.u32(CTA_MARK, (r.mark.value & r.mark.mask) >>> 0).u32(CTA_MARK_MASK, r.mark.mask);
+  if ((r.state || r.tcp) && protonum !== undefined) encodeProtoinfo(w, r.state, r.tcp, protonum);
+  if (r.labels) w.bytes(CTA_LABELS, r.labels.bits).bytes(CTA_LABELS_MASK, r.labels.mask);
+}
+
+/**
+ * True when `r` needs the entry's TCP flags to be known valid: window scales without
+ * WINDOW_SCALE being set in both directions by the same request.
+ */
+export function needsScaleFlags(r: ResolvedChanges): boolean {
+  return r.tcp?.wscaleOrig !== undefined && !setsWindowScale(r.tcp);
 }
 
 export function encodeUpdate(r: ResolvedUpdate, currentStatus: number | undefined): Buffer {
   const w = writer.reset();
   encodeKey(w, r.key, true);
-  if (r.timeout !== undefined) w.u32(CTA_TIMEOUT, r.timeout);
-  if (r.mark !== undefined) w.u32(CTA_MARK, (r.mark.value & r.mark.mask) >>> 0).u32(CTA_MARK_MASK, r.mark.mask);
-  if (r.hasStatus && currentStatus !== undefined) {
-    w.u32(CTA_STATUS, ((currentStatus | r.statusSet) & ~r.statusUnset) >>> 0);
-  }
-  if (r.state) encodeState(w, r.state);
-  if (r.labels) w.bytes(CTA_LABELS, r.labels.bits).bytes(CTA_LABELS_MASK, r.labels.mask);
+  writeChanges(w, r, r.key.protonum);
+  if (r.hasStatus && currentStatus !== undefined) w.u32(CTA_STATUS, updatedStatus(r, currentStatus));
   return w.finish();
 }

@@ -4,7 +4,8 @@
  * be passed straight back.
  */
 import type { ConntrackError } from '../common/errors';
-import type { Proto, StatusFlag } from '../wire/enums';
+import type { StatusFlag } from '../wire/enums';
+import type { ProtoSpec } from './protocols';
 
 /** One direction of an entry, as given by a caller. */
 export interface EntryTuple {
@@ -25,8 +26,11 @@ export interface EntryTuple {
  * the same tuple meanwhile.
  */
 export interface EntryKey {
-  proto: Proto | number;
+  /** A name (built-in, or from /etc/protocols) or a number 0-255. */
+  proto: ProtoSpec;
+  /** The original tuple; names the entry when given. */
   orig?: EntryTuple;
+  /** The reply tuple; names the entry when `orig` is absent (or with `direction: 'reply'`). */
   reply?: EntryTuple;
   /** Conntrack zone (default 0). */
   zone?: number;
@@ -35,8 +39,45 @@ export interface EntryKey {
 }
 
 export interface GetOptions {
-  /** Which tuple names the entry: `'orig'` (default) uses key.orig, `'reply'` key.reply. */
+  /**
+   * Which tuple names the entry: `'orig'` uses key.orig, `'reply'` key.reply. Default:
+   * orig when the key has it, else reply.
+   */
   direction?: 'orig' | 'reply';
+  /**
+   * Read and zero the entry's packet and byte counters in one step
+   * (IPCTNL_MSG_CT_GET_CTRZERO): the Flow has the counters as they were before zeroing.
+   * With an `id` that no longer matches (the entry was re-created), the get rejects with
+   * ENOENT but the new entry's counters were zeroed.
+   */
+  zeroCounters?: boolean;
+}
+
+/** TCP flag names as Flow.tcp.flagsOrig shows them (IP_CT_TCP_FLAG_*). */
+export type TcpFlag =
+  | 'WINDOW_SCALE' | 'SACK_PERM' | 'CLOSE_INIT' | 'BE_LIBERAL' | 'DATA_UNACKNOWLEDGED'
+  | 'MAXACK_SET' | 'EXP_CHALLENGE_ACK' | 'SIMULTANEOUS_OPEN';
+
+/**
+ * A change to one direction's TCP tracking flags (CTA_PROTOINFO_TCP_FLAGS_*): the flags in
+ * `mask` become as in `flags`; the others stay. `mask` defaults to `flags` (set them).
+ * Names, or the bits as a number.
+ */
+export interface TcpFlagsChange {
+  flags: TcpFlag[] | number;
+  mask?: TcpFlag[] | number;
+}
+
+/**
+ * TCP window tracking state to set (CTA_PROTOINFO_TCP_*), e.g. BE_LIBERAL on both sides as
+ * `conntrack -I` sets for the entries it creates. Window scales (0-14) go in pairs and need
+ * WINDOW_SCALE on both sides: the kernel ignores them otherwise.
+ */
+export interface TcpSpec {
+  flagsOrig?: TcpFlagsChange;
+  flagsReply?: TcpFlagsChange;
+  wscaleOrig?: number;
+  wscaleReply?: number;
 }
 
 /** A NAT mapping requested at creation. */
@@ -51,7 +92,8 @@ export interface NatTarget {
 export type SettableStatusFlag = 'SEEN_REPLY' | 'ASSURED' | 'FIXED_TIMEOUT';
 
 export interface CreateSpec {
-  proto: Proto | number;
+  /** A name (built-in, or from /etc/protocols) or a number 0-255. */
+  proto: ProtoSpec;
   orig: EntryTuple;
   /**
    * The reply tuple. Default: the inverse of `orig`; with `nat` the kernel then rewrites
@@ -63,9 +105,14 @@ export interface CreateSpec {
   mark?: number;
   zone?: number;
   /** Flags to set: SEEN_REPLY, ASSURED, FIXED_TIMEOUT. */
-  status?: SettableStatusFlag[];
-  /** TCP, SCTP or DCCP state name, e.g. 'ESTABLISHED'. */
+  status?: readonly SettableStatusFlag[];
+  /** TCP, SCTP or DCCP state name, e.g. 'ESTABLISHED' (the CLI's LISTEN is SYN_SENT2). */
   state?: string;
+  /**
+   * TCP window tracking flags and window scales (TCP entries only). Not `tcp`: that is the
+   * Flow's read-only view, and a Flow can be passed back to update().
+   */
+  tcpWindow?: TcpSpec;
   /** Connlabel bit numbers (0-127) to set; the namespace needs label space (see docs). */
   labels?: number[];
   /** Name of a conntrack helper to attach (e.g. 'ftp'). */
@@ -79,15 +126,36 @@ export interface UpdateSpec extends EntryKey {
   /** New timeout in seconds (>= 1). */
   timeout?: number;
   /**
-   * Status flags to set (array), or `{ set, unset }`. SEEN_REPLY and ASSURED can only be
-   * set; FIXED_TIMEOUT can be set and cleared. Other flags may be listed only when the entry
-   * already has them (so a Flow can be passed back with changes).
+   * Status flags to set (array), or `{ set }`. The kernel only ever sets flags of an
+   * existing entry (SEEN_REPLY, ASSURED, FIXED_TIMEOUT stay once set), so a non-empty
+   * `unset` is refused. Other flags may be listed only when the entry already has them (so
+   * a Flow can be passed back with changes). Once FIXED_TIMEOUT is set, the kernel refuses
+   * timeout changes (EPERM).
    */
-  status?: StatusFlag[] | { set?: StatusFlag[]; unset?: SettableStatusFlag[] };
+  status?: readonly StatusFlag[] | { set?: readonly StatusFlag[]; unset?: readonly SettableStatusFlag[] };
   /** Labels: an array replaces all labels; `{ set, unset }` changes only those bits. */
   labels?: number[] | { set?: number[]; unset?: number[] };
   /** New TCP/SCTP/DCCP state name. */
   state?: string;
+  /** TCP window tracking flags and window scales to change (TCP entries only). */
+  tcpWindow?: TcpSpec;
+}
+
+/**
+ * What updateMatching() changes on every matching entry: the same fields as UpdateSpec
+ * except `state` and `tcpWindow` (per protocol, so per entry). `status` may only name settable
+ * flags here.
+ */
+export interface UpdateChanges {
+  mark?: UpdateSpec['mark'];
+  timeout?: number;
+  status?: SettableStatusFlag[] | { set?: SettableStatusFlag[]; unset?: SettableStatusFlag[] };
+  labels?: UpdateSpec['labels'];
+}
+
+export interface UpdateMatchingOptions {
+  /** Stops the operation; the promise rejects with ERR_ABORTED (updates already acked stay done). */
+  signal?: AbortSignal;
 }
 
 export interface DeleteMatchingOptions {

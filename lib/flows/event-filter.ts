@@ -179,6 +179,8 @@ export function compileEventFilter(filter: FlowFilter | undefined, types: readon
   }
   if (f.zone !== undefined) scalar(CTA_ZONE, 'h', f.zone, 0xffffffff);
   if (f.status !== undefined) complete = false;
+  // State and NAT need the decoded flow: left to the library.
+  if (f.state !== undefined || f.nat !== undefined || f.natAddress !== undefined || f.natPort !== undefined) complete = false;
 
   if (!emitted) return { program: undefined, instructions: [], complete };
   a.label(ACCEPT);

@@ -10,6 +10,7 @@ import { abortError } from '../common/abort';
 import { emitGuarded, rethrowLater } from '../common/callback';
 import { ConntrackError, invalid } from '../common/errors';
 import { LossMeter, LostInfo } from '../common/loss';
+import { jsonCopy } from '../common/json';
 import { BoundedQueue } from '../common/queue';
 import { checkBoolean, checkInt, checkKeys, checkSignal, isObject } from '../common/validate';
 import type { Handle } from '../wire/handle';
@@ -138,9 +139,12 @@ type Waiter = { resolve: (r: IteratorResult<FlowEvent>) => void; reject: (e: unk
  * - `stream.on('event', ev => ...)` (EventEmitter; also 'lost', 'error', 'close');
  * - `stream.readable()`, a Node Readable in object mode, for pipeline().
  *
- * While nobody listens to 'event', events queue up to `highWaterMark`; then the stream
- * stops reading and the kernel's socket buffer fills. What the kernel cannot queue is
- * dropped there and counted in `lost` (exact, from the socket's drop counter).
+ * The stream reads only while something consumes it (an 'event' listener, next(),
+ * for await, readable()): until then events wait in the kernel's socket buffer, and a
+ * stream the program dropped without closing is collected with its socket. While an
+ * iterator is behind, events queue up to `highWaterMark`; then the stream stops reading
+ * and the kernel's socket buffer fills. What the kernel cannot queue is dropped there and
+ * counted in `lost` (exact, from the socket's drop counter).
  */
 export class FlowEventStream extends EventEmitter implements AsyncIterableIterator<FlowEvent> {
   /** The event types subscribed to. */
@@ -179,10 +183,14 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
     super();
     const track = (): void => {
       this.listening = this.listenerCount('event') > 0;
+      this.updatePaused();
     };
     // 'newListener' fires before the listener is added, 'removeListener' after it is gone.
     this.on('newListener', (name: string) => {
-      if (name === 'event') this.listening = true;
+      if (name === 'event' && !this.listening) {
+        this.listening = true;
+        this.updatePaused();
+      }
     });
     this.on('removeListener', track);
     const v = validateEventsOptions(options);
@@ -205,7 +213,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       return;
     }
 
-    // A reader thread drains the socket while JS decodes (see native/dumper.cc); it stops
+    // A reader thread drains the socket while JS decodes (see native/reader_thread.cc); it stops
     // once 4 MB wait for JS, so a slow consumer still fills the kernel buffer, where every
     // drop is counted. Reliable mode reads on the event loop instead: there the kernel's
     // redelivery from its dying list is paced by what this process reads, and the simpler
@@ -233,6 +241,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       },
     });
     this.disown = handle.adopt(this);
+    this.updatePaused(); // not reading until something consumes the stream
     if (v.signal) {
       this.onAbort = () => this.fail(abortError('events', v.signal!), false);
       v.signal.addEventListener('abort', this.onAbort, { once: true });
@@ -356,7 +365,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       return undefined;
     }
     this.counters.delivered++;
-    return { type: kind, flow, timestamp: flow.eventTimestamp };
+    return new FlowEventRecord(kind, flow, flow.eventTimestamp);
   }
 
   /** Queues an event already decoded (for 'event' listeners) for the iterator as well. */
@@ -382,6 +391,14 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   private updatePaused(): void {
     if (this.closed || !this.sock) return;
     this.sock.setPaused(this.queue.isPaused || this.userPaused);
+    this.sock.setListening(this.listening || this.iterating);
+  }
+
+  /** Marks the stream as consumed by an iterator (it reads from now on). */
+  private startIterating(): void {
+    if (this.iterating) return;
+    this.iterating = true;
+    this.updatePaused();
   }
 
   private onOverrun(count: number): void {
@@ -433,7 +450,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
 
   /** Next event; resolves done after close(); rejects with ERR_ABORTED after an abort. */
   next(): Promise<IteratorResult<FlowEvent>> {
-    this.iterating = true;
+    this.startIterating();
     if (this.queue.length > 0) {
       const value = this.take();
       if (value !== undefined) return Promise.resolve({ value, done: false });
@@ -452,7 +469,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
    * than next() per event for high-rate consumers. Resolves [] once the stream ended.
    */
   async nextBatch(): Promise<FlowEvent[]> {
-    this.iterating = true;
+    this.startIterating();
     const out: FlowEvent[] = [];
     for (;;) {
       let ev: FlowEvent | undefined;
@@ -471,7 +488,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
   }
 
   [Symbol.asyncIterator](): this {
-    this.iterating = true;
+    this.startIterating();
     return this;
   }
 
@@ -480,7 +497,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
    * Readable closes the stream; an abort or socket error destroys it with that error.
    */
   readable(options: { highWaterMark?: number } = {}): Readable {
-    this.iterating = true;
+    this.startIterating();
     return Readable.from(this, { objectMode: true, highWaterMark: options.highWaterMark ?? 64 });
   }
 
@@ -547,3 +564,13 @@ interface QueuedEvent {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The prototype of delivered events: { type, flow, timestamp } and a toJSON for JSON.stringify. */
+class FlowEventRecord implements FlowEvent {
+  constructor(public type: FlowEventType, public flow: Flow, public timestamp: bigint | undefined) {}
+
+  /** The event with bigints (the timestamp, the flow's counters) as decimal strings. */
+  toJSON(): Record<string, unknown> {
+    return jsonCopy(this);
+  }
+}

@@ -14,14 +14,16 @@ import {
   CTA_PROTO_ICMPV6_ID, CTA_PROTO_ICMPV6_TYPE, CTA_PROTO_ICMP_CODE, CTA_PROTO_ICMP_ID,
   CTA_PROTO_ICMP_TYPE, CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_STATUS, CTA_STATUS_MASK,
   CTA_TUPLE_IP, CTA_TUPLE_ORIG, CTA_TUPLE_PROTO, CTA_TUPLE_REPLY, CTA_ZONE, Family,
-  IPPROTO_ICMP, IPPROTO_ICMPV6, PORT_PROTOS, Proto, STATUS_NAMES, StatusFlag,
+  IPPROTO_ICMP, IPPROTO_ICMPV6, IPS_DST_NAT_DONE_BIT, IPS_SRC_NAT_DONE_BIT, PORT_PROTOS, STATUS_NAMES, StatusFlag,
 } from '../wire/enums';
 import { Prefix, parsePrefix, prefixContains, parseAddress } from '../common/address';
 import { invalid } from '../common/errors';
-import { checkU16, checkU32, checkU8 } from '../common/validate';
+import { checkU16, checkU32, checkU8, show } from '../common/validate';
 import { AttrWriter } from '../wire/netlink';
 import { checkPort, protoNumber } from './tuple';
 import type { Flow } from './flow';
+import type { ProtoSpec } from './protocols';
+import { acceptedStates, canonicalState, stateNames } from './states';
 
 export interface TupleFilter {
   /** Address or prefix (`'10.0.0.1'`, `'10.0.0.0/8'`, `'fd00::/8'`). */
@@ -37,7 +39,8 @@ export interface TupleFilter {
 export interface FlowFilter {
   /** Default: both. */
   family?: Family;
-  proto?: Proto | number;
+  /** A name (built-in, or from /etc/protocols such as 'igmp') or a number 0-255. */
+  proto?: ProtoSpec;
   /** Exact mark, or `{ value, mask }`: matches when (flow.mark & mask) === value. */
   mark?: number | { value: number; mask: number };
   zone?: number;
@@ -45,10 +48,39 @@ export interface FlowFilter {
    * Status flags: an array means all listed flags are set; `{ set, unset }` also
    * requires the `unset` flags to be clear.
    */
-  status?: StatusFlag[] | { set?: StatusFlag[]; unset?: StatusFlag[] };
+  status?: readonly StatusFlag[] | { set?: readonly StatusFlag[]; unset?: readonly StatusFlag[] };
   orig?: TupleFilter;
   reply?: TupleFilter;
+  /**
+   * TCP, SCTP or DCCP state name (or several: any of them), as Flow.state shows it, e.g.
+   * 'ESTABLISHED'. The conntrack CLI's aliases are accepted too: LISTEN (TCP, = SYN_SENT2)
+   * and SHUTDOWN_RECV (SCTP, = SHUTDOWN_RECD). With `proto`, names are checked against that
+   * protocol's states.
+   */
+  state?: string | string[];
+  /**
+   * Translated entries, as `conntrack --src-nat/--dst-nat/--any-nat` selects them: 'src'
+   * when the source was rewritten (the reply goes to another address or port than the
+   * original came from), 'dst' when the destination was, 'any' for either. IPv4 and IPv6.
+   */
+  nat?: 'src' | 'dst' | 'any';
+  /**
+   * The address the entry was translated to (SNAT: reply.dst; DNAT: reply.src), or a
+   * prefix; implies `nat: 'any'` when `nat` is not given. Like the CLI, an address only
+   * matches when it differs from the original one.
+   */
+  natAddress?: string;
+  /** The port the entry was translated to (SNAT: reply.dport; DNAT: reply.sport). */
+  natPort?: number;
+  /**
+   * Which kernel list to read (list and dump only): 'conntrack' (default), 'dying' or
+   * 'unconfirmed'. See docs/dump.md for what Linux answers for the last two.
+   */
+  table?: FlowTable;
 }
+
+/** The kernel lists a dump can read. */
+export type FlowTable = 'conntrack' | 'dying' | 'unconfirmed';
 
 interface CompiledTuple {
   src?: Prefix;
@@ -70,10 +102,55 @@ export interface CompiledFilter {
   match(flow: Flow): boolean;
   /** True when the filter asks nothing (every flow matches). */
   empty: boolean;
+  /**
+   * True when `nfFamily` and `kernelAttrs` select exactly the matching entries on any
+   * kernel (only family and mark, long-standing dump filters): what a request that acts on
+   * every entry it dumps (zeroing counters) may rely on.
+   */
+  kernelExact: boolean;
+  /** The kernel list to read. */
+  table: FlowTable;
   source: FlowFilter;
 }
 
-const KNOWN_KEYS = new Set(['family', 'proto', 'mark', 'zone', 'status', 'orig', 'reply']);
+export interface CompileOptions {
+  /** Accept `table` other than 'conntrack' (dumps only). */
+  tables?: boolean;
+}
+
+const KNOWN_KEYS = new Set(['family', 'proto', 'mark', 'zone', 'status', 'orig', 'reply', 'state', 'nat', 'natAddress', 'natPort', 'table']);
+const TABLES: readonly FlowTable[] = ['conntrack', 'dying', 'unconfirmed'];
+const SRC_NAT_DONE = 1 << IPS_SRC_NAT_DONE_BIT;
+const DST_NAT_DONE = 1 << IPS_DST_NAT_DONE_BIT;
+
+/** A validated NAT filter: which sides, and the translated address and port asked for. */
+interface NatCheck {
+  src: boolean;
+  dst: boolean;
+  address?: Prefix;
+  port?: number;
+}
+
+/**
+ * One side of the CLI's filter_nat(): with neither address nor port, "was translated" (the
+ * address or the port differs); with an address, that it differs and equals (is inside)
+ * `address`; with a port, that it differs and equals `port`; with both, both.
+ */
+function natSide(n: NatCheck, done: boolean, origAddr: string, newAddr: string, origPort: number | undefined, newPort: number | undefined, family: Family): boolean {
+  if (!done) return false;
+  const addrChanged = origAddr !== newAddr;
+  const portChanged = origPort !== newPort;
+  if (n.address === undefined && n.port === undefined) return addrChanged || portChanged;
+  if (n.address !== undefined && !(addrChanged && prefixMatch(n.address, newAddr, family))) return false;
+  if (n.port !== undefined && !(portChanged && newPort === n.port)) return false;
+  return true;
+}
+
+function natMatches(n: NatCheck, f: Flow): boolean {
+  const src = n.src && natSide(n, (f.statusBits & SRC_NAT_DONE) !== 0, f.orig.src, f.reply.dst, f.orig.sport, f.reply.dport, f.family);
+  if (src) return true;
+  return n.dst && natSide(n, (f.statusBits & DST_NAT_DONE) !== 0, f.orig.dst, f.reply.src, f.orig.dport, f.reply.sport, f.family);
+}
 const TUPLE_KEYS = new Set(['src', 'dst', 'sport', 'dport', 'icmp', 'zone']);
 
 /** Status names to bits; throws naming the field on an unknown name. */
@@ -190,7 +267,7 @@ function encodeTupleFilter(w: AttrWriter, attr: number, ct: CompiledTuple, famil
 }
 
 /** Validates a filter and compiles it. Throws ConntrackError naming the bad field. */
-export function compileFilter(filter: FlowFilter | undefined, field = 'filter'): CompiledFilter {
+export function compileFilter(filter: FlowFilter | undefined, field = 'filter', options: CompileOptions = {}): CompiledFilter {
   const source = filter ?? {};
   if (filter !== undefined && (filter === null || typeof filter !== 'object' || Array.isArray(filter))) {
     throw invalid(field, 'must be an object such as { family: "ipv4", proto: "tcp" }');
@@ -241,6 +318,42 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter'):
   if (source.orig !== undefined) ({ ct: orig, family } = compileTuple(source.orig, `${field}.orig`, family, protonum));
   if (source.reply !== undefined) ({ ct: reply, family } = compileTuple(source.reply, `${field}.reply`, family, protonum));
 
+  let states: Set<string> | undefined;
+  if (source.state !== undefined) {
+    const list = Array.isArray(source.state) ? source.state : [source.state];
+    if (list.length === 0) throw invalid(`${field}.state`, "must be a state name such as 'ESTABLISHED' or a non-empty array of them");
+    if (protonum !== undefined && !stateNames(protonum)) throw invalid(`${field}.state`, `protocol ${protonum} has no state; state is for tcp, sctp and dccp`);
+    states = new Set();
+    list.forEach((v, i) => {
+      const at = Array.isArray(source.state) ? `${field}.state[${i}]` : `${field}.state`;
+      const name = typeof v === 'string' ? canonicalState(v, protonum) : undefined;
+      if (!name) throw invalid(at, `unknown state ${show(v)}${protonum !== undefined ? ' for this protocol' : ''}: use one of ${acceptedStates(protonum).join(', ')}`);
+      states!.add(name);
+    });
+  }
+
+  let nat: NatCheck | undefined;
+  if (source.nat !== undefined || source.natAddress !== undefined || source.natPort !== undefined) {
+    const side = source.nat ?? 'any';
+    if (side !== 'src' && side !== 'dst' && side !== 'any') throw invalid(`${field}.nat`, `must be 'src', 'dst' or 'any', got ${show(side)}`);
+    nat = { src: side !== 'dst', dst: side !== 'src' };
+    if (source.natAddress !== undefined) {
+      const p = typeof source.natAddress === 'string' ? parsePrefix(source.natAddress) : undefined;
+      if (!p) throw invalid(`${field}.natAddress`, `not an address or prefix: ${show(source.natAddress)} (e.g. '192.0.2.1', '2001:db8::/64')`);
+      if (family && p.family !== family) throw invalid(`${field}.natAddress`, `is ${p.family} but the filter is for ${family}`);
+      family = p.family;
+      nat.address = p;
+    }
+    if (source.natPort !== undefined) {
+      if (protonum !== undefined && !PORT_PROTOS.has(protonum)) throw invalid(`${field}.natPort`, `protocol ${protonum} has no ports`);
+      nat.port = checkPort(source.natPort, `${field}.natPort`);
+    }
+  }
+
+  const table = source.table ?? 'conntrack';
+  if (!TABLES.includes(table)) throw invalid(`${field}.table`, `must be 'conntrack', 'dying' or 'unconfirmed', got ${show(table)}`);
+  if (table !== 'conntrack' && !options.tables) throw invalid(`${field}.table`, `only list() and dump() read the ${table} table; this operation works on the conntrack table`);
+
   // Kernel side.
   const w = new AttrWriter();
   if (markValue !== undefined) w.u32(CTA_MARK, markValue).u32(CTA_MARK_MASK, markMask);
@@ -266,9 +379,13 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter'):
     if ((f.statusBits & statusSet) !== statusSet || (f.statusBits & statusUnset) !== 0) return false;
     if (orig && !tupleMatches(orig, f.orig, f.family)) return false;
     if (reply && !tupleMatches(reply, f.reply, f.family)) return false;
+    if (states && (f.state === undefined || !states.has(f.state))) return false;
+    if (nat && !natMatches(nat, f)) return false;
     return true;
   };
   const empty = family === undefined && protonum === undefined && markValue === undefined && zone === undefined &&
-    statusSet === 0 && statusUnset === 0 && orig === undefined && reply === undefined;
-  return { nfFamily, kernelAttrs: w.finish(), match, empty, source };
+    statusSet === 0 && statusUnset === 0 && orig === undefined && reply === undefined && states === undefined && nat === undefined;
+  const kernelExact = protonum === undefined && zone === undefined && statusSet === 0 && statusUnset === 0 &&
+    orig === undefined && reply === undefined && states === undefined && nat === undefined;
+  return { nfFamily, kernelAttrs: w.finish(), match, empty, kernelExact, table, source };
 }

@@ -21,6 +21,7 @@ import {
 } from '../wire/enums';
 import { ProtoTuple, Tuple, protoName, readTuple, tupleScratch } from './tuple';
 import { NFNL_ATTR_OFFSET, align4, readString } from '../wire/netlink';
+import { jsonCopy } from '../common/json';
 
 export interface Counter {
   packets: bigint;
@@ -31,9 +32,9 @@ export interface TcpInfo {
   state: string;
   wscaleOrig?: number;
   wscaleReply?: number;
-  /** IP_CT_TCP_FLAG_* names set in the original direction. */
-  flagsOrig?: string[];
-  flagsReply?: string[];
+  /** IP_CT_TCP_FLAG_* names set in the original direction (frozen, shared). */
+  flagsOrig?: readonly string[];
+  flagsReply?: readonly string[];
 }
 
 export interface SctpInfo {
@@ -67,8 +68,11 @@ export interface Flow {
   proto: Proto | number;
   orig: Tuple;
   reply: Tuple;
-  /** Status flag names without the IPS_ prefix, e.g. 'ASSURED'. */
-  status: StatusFlag[];
+  /**
+   * Status flag names without the IPS_ prefix, e.g. 'ASSURED'. In decoded flows the list is
+   * frozen and shared by every flow with the same status word.
+   */
+  status: readonly StatusFlag[];
   /** The raw CTA_STATUS bits. */
   statusBits: number;
   /** Seconds until expiry. */
@@ -104,28 +108,68 @@ function familyOf(nfFamily: number): Family {
   return nfFamily === AF_INET6 ? 'ipv6' : 'ipv4';
 }
 
-function flagNames(bits: number): string[] {
-  const out: string[] = [];
-  for (let b = 1; b <= 0x80; b <<= 1) if (bits & b) out.push(TCP_FLAG_NAMES[b]);
-  return out;
+// TCP flag bytes and status words take few values: each distinct list is made once, frozen
+// and shared by every flow that has it (an array per flow would cost ~70 bytes).
+const flagCache: (readonly string[] | undefined)[] = new Array(256);
+function flagNames(bits: number): readonly string[] {
+  let names = flagCache[bits];
+  if (names === undefined) {
+    const out: string[] = [];
+    for (let b = 1; b <= 0x80; b <<= 1) if (bits & b) out.push(TCP_FLAG_NAMES[b]);
+    names = flagCache[bits] = Object.freeze(out);
+  }
+  return names;
 }
 
-/** Status bits to names. */
+/** Status bits to names (a new, mutable array). */
 export function statusNames(bits: number): StatusFlag[] {
   const out: StatusFlag[] = [];
   for (let i = 0; i < STATUS_NAMES.length; i++) if (bits & (1 << i)) out.push(STATUS_NAMES[i]);
   return out;
 }
 
-// A table has few distinct status words; decoding copies a cached name list.
-const statusCache = new Map<number, StatusFlag[]>();
-function cachedStatusNames(bits: number): StatusFlag[] {
+const statusCache = new Map<number, readonly StatusFlag[]>();
+/** The shared, frozen name list for a status word (uncommon words beyond 4096 get their own). */
+export function sharedStatusNames(bits: number): readonly StatusFlag[] {
   let names = statusCache.get(bits);
   if (names === undefined) {
-    names = statusNames(bits);
+    names = Object.freeze(statusNames(bits));
     if (statusCache.size < 4096) statusCache.set(bits, names);
   }
-  return names.slice();
+  return names;
+}
+
+/**
+ * The prototype of decoded flows. The fields every entry has are own properties set in one
+ * order (one hidden class); the optional ones are added only when the kernel sent them.
+ */
+class FlowRecord {
+  constructor(family: Family) {
+    const f = this as unknown as Flow;
+    f.id = 0;
+    f.family = family;
+    f.proto = 0;
+    f.orig = EMPTY_TUPLE;
+    f.reply = EMPTY_TUPLE;
+    f.status = NO_STATUS;
+    f.statusBits = 0;
+    f.timeout = 0;
+    f.mark = 0;
+    f.zone = 0;
+    f.use = 0;
+  }
+
+  /** For JSON.stringify: the same fields, bigints (counters, timestamps) as decimal strings. */
+  toJSON(): Record<string, unknown> {
+    return jsonCopy(this);
+  }
+}
+
+/** A new flow object of the decoded shape (for code that builds one from parts, such as a merge). */
+export function newFlow(fields: Flow): Flow {
+  const f = new FlowRecord(fields.family) as unknown as Flow;
+  Object.assign(f, fields);
+  return f;
 }
 
 const u16le = (b: Buffer, p: number): number => b[p] | (b[p + 1] << 8);
@@ -235,34 +279,7 @@ function pushUnknown(flow: Flow, type: number): void {
 export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
   const end = off + len;
   const nfFamily = buf[off + 16];
-  const flow: Flow = {
-    id: 0,
-    family: familyOf(nfFamily),
-    proto: 0,
-    orig: EMPTY_TUPLE,
-    reply: EMPTY_TUPLE,
-    status: NO_STATUS,
-    statusBits: 0,
-    timeout: 0,
-    mark: 0,
-    zone: 0,
-    use: 0,
-    state: undefined,
-    tcp: undefined,
-    sctp: undefined,
-    dccp: undefined,
-    counters: undefined,
-    timestamp: undefined,
-    eventTimestamp: undefined,
-    labels: undefined,
-    helper: undefined,
-    secctx: undefined,
-    secmark: undefined,
-    seqAdj: undefined,
-    synproxy: undefined,
-    master: undefined,
-    unknown: undefined,
-  };
+  const flow = new FlowRecord(familyOf(nfFamily)) as unknown as Flow;
   let p = off + NFNL_ATTR_OFFSET;
   while (p + 4 <= end) {
     const l = u16le(buf, p);
@@ -292,7 +309,7 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
       case CTA_STATUS:
         if (l >= 8) {
           flow.statusBits = u32be(buf, s);
-          flow.status = cachedStatusNames(flow.statusBits);
+          flow.status = sharedStatusNames(flow.statusBits);
         }
         break;
       case CTA_TIMEOUT: if (l >= 8) flow.timeout = u32be(buf, s); break;
@@ -388,12 +405,11 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
     }
     p += align4(l);
   }
-  if (flow.status === NO_STATUS) flow.status = [];
   return flow;
 }
 
-// Placeholder until CTA_STATUS is read (saves allocating an array that is replaced).
-const NO_STATUS: StatusFlag[] = [];
+// The status of a flow whose message has no CTA_STATUS (DESTROY events).
+const NO_STATUS: readonly StatusFlag[] = Object.freeze([]);
 
 const EMPTY_TUPLE: Tuple = Object.freeze({ src: '', dst: '' }) as Tuple;
 

@@ -18,9 +18,10 @@ import { ConntrackError, invalid } from '../common/errors';
 import type { Handle } from '../wire/handle';
 import { Settings } from '../stats/settings';
 import { dumpFlows } from './dump';
+import { FlowTable } from './flow-table';
 import { FlowEvent, FlowEventStream } from './events';
 import type { FlowFilter } from './filter';
-import type { Flow } from './flow';
+import { Flow, newFlow } from './flow';
 import type { IcmpTuple } from './tuple';
 import { protoNumber } from './tuple';
 
@@ -75,6 +76,9 @@ export interface ResyncInfo {
   durationMs: number;
 }
 
+/** Events buffered during a resync's dump before it gives up on them and dumps again (at least). */
+const MAX_PENDING = 65536;
+
 const MIRROR_KEYS = new Set(['filter', 'receiveBufferSize', 'growBuffer', 'signal', 'refreshInterval']);
 
 /** Fields an UPDATE event leaves out when they did not change: kept from the previous copy. */
@@ -107,7 +111,9 @@ function changed(a: Flow, b: Flow): boolean {
 export class Mirror extends EventEmitter implements Iterable<Flow> {
   /** Resolves when the first dump has been applied; rejects if it failed. */
   readonly ready: Promise<void>;
-  private table = new Map<string, Flow>();
+  private table = new FlowTable(flowKey);
+  /** During a resync: the entries the dump has not confirmed yet (see runSync). */
+  private unseen: FlowTable | undefined;
   private byId = new Map<number, Flow | Flow[]>();
   private readonly stream: FlowEventStream;
   private pending: FlowEvent[] | undefined;
@@ -143,8 +149,12 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       growBuffer: options.growBuffer,
     });
     this.stream.on('event', (ev: FlowEvent) => {
-      if (this.pending) this.pending.push(ev);
-      else this.apply(this.table, this.byId, ev, true);
+      if (this.pending === undefined) this.apply(this.table, this.byId, ev, true);
+      else if (!this.again) {
+        this.pending.push(ev);
+        // More events than entries while one dump runs: cheaper to dump again than to hold them.
+        if (this.pending.length > Math.max(MAX_PENDING, this.size)) this.requestResync();
+      }
     });
     this.stream.on('lost', () => this.requestResync());
     this.stream.on('error', (err: ConntrackError) => this.fail(err));
@@ -161,7 +171,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
 
   /** Entries in the mirror. */
   get size(): number {
-    return this.table.size;
+    return this.table.size + (this.unseen?.size ?? 0);
   }
 
   /** Events the kernel dropped for the mirror's socket (each loss triggers a resync). */
@@ -199,11 +209,15 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     }
     if ((key as Flow).orig !== undefined) {
       const f = key as Flow;
-      const hit = this.table.get(flowKey(f));
+      const hit = this.lookup(flowKey(f));
       return hit !== undefined && (f.id === undefined || f.id === 0 || hit.id === f.id) ? hit : undefined;
     }
     const k = this.tupleKey(key as TupleKey);
-    return k === undefined ? undefined : this.table.get(k);
+    return k === undefined ? undefined : this.lookup(k);
+  }
+
+  private lookup(k: string): Flow | undefined {
+    return this.table.get(k) ?? this.unseen?.get(k);
   }
 
   /** Every entry with kernel id `id` (usually one). */
@@ -217,11 +231,16 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   }
 
   values(): IterableIterator<Flow> {
-    return this.table.values();
+    return this.unseen === undefined ? this.table.values() : this.both(this.table, this.unseen);
   }
 
   [Symbol.iterator](): IterableIterator<Flow> {
-    return this.table.values();
+    return this.values();
+  }
+
+  private *both(a: FlowTable, b: FlowTable): IterableIterator<Flow> {
+    yield* a.values();
+    yield* b.values();
   }
 
   private tupleKey(t: TupleKey): string | undefined {
@@ -271,7 +290,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     // Read the namespace's setting while the first dump runs.
     const decided = every !== undefined
       ? Promise.resolve(every)
-      : new Settings(this.ct.netns).get().then((s) => (s.events === true ? 0 : DEFAULT_REFRESH_INTERVAL), () => DEFAULT_REFRESH_INTERVAL);
+      : new Settings(this.ct.netnsFile).get().then((s) => (s.events === true ? 0 : DEFAULT_REFRESH_INTERVAL), () => DEFAULT_REFRESH_INTERVAL);
     await this.sync('initial');
     this.interval = Math.floor(await decided);
     this.schedule();
@@ -290,7 +309,10 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   private requestResync(): void {
     if (this.closed) return;
     if (this.syncing) {
+      // Another dump follows this one, so the events buffered for it can no longer make it
+      // exact: drop them (and buffer no more) instead of holding them through a flood.
       this.again = true;
+      if (this.pending) this.pending.length = 0;
       return;
     }
     this.sync('lost').catch(() => undefined);
@@ -306,53 +328,85 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     return run;
   }
 
+  /**
+   * Dumps and reconciles in place, holding one copy of the table: the current entries move
+   * to `unseen`, each dumped entry replaces its old copy in `table` as it arrives (emitting
+   * 'add' / 'update' for differences), and what is left in `unseen` afterwards is gone.
+   * Every entry is in exactly one of the two maps, so lookups see the whole table meanwhile.
+   * Events that arrive during the dump are applied after it, in order.
+   */
   private async runSync(reason: ResyncInfo['reason']): Promise<ResyncInfo | undefined> {
     this.syncing = true;
     const started = Date.now();
     this.pending = [];
-    let flows: Flow[];
-    try {
-      flows = await dumpFlows(this.ct, this.filter, {}).toArray();
-    } catch (err) {
-      this.pending = undefined;
-      this.syncing = false;
-      if (this.closed) return undefined;
-      this.fail(err as ConntrackError);
-      throw err;
-    }
-    if (this.closed) return undefined;
-    const table = new Map<string, Flow>();
-    const byId = new Map<number, Flow | Flow[]>();
-    for (const f of flows) this.put(table, byId, flowKey(f), f);
-    const replay = this.pending;
-    this.pending = undefined;
-    for (const ev of replay) this.apply(table, byId, ev, false);
-    const old = this.table;
+    const emit = reason !== 'initial';
+    const unseen = this.table;
+    const table = new FlowTable(flowKey);
     this.table = table;
-    this.byId = byId;
+    this.unseen = unseen;
+    const byId = this.byId;
     let added = 0;
     let updated = 0;
     let removed = 0;
-    if (reason !== 'initial') {
-      if (reason === 'lost') this.resyncs++;
-      else this.refreshes++;
-      for (const [k, f] of table) {
-        const prev = old.get(k);
+    const restore = (): void => {
+      for (const f of unseen.values()) {
+        const k = flowKey(f);
+        if (!table.has(k)) table.set(k, f);
+      }
+      this.unseen = undefined;
+      this.pending = undefined;
+      this.syncing = false;
+    };
+    try {
+      for await (const f of dumpFlows(this.ct, this.filter, {})) {
+        if (this.closed) break;
+        const k = flowKey(f);
+        let prev = unseen.get(k);
+        if (prev !== undefined) unseen.delete(k);
+        else prev = table.get(k); // the same tuple twice: an entry replaced during the dump
+        if (prev !== undefined && !changed(prev, f)) {
+          // Unchanged (id, status, mark, state): keep the copy held, so a resync allocates
+          // only for what changed (the old objects would otherwise be garbage in the old
+          // generation, doubling the heap until a full collection).
+          table.set(k, prev);
+          continue;
+        }
+        if (prev !== undefined) this.unindex(byId, prev);
+        table.set(k, f);
+        index(byId, f);
+        if (!emit) continue;
         if (prev === undefined) {
           added++;
           this.emitUser('add', f);
-        } else if (changed(prev, f)) {
+        } else {
           updated++;
           this.emitUser('update', f, prev);
         }
       }
-      for (const [k, f] of old) {
-        if (!table.has(k)) {
-          removed++;
-          this.emitUser('delete', f);
-        }
+    } catch (err) {
+      restore();
+      if (this.closed) return undefined;
+      this.fail(err as ConntrackError);
+      throw err;
+    }
+    if (this.closed) {
+      restore();
+      return undefined;
+    }
+    this.unseen = undefined;
+    for (const f of unseen.values()) {
+      this.unindex(byId, f);
+      if (emit) {
+        removed++;
+        this.emitUser('delete', f);
       }
     }
+    unseen.clear();
+    const replay = this.pending;
+    this.pending = undefined;
+    for (const ev of replay) this.apply(table, byId, ev, emit);
+    if (reason === 'lost') this.resyncs++;
+    else if (reason === 'refresh') this.refreshes++;
     this.syncing = false;
     const info: ResyncInfo = {
       reason, lost: this.stream.lost, added, updated, removed, size: table.size, replayed: replay.length,
@@ -366,14 +420,11 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     return info;
   }
 
-  private put(table: Map<string, Flow>, byId: Map<number, Flow | Flow[]>, k: string, f: Flow): Flow | undefined {
+  private put(table: FlowTable, byId: Map<number, Flow | Flow[]>, k: string, f: Flow): Flow | undefined {
     const prev = table.get(k);
     if (prev !== undefined) this.unindex(byId, prev);
     table.set(k, f);
-    const cur = byId.get(f.id);
-    if (cur === undefined) byId.set(f.id, f);
-    else if (Array.isArray(cur)) cur.push(f);
-    else byId.set(f.id, [cur, f]);
+    index(byId, f);
     return prev;
   }
 
@@ -387,7 +438,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
     }
   }
 
-  private apply(table: Map<string, Flow>, byId: Map<number, Flow | Flow[]>, ev: FlowEvent, emit: boolean): void {
+  private apply(table: FlowTable, byId: Map<number, Flow | Flow[]>, ev: FlowEvent, emit: boolean): void {
     const f = ev.flow;
     const k = flowKey(f);
     const prev = table.get(k);
@@ -396,7 +447,13 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
       if (prev === undefined || prev.id !== f.id) return;
       table.delete(k);
       this.unindex(byId, prev);
-      if (emit) this.emitUser('delete', { ...merge(prev, f), status: prev.status, statusBits: prev.statusBits, timeout: 0 });
+      if (emit) {
+        const gone = merge(prev, f);
+        gone.status = prev.status;
+        gone.statusBits = prev.statusBits;
+        gone.timeout = 0;
+        this.emitUser('delete', gone);
+      }
       return;
     }
     const next = prev !== undefined && prev.id === f.id ? merge(prev, f) : f;
@@ -445,9 +502,16 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   }
 }
 
+function index(byId: Map<number, Flow | Flow[]>, f: Flow): void {
+  const cur = byId.get(f.id);
+  if (cur === undefined) byId.set(f.id, f);
+  else if (Array.isArray(cur)) cur.push(f);
+  else byId.set(f.id, [cur, f]);
+}
+
 /** The newer description of an entry, with fields the event left out taken from the older. */
 function merge(prev: Flow, next: Flow): Flow {
-  const out: Flow = { ...next };
+  const out = newFlow(next);
   for (const key of CARRIED) {
     if (out[key] === undefined && prev[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = prev[key];
   }

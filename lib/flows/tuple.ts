@@ -13,6 +13,7 @@ import { formatIPv4Cached, formatIPv6, parseAddress } from '../common/address';
 import { AttrWriter } from '../wire/netlink';
 import { invalid } from '../common/errors';
 import { checkInt } from '../common/validate';
+import { protocolByName } from './protocols';
 
 export interface IcmpTuple {
   type: number;
@@ -115,14 +116,18 @@ export function readTuple(buf: Buffer, start: number, end: number): Tuple {
   }
   tupleScratch.family = family;
   tupleScratch.protonum = protonum;
-  return {
-    src,
-    dst,
-    sport,
-    dport,
-    icmp: itype >= 0 || iid >= 0 ? { type: itype < 0 ? 0 : itype, code: icode < 0 ? 0 : icode, id: iid < 0 ? 0 : iid } : undefined,
-    zone,
-  };
+  // Only the keys the tuple has (a port tuple is { src, dst, sport, dport }): two shapes
+  // cover nearly every flow, and absent keys cost no memory.
+  let t: Tuple;
+  if (itype >= 0 || iid >= 0) t = { src, dst, icmp: { type: itype < 0 ? 0 : itype, code: icode < 0 ? 0 : icode, id: iid < 0 ? 0 : iid } };
+  else if (sport !== undefined && dport !== undefined) t = { src, dst, sport, dport };
+  else {
+    t = { src, dst };
+    if (sport !== undefined) t.sport = sport;
+    if (dport !== undefined) t.dport = dport;
+  }
+  if (zone !== undefined) t.zone = zone;
+  return t;
 }
 
 /** Decodes a CTA_TUPLE_* nest whose payload is buf[start, end). Never throws. */
@@ -142,10 +147,10 @@ export function protoNumber(proto: unknown, field: string): number {
     return checkInt(proto, 0, 255, field, 'protocol number');
   }
   if (typeof proto === 'string') {
-    const n = PROTO_NUMBERS[proto.toLowerCase() as Proto];
+    const n = protocolByName(proto);
     if (n !== undefined) return n;
   }
-  throw invalid(field, `unknown protocol ${JSON.stringify(proto)}: use one of ${Object.keys(PROTO_NUMBERS).join(', ')} or a number 0-255`);
+  throw invalid(field, `unknown protocol ${JSON.stringify(proto)}: use one of ${Object.keys(PROTO_NUMBERS).join(', ')}, a name from /etc/protocols, or a number 0-255`);
 }
 
 export function checkPort(v: unknown, field: string): number {

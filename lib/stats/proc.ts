@@ -6,8 +6,8 @@
 import { promises as fsp } from 'fs';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
-import { procNetDir, resolveNetns, sameNetnsAsCaller } from '../common/netns';
-import { runInNetns } from '../common/netns-job';
+import { getSystemErrorName } from 'util';
+import { Netns, type NetnsOption, namespaceFiles } from '../common/netns';
 
 /** The parsed `/proc/net/stat/nf_conntrack`, keyed by the kernel's own column names. */
 export interface ProcStats {
@@ -25,12 +25,12 @@ export interface ReadProcStatsOptions {
   /** A file to read instead of `/proc/net/stat/nf_conntrack` (e.g. a captured copy). */
   path?: string;
   /**
-   * Another network namespace, named like `Conntrack.open({ netns })`: a pid, a
-   * `/proc/PID/ns/net` path, a bind mount such as `/var/run/netns/NAME`, or a name under
-   * /var/run/netns. A pid (or `/proc/PID/ns/net`) is read through `/proc/PID/net/...`;
-   * other paths are entered with `nsenter` in a short-lived child process.
+   * Another network namespace, named like `Conntrack.open({ netns })`: a name under
+   * /var/run/netns, a path (`/proc/PID/ns/net`, a bind mount such as
+   * `/var/run/netns/NAME`), a pid, or `{ fd }`. The file is read by a native helper
+   * thread that joins the namespace (which needs CAP_SYS_ADMIN over it).
    */
-  netns?: string | number;
+  netns?: NetnsOption;
   /** Cancels the read. */
   signal?: AbortSignal;
 }
@@ -96,21 +96,27 @@ export async function readProcStats(pathOrOptions: string | ReadProcStatsOptions
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('signal', 'must be an AbortSignal');
   if (signal?.aborted) throw abortError('readProcStats', signal);
 
-  let text: string;
-  const nsPath = resolveNetns(options.netns);
-  if (nsPath === undefined || (await sameNetnsAsCaller(nsPath))) {
-    text = await readText(options.path ?? PROC_STATS_PATH, signal);
-  } else {
-    const dir = procNetDir(nsPath);
-    if (dir !== undefined) {
-      text = await readText(`${dir}/stat/nf_conntrack`, signal);
-    } else {
-      const [res] = await runInNetns(nsPath, [{ op: 'read', file: PROC_STATS_PATH }], signal);
-      if (res.error) throw procReadError(PROC_STATS_PATH, res.error.code, res.error.errno);
-      text = res.value ?? '';
-    }
+  if (options.netns === undefined) return parseProcStats(await readText(options.path ?? PROC_STATS_PATH, signal));
+  const ns = Netns.open(options.netns);
+  try {
+    return parseProcStats(await readInNetns(ns));
+  } finally {
+    ns.close();
   }
-  return parseProcStats(text);
+}
+
+/**
+ * The statistics file as a thread in `ns` sees it: /proc/thread-self/net follows the
+ * reading thread's namespace (/proc/net follows the thread group leader's).
+ */
+async function readInNetns(ns: Netns): Promise<string> {
+  const file = '/proc/thread-self/net/stat/nf_conntrack';
+  const [res] = await namespaceFiles(ns, [{ op: 'read', path: file }], 'readProcStats');
+  if (!res.ok) {
+    const errno = res.errno ?? 5;
+    throw procReadError(`${file} in network namespace ${ns.label}`, getSystemErrorName(-errno), errno);
+  }
+  return res.data ?? '';
 }
 
 async function readText(file: string, signal: AbortSignal | undefined): Promise<string> {

@@ -2,12 +2,16 @@
  * The nf_conntrack sysctls (/proc/sys/net/netfilter/nf_conntrack_*) of a network
  * namespace: read as one typed object, written all-or-nothing.
  *
- * Another namespace's sysctls are read and written by a file job in that namespace
- * (common/netns-job.ts).
+ * A sysctl file shows the namespace of the thread that opens it, so another namespace's
+ * sysctls are read and written by netnsFiles() of the addon, on a helper thread that joins
+ * the namespace (the JavaScript thread never changes namespace).
  */
+import { getSystemErrorName } from 'util';
+import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
-import { NetnsOp, NetnsResult, runJob } from '../common/netns-job';
+import { type Netns, namespaceFiles } from '../common/netns';
 import { checkBoolean, checkInt, show } from '../common/validate';
+import type { NetnsFileOp } from '../wire/native';
 
 export const SYSCTL_DIR = '/proc/sys/net/netfilter';
 const PREFIX = 'nf_conntrack_';
@@ -191,10 +195,18 @@ function encode(key: string, value: unknown): string {
   }
 }
 
+/** Why a set() was refused: the stage, the errno and the file's mode bits. */
+interface Refusal {
+  stage: 'check' | 'write';
+  errno: number;
+  mode?: number;
+  rolledBack?: boolean;
+}
+
 /** Reads and, where the kernel allows it, writes the nf_conntrack sysctls of one namespace. */
 export class Settings {
   /** @internal */
-  constructor(private readonly netnsPath: string | undefined) {}
+  constructor(private readonly ns: Netns | undefined) {}
 
   /**
    * Reads every nf_conntrack sysctl of the namespace.
@@ -204,20 +216,23 @@ export class Settings {
    * console.log(`${s.count} of ${s.max} entries, accounting ${s.acct ? 'on' : 'off'}`);
    */
   async get(options: { signal?: AbortSignal } = {}): Promise<ConntrackSettings> {
-    const [snap] = await runJob(this.netnsPath, [{ op: 'snapshot', dir: SYSCTL_DIR, prefix: PREFIX }], options.signal);
-    if (snap.error) {
-      throw new ConntrackError(snap.error.code === 'ENOENT' ? 'ERR_UNSUPPORTED' : snap.error.code,
-        `reading ${SYSCTL_DIR} failed: ${snap.error.code}${snap.error.code === 'ENOENT' ? ' (is the nf_conntrack module loaded?)' : ''}`,
-        { errno: snap.error.errno, syscall: 'readdir' });
+    if (options.signal?.aborted) throw abortError('settings.get', options.signal);
+    const [list] = await namespaceFiles(this.ns, [{ op: 'list', path: SYSCTL_DIR, prefix: PREFIX, read: true }], 'settings.get');
+    if (options.signal?.aborted) throw abortError('settings.get', options.signal);
+    if (!list.ok) {
+      const code = getSystemErrorName(-(list.errno ?? 5));
+      throw new ConntrackError(code === 'ENOENT' ? 'ERR_UNSUPPORTED' : code,
+        `reading ${SYSCTL_DIR} failed: ${code}${code === 'ENOENT' ? ' (is the nf_conntrack module loaded?)' : ''}`,
+        { errno: list.errno, syscall: list.syscall ?? 'opendir' });
     }
     const extra: Record<string, string> = {};
     const out: Record<string, unknown> = { extra };
-    for (const e of snap.entries ?? []) {
-      if (e.value === undefined) continue;
+    for (const e of list.entries ?? []) {
+      if (e.isDirectory || e.data === undefined) continue;
       const d = BY_FILE.get(e.name.slice(PREFIX.length));
-      const v = d ? decode(d, e.value) : undefined;
+      const v = d ? decode(d, e.data) : undefined;
       if (d && v !== undefined) out[d.key] = v;
-      else extra[e.name] = e.value.trim();
+      else extra[e.name] = e.data.trim();
     }
     if (out.max === undefined || out.count === undefined) {
       throw new ConntrackError('ERR_UNSUPPORTED', `${SYSCTL_DIR} has no nf_conntrack_max/nf_conntrack_count: is the nf_conntrack module loaded?`);
@@ -227,9 +242,10 @@ export class Settings {
 
   /**
    * Changes settings, all or nothing: every value is validated before anything is
-   * written, every file is checked for write access before the first write, and if the
-   * kernel refuses a write the ones already made are put back. Resolves with the previous
-   * values of the settings it changed (pass them to set() again to restore).
+   * written, every file is read and checked for write access before the first write, and
+   * if the kernel refuses a write the ones already made are put back. Resolves with the
+   * previous values of the settings it changed (pass them to set() again to restore).
+   * A signal is honoured before the first write, never between writes.
    *
    * Refusals: ERR_INVALID_ARGUMENT (bad value; `field` names it), ERR_UNSUPPORTED (the
    * kernel has no such sysctl), EACCES (read-only here: `max`, `buckets` and `expectMax`
@@ -246,27 +262,53 @@ export class Settings {
       throw invalid('values', 'must be an object of settings, e.g. { acct: true, tcpTimeoutEstablished: 3600 }');
     }
     const keys = Object.keys(values).filter((k) => (values as Record<string, unknown>)[k] !== undefined);
-    const writes = keys.map((key) => ({ key, value: encode(key, (values as Record<string, unknown>)[key]) }));
+    const writes = keys.map((key) => ({ key, value: encode(key, (values as Record<string, unknown>)[key]), path: `${SYSCTL_DIR}/${PREFIX}${BY_KEY.get(key)!.file}` }));
     if (writes.length === 0) return {};
-    const ops: NetnsOp[] = [{ op: 'transaction', writes: writes.map((w) => ({ file: `${SYSCTL_DIR}/${PREFIX}${BY_KEY.get(w.key)!.file}`, value: w.value })) }];
-    const [res] = await runJob(this.netnsPath, ops, options.signal);
-    if (!res.ok) {
-      const key = writes[res.index ?? 0].key;
-      throw refusal(key, writes[res.index ?? 0].value, res);
+    if (options.signal?.aborted) throw abortError('settings.set', options.signal);
+
+    // 1. The old value and write access of every file; refuse before writing anything.
+    const checks = await namespaceFiles(this.ns, writes.flatMap((w): NetnsFileOp[] => [{ op: 'read', path: w.path }, { op: 'stat', path: w.path }]), 'settings.set');
+    const old: string[] = [];
+    for (let i = 0; i < writes.length; i++) {
+      const read = checks[2 * i];
+      const stat = checks[2 * i + 1];
+      if (!read.ok) throw refusal(writes[i].key, writes[i].value, { stage: 'check', errno: read.errno ?? 5, mode: stat.mode });
+      if (!stat.ok || stat.writable === false) throw refusal(writes[i].key, writes[i].value, { stage: 'check', errno: stat.errno ?? 13, mode: stat.mode });
+      old.push(read.data ?? '');
+    }
+    if (options.signal?.aborted) throw abortError('settings.set', options.signal);
+
+    // 2. The writes, stopping at the first the kernel refuses.
+    const results = await namespaceFiles(this.ns, writes.map((w): NetnsFileOp => ({ op: 'write', path: w.path, data: w.value })), 'settings.set', true);
+    const failed = results.findIndex((r) => !r.ok);
+    if (failed >= 0) {
+      // 3. Put back what was written before it, newest first.
+      let rolledBack = true;
+      if (failed > 0) {
+        const undo: NetnsFileOp[] = [];
+        for (let j = failed - 1; j >= 0; j--) undo.push({ op: 'write', path: writes[j].path, data: old[j] });
+        try {
+          rolledBack = (await namespaceFiles(this.ns, undo, 'settings.set')).every((r) => r.ok);
+        } catch {
+          rolledBack = false;
+        }
+      }
+      const stat = checks[2 * failed + 1];
+      throw refusal(writes[failed].key, writes[failed].value, { stage: 'write', errno: results[failed].errno ?? 5, mode: stat.mode, rolledBack });
     }
     const previous: Record<string, unknown> = {};
     writes.forEach((w, i) => {
-      previous[w.key] = decode(BY_KEY.get(w.key)!, res.old![i]);
+      previous[w.key] = decode(BY_KEY.get(w.key)!, old[i]);
     });
     return previous as SettingsUpdate;
   }
 }
 
-function refusal(key: string, value: string, res: NetnsResult): ConntrackError {
+function refusal(key: string, value: string, res: Refusal): ConntrackError {
   const d = BY_KEY.get(key)!;
   const name = sysctlName(key);
-  const code = res.error?.code ?? 'EIO';
-  const errno = res.error?.errno;
+  const code = getSystemErrorName(-res.errno);
+  const errno = res.errno;
   const opts = { errno, field: key, syscall: res.stage === 'write' ? 'write' : 'open' };
   if (res.stage === 'check' && code === 'ENOENT') {
     const why = key === 'helper' ? ' (it was removed in Linux 6.0; assign helpers with rules instead)' : '';

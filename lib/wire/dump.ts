@@ -5,8 +5,11 @@
  */
 import { abortError } from '../common/abort';
 import { ConntrackError } from '../common/errors';
+import type { Netns } from '../common/netns';
 import { BoundedQueue } from '../common/queue';
+import { checkBoolean } from '../common/validate';
 import { NLM_F_DUMP, NLM_F_REQUEST } from './enums';
+import { RecentPairs } from './dedupe';
 import { NfSocket } from './socket';
 
 export interface DumpOptions {
@@ -14,6 +17,12 @@ export interface DumpOptions {
   signal?: AbortSignal;
   /** Items decoded ahead of the consumer before reading pauses (default 8192). */
   highWaterMark?: number;
+  /**
+   * Drop the entries the kernel repeats when the table changes under the dump (default
+   * true; fixed memory, see wire/dedupe.ts). false hands on every message as the kernel
+   * sent it.
+   */
+  dedupe?: boolean;
 }
 
 /** What to dump and how to decode it. */
@@ -37,7 +46,7 @@ export interface DumpSpec<T> {
 
 /** Where a dump runs: the namespace, and the handle that closes its socket when it closes. */
 export interface DumpContext {
-  netns: string | undefined;
+  netnsFile: Netns | undefined;
   adopt(child: { close(): void }): () => void;
 }
 
@@ -50,7 +59,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
   /** Pending next() calls, oldest first: each gets the next item (calls may overlap). */
   private waiters: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void }[] = [];
   private discarding = false;
-  private readonly ids: IdTable<T> | undefined;
+  private readonly recent: RecentPairs | undefined;
   private readonly abort?: () => void;
   private released = false;
   private releaseHook: (() => void) | undefined;
@@ -61,7 +70,8 @@ export class Dump<T> implements AsyncIterableIterator<T> {
   /** @internal Use Conntrack.dump() (or Handle.dump()). */
   constructor(private readonly spec: DumpSpec<T>, options: DumpOptions, context: DumpContext) {
     this.queue = new BoundedQueue<T>(Math.max(1, options.highWaterMark ?? 8192), (paused) => this.sock.setPaused(paused));
-    if (spec.idOf && spec.signatureOf) this.ids = new IdTable<T>(spec.idOf, spec.signatureOf);
+    if (options.dedupe !== undefined) checkBoolean(options.dedupe, 'options.dedupe');
+    if (spec.idOf && spec.signatureOf && options.dedupe !== false) this.recent = new RecentPairs();
     const signal = options.signal;
     if (signal?.aborted) {
       this.finished = true;
@@ -69,7 +79,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
       this.sock = undefined as unknown as NfSocket;
       return;
     }
-    this.sock = new NfSocket({ netns: context.netns, threaded: true });
+    this.sock = new NfSocket({ netns: context.netnsFile, threaded: true });
     this.sock.batchBytes = 1 << 20;
     this.disown = context.adopt(this.sock);
     if (signal) {
@@ -89,7 +99,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     const item = this.spec.decode(buf, off, len, msgType);
     if (item === undefined) return;
     if (this.spec.match && !this.spec.match(item)) return;
-    if (this.ids?.isRepeat(item)) {
+    if (this.recent !== undefined && this.recent.seen(this.spec.idOf!(item), this.spec.signatureOf!(item))) {
       this.duplicates++;
       return;
     }
@@ -173,53 +183,6 @@ export class Dump<T> implements AsyncIterableIterator<T> {
       const r = await this.next();
       if (r.done) return out;
       out.push(r.value);
-    }
-  }
-}
-
-/**
- * Duplicate detection over (id, signature) pairs: open addressing on typed arrays, so a
- * table of 200k entries costs a few MB and no per-entry objects (a Map of 200k entries
- * costs several times more, and keeping the items would pin every flow of a streaming dump).
- */
-class IdTable<T> {
-  private keys = new Uint32Array(1 << 12);
-  private sigs = new Uint32Array(1 << 12);
-  private used = new Uint8Array(1 << 12);
-  private count = 0;
-
-  constructor(private readonly idOf: (item: T) => number, private readonly signatureOf: (item: T) => number) {}
-
-  isRepeat(item: T): boolean {
-    const id = this.idOf(item) >>> 0;
-    const sig = this.signatureOf(item) >>> 0;
-    const mask = this.keys.length - 1;
-    let i = (Math.imul(id, 0x9e3779b1) >>> 0) & mask;
-    while (this.used[i]) {
-      if (this.keys[i] === id && this.sigs[i] === sig) return true;
-      i = (i + 1) & mask;
-    }
-    this.used[i] = 1;
-    this.keys[i] = id;
-    this.sigs[i] = sig;
-    if (++this.count * 2 > this.keys.length) this.grow();
-    return false;
-  }
-
-  private grow(): void {
-    const { keys, sigs, used } = this;
-    const size = keys.length * 2;
-    this.keys = new Uint32Array(size);
-    this.sigs = new Uint32Array(size);
-    this.used = new Uint8Array(size);
-    const mask = size - 1;
-    for (let j = 0; j < keys.length; j++) {
-      if (!used[j]) continue;
-      let i = (Math.imul(keys[j], 0x9e3779b1) >>> 0) & mask;
-      while (this.used[i]) i = (i + 1) & mask;
-      this.used[i] = 1;
-      this.keys[i] = keys[j];
-      this.sigs[i] = sigs[j];
     }
   }
 }

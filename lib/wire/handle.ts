@@ -4,6 +4,7 @@
  * never import Conntrack, so they can be driven by a scripted fake as well.
  */
 import type { Child } from '../common/children';
+import type { Netns } from '../common/netns';
 import type { Dump, DumpOptions, DumpSpec } from './dump';
 import type { EventSink, NfSocket, ReplyHandler } from './socket';
 
@@ -25,8 +26,11 @@ export interface Subscription {
 }
 
 export interface Handle {
-  /** The namespace file the handle's sockets are opened in (undefined: the caller's). */
-  readonly netns: string | undefined;
+  /**
+   * The namespace the handle's sockets and file operations work in, open for the handle's
+   * lifetime (undefined: the caller's).
+   */
+  readonly netnsFile: Netns | undefined;
   /** Throws ERR_CLOSED once the handle is closed. */
   assertOpen(operation: string): void;
   /** One request; resolves with copies of the reply's data messages once the kernel acks it. */

@@ -18,9 +18,15 @@ export interface NativeSocket {
   readonly portId: number;
   /** Sends one request; returns its sequence number. `type` is (subsys << 8) | msg. */
   request(type: number, flags: number, family: number, payload?: Buffer, resId?: number): number;
-  /** Sends `ends.length` requests whose payloads are consecutive slices; returns the first seq. */
+  /**
+   * Sends `ends.length` requests whose payloads are consecutive slices; returns the first
+   * seq. A TypeError or RangeError means nothing was sent; a failure part-way throws a
+   * BatchSendError.
+   */
   requestBatch(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array): number;
+  /** Reads (and keeps the wrapper from being collected) until pause(). */
   start(batchBytes?: number): void;
+  /** Stops reading; a paused socket that JS no longer reaches is collected with its fd. */
   pause(): void;
   ref(): void;
   unref(): void;
@@ -33,13 +39,89 @@ export interface NativeSocket {
   close(): void;
 }
 
-export interface NativeAddon {
+/**
+ * A network namespace for the native side: a namespace file path, or an open descriptor
+ * of one (or a pidfd), which the addon duplicates for the call. Neither: the caller's.
+ */
+export interface NetnsTarget {
+  netns?: string;
+  netnsFd?: number;
+}
+
+export interface NativeSocketOptions extends NetnsTarget {
+  /** Read on a native thread (dump sockets: overlaps kernel work with decoding). */
+  threaded?: boolean;
   /**
-   * `threaded`: read on a native thread (dump sockets: overlaps kernel work with decoding).
-   * `asyncSend`: send on a native thread, in order (bulk requests: the kernel's work happens
-   * inside sendmsg(), which then overlaps with encoding the next batch).
+   * Send on a native thread, in order (bulk requests: the kernel's work happens inside
+   * sendmsg(), which then overlaps with encoding the next batch).
    */
-  Socket: new (onData: OnData, options?: { netns?: string; threaded?: boolean; asyncSend?: boolean }) => NativeSocket;
+  asyncSend?: boolean;
+}
+
+/** An errno Error from the addon: `errno` (positive) and the failed `syscall`. */
+export interface NativeError extends Error {
+  errno: number;
+  syscall: string;
+}
+
+/** requestBatch() failed part-way: items [0, sent) reached the kernel as firstSeq + k. */
+export interface BatchSendError extends NativeError {
+  sent: number;
+  firstSeq: number;
+}
+
+/** A namespace that could not be opened or joined; the message names it and the fix. */
+export interface NetnsError extends NativeError {
+  netns?: string;
+  netnsFd?: number;
+}
+
+/** One operation of netnsFiles(), run in order on a helper thread inside the namespace. */
+export type NetnsFileOp =
+  | { op: 'read'; path: string }
+  | { op: 'write'; path: string; data: string }
+  | { op: 'stat'; path: string }
+  | { op: 'list'; path: string; prefix?: string; read?: boolean };
+
+/** A directory entry of a `list` operation. */
+export interface NetnsFileEntry {
+  name: string;
+  mode?: number;
+  writable?: boolean;
+  isDirectory?: boolean;
+  data?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+/** The result of one operation: ok, skipped (after a failure with stopOnError), or an errno. */
+export interface NetnsFileResult {
+  ok: boolean;
+  skipped?: true;
+  errno?: number;
+  syscall?: string;
+  /** `read`: the file's text. */
+  data?: string;
+  /** `stat`: mode bits and whether this thread may write the file. */
+  mode?: number;
+  writable?: boolean;
+  /** `list`: the entries, sorted by name. */
+  entries?: NetnsFileEntry[];
+}
+
+export interface NativeAddon {
+  /** Opens a socket; with a namespace, waits (about half a millisecond) for the helper thread. */
+  Socket: new (onData: OnData, options?: NativeSocketOptions) => NativeSocket;
+  /** The same without blocking: the socket is made on the thread pool. */
+  openSocket(onData: OnData, options?: NativeSocketOptions): Promise<NativeSocket>;
+  /** File operations as a thread inside the namespace sees them (sysctls, /proc/thread-self/net). */
+  netnsFiles(target: NetnsTarget, ops: NetnsFileOp[], options?: { stopOnError?: boolean }): Promise<NetnsFileResult[]>;
+  /** Fault injection for the tests: the Nth allocation point or send() fails. */
+  testing: {
+    failAllocation(after: number): void;
+    failSend(after: number, errno: number): void;
+    reset(): void;
+  };
 }
 
 let addon: NativeAddon | undefined;

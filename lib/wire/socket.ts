@@ -6,10 +6,11 @@
  */
 import { constants as osConstants } from 'os';
 import { ConntrackError, fromNative, kernelError } from '../common/errors';
+import { type Netns, isNetnsError } from '../common/netns';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST } from './enums';
 import { NLMSG_HDRLEN, align4, parseError } from './netlink';
 import { rethrowLater } from '../common/callback';
-import { NativeSocket, OnData, native } from './native';
+import { type BatchSendError, NativeSocket, type NativeSocketOptions, type OnData, native } from './native';
 
 /** Receives the data messages of one request, then exactly one done() call. */
 export interface ReplyHandler {
@@ -50,7 +51,8 @@ interface Queued {
 }
 
 export interface SocketOptions {
-  netns?: string;
+  /** The namespace to open the socket in (default: the caller's). */
+  netns?: Netns;
   /**
    * Read on a native thread instead of the event loop (for dump sockets): the kernel builds
    * the next part of a dump inside recvmsg(), so a reader thread overlaps that with decoding.
@@ -113,18 +115,46 @@ export class NfSocket {
   /** Last batch size handed to JS, for diagnostics. */
   batchBytes = 1 << 20;
 
-  constructor(options: SocketOptions = {}) {
-    try {
-      if (options.open) this.handle = options.open(this.onData);
-      else {
-        const { Socket } = native();
-        this.handle = new Socket(this.onData, { netns: options.netns, threaded: options.threaded, asyncSend: options.asyncSend });
+  /**
+   * Opens the socket now; in another namespace the JS thread waits for the native helper
+   * thread (well under a millisecond). `adopted`: a socket made by NfSocket.open().
+   */
+  constructor(options: SocketOptions = {}, adopted?: { handle: NativeSocket; box: { sock?: NfSocket } }) {
+    if (adopted) {
+      this.handle = adopted.handle;
+      adopted.box.sock = this;
+    } else if (options.open) {
+      this.handle = options.open(this.onData);
+    } else {
+      const opts = nativeOptions(options);
+      try {
+        this.handle = new (native().Socket)(this.onData, opts);
+      } catch (err) {
+        throw openError(err, options);
       }
-    } catch (err) {
-      throw fromNative(err, options.netns ? `opening a netlink socket in ${options.netns}` : 'opening a netlink socket');
     }
     if (options.receiveBufferSize) this.setReceiveBufferSize(options.receiveBufferSize, true);
     else this.updateWindow(this.handle.getReceiveBuffer());
+  }
+
+  /** Opens a socket without blocking the JS thread (made on the thread pool, in the namespace). */
+  static async open(options: SocketOptions = {}): Promise<NfSocket> {
+    const opts = nativeOptions(options);
+    // The native callback reaches the NfSocket made below through the box.
+    const box: { sock?: NfSocket } = {};
+    const onData: OnData = (batch, overruns, skipped, errno) => box.sock?.onData(batch, overruns, skipped, errno);
+    let handle: NativeSocket;
+    try {
+      handle = await native().openSocket(onData, opts);
+    } catch (err) {
+      throw openError(err, options);
+    }
+    try {
+      return new NfSocket(options, { handle, box });
+    } catch (err) {
+      handle.close();
+      throw err;
+    }
   }
 
   get portId(): number {
@@ -202,7 +232,7 @@ export class NfSocket {
   /** Queues a request; it is sent (coalesced with others of this tick) within the window. */
   request(type: number, flags: number, family: number, payload: Buffer | undefined, handler: ReplyHandler): void {
     if (this.closed || this.closing) {
-      handler.done(new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
+      handler.done(this.failure ?? new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
       return;
     }
     this.queue.push({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload, handler, cost: replyCost(handler) });
@@ -225,7 +255,7 @@ export class NfSocket {
    */
   requestMany(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, handler: ReplyHandler): void {
     if (this.closed || this.closing) {
-      const err = new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`);
+      const err = this.failure ?? new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`);
       for (let k = 0; k < ends.length; k++) handler.done(err, k);
       return;
     }
@@ -258,8 +288,11 @@ export class NfSocket {
       const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends);
       for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k);
     } catch (err) {
+      // Items [0, sent) reached the kernel and will be answered; only the rest failed.
+      const sent = sentBefore(err, n);
+      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, a.handler, cost, b.next + k);
       const e = fromNative(err, a.handler.operation);
-      for (let k = 0; k < n; k++) a.handler.done(e, b.next + k);
+      for (let k = sent; k < n; k++) a.handler.done(e, b.next + k);
     }
     b.next += n;
     return b.next === b.ends.length;
@@ -337,7 +370,10 @@ export class NfSocket {
       const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends);
       for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler, items[k].cost);
     } catch (err) {
-      for (let k = from; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation), -1);
+      // Items [0, sent) of the run reached the kernel and will be answered; only the rest failed.
+      const sent = to - from > 1 ? sentBefore(err, to - from) : 0;
+      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, items[from + k].handler, items[from + k].cost);
+      for (let k = from + sent; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation), -1);
     }
   }
 
@@ -393,12 +429,35 @@ export class NfSocket {
         this.failPending(err);
       }
     }
+    if (errno === osConstants.errno.ENOMEM) {
+      this.failSocket();
+      return;
+    }
     if (errno !== 0) {
       const err = kernelError(errno, 'receiving from the netlink socket');
       this.failPending(err);
       this.events?.error(err);
     }
     this.kick();
+  }
+
+  /** Set once the native side ran out of memory: the socket is unusable from then on. */
+  private failure: ConntrackError | undefined;
+
+  /**
+   * The native side could not allocate for this socket (a receive block, the copy for JS,
+   * or the sender thread's bookkeeping): replies may have been lost and the socket cannot
+   * go on. Everything queued or in flight fails with ENOMEM, the event sink is told (a
+   * dump or stream closes with that error), the socket closes, and later requests fail
+   * with the same error.
+   */
+  private failSocket(): void {
+    if (this.closed) return;
+    const err = new ConntrackError('ENOMEM', 'the netlink socket failed: out of memory in the native addon (ENOMEM); requests in flight may have been carried out or not. Close this handle (or stream) and open a new one', { errno: osConstants.errno.ENOMEM, syscall: 'malloc' });
+    this.failure = err;
+    const sink = this.events;
+    this.closeWith(err);
+    sink?.error(err);
   }
 
   /**
@@ -536,7 +595,7 @@ export class NfSocket {
       const finish = (): void => {
         if (timer) clearTimeout(timer);
         this.onIdle = undefined;
-        this.closeNow(new ConntrackError(
+        this.closeWith(new ConntrackError('ERR_CLOSED', 'the connection was closed'), new ConntrackError(
           'ERR_OUTCOME_UNKNOWN',
           'the connection was closed while this request was in flight: the kernel may or may not have carried it out',
         ));
@@ -570,14 +629,15 @@ export class NfSocket {
 
   /** Closes now: queued and in-flight requests fail with ERR_CLOSED. */
   close(): void {
-    this.closeNow(new ConntrackError('ERR_CLOSED', 'the connection was closed'));
+    this.closeWith(new ConntrackError('ERR_CLOSED', 'the connection was closed'));
   }
 
-  private closeNow(inFlightError: ConntrackError): void {
+  /** Closes now: queued requests fail with `err`, those in flight with `inFlightErr`. */
+  private closeWith(err: ConntrackError, inFlightErr = err): void {
     if (this.closed) return;
     this.closed = true;
-    this.failQueued(new ConntrackError('ERR_CLOSED', 'the connection was closed'));
-    this.failPending(inFlightError);
+    this.failQueued(err);
+    this.failPending(inFlightErr);
     this.reading = false;
     this.handle.close();
   }
@@ -585,4 +645,28 @@ export class NfSocket {
 
 function protocolError(operation: string, what: string, cause?: unknown): ConntrackError {
   return new ConntrackError('ERR_PROTOCOL', `${operation}: the kernel sent ${what}, which the library cannot parse`, cause === undefined ? {} : { cause });
+}
+
+function nativeOptions(options: SocketOptions): NativeSocketOptions {
+  const target = options.netns?.target('opening a netlink socket') ?? {};
+  return { ...target, threaded: options.threaded, asyncSend: options.asyncSend };
+}
+
+function openError(err: unknown, options: SocketOptions): ConntrackError {
+  if (options.netns && isNetnsError(err)) return options.netns.error(err, 'opening a netlink socket');
+  return fromNative(err, options.netns && !options.netns.isCallers ? `opening a netlink socket in network namespace ${options.netns.label}` : 'opening a netlink socket');
+}
+
+/**
+ * How many items of a requestBatch() call of `n` reached the kernel before it threw: the
+ * error's `sent` for a failure part-way; 0 for a TypeError or RangeError (arguments
+ * refused before anything was sent) or anything else.
+ */
+function sentBefore(err: unknown, n: number): number {
+  const e = err as Partial<BatchSendError> | null;
+  if (e === null || typeof e !== 'object') return 0;
+  // By name: the addon's errors come from the main realm (not a VM context's, under jest).
+  if (e.name === 'TypeError' || e.name === 'RangeError') return 0;
+  if (typeof e.sent !== 'number' || typeof e.firstSeq !== 'number') return 0;
+  return Math.max(0, Math.min(n, Math.floor(e.sent)));
 }

@@ -1,9 +1,10 @@
 import { fromNative } from '../common/errors';
+import type { Netns } from '../common/netns';
 import type { Subscription } from './handle';
 import { NfSocket } from './socket';
 
 /** Opens a socket in `netns`, prepares it, joins the groups and starts listening. */
-export function openSubscription(netns: string | undefined, s: Subscription): NfSocket {
+export function openSubscription(netns: Netns | undefined, s: Subscription): NfSocket {
   const sock = new NfSocket({ netns, threaded: s.threaded });
   try {
     s.prepare?.(sock);

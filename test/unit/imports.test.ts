@@ -109,3 +109,44 @@ describe('lib/ import graph', () => {
     expect(importers).toEqual(['index.ts']);
   });
 });
+
+/**
+ * Apps use the package as a user would: from lib/ they import the public entry only, and
+ * from another app only its public entry (the package's subpath exports).
+ */
+describe('apps/ import only public entries', () => {
+  const APPS = path.join(__dirname, '../../apps');
+  const publicEntries = new Set([
+    path.join(LIB, 'index.ts'),
+    path.join(APPS, 'prometheus/index.ts'),
+    path.join(APPS, 'testing/index.ts'),
+  ]);
+  const appOf = (f: string): string => path.relative(APPS, f).split(path.sep)[0];
+
+  test('every relative import from apps/ into lib/ or another app names a public entry', () => {
+    const wrong: string[] = [];
+    const files = sourceFiles(APPS);
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files) {
+      for (const spec of specifiers(f)) {
+        if (!spec.startsWith('.')) continue;
+        const base = path.resolve(path.dirname(f), spec);
+        const target = [base, `${base}.ts`, path.join(base, 'index.ts')].find((c) => {
+          try {
+            return statSync(c).isFile();
+          } catch {
+            return false;
+          }
+        });
+        if (target === undefined) {
+          wrong.push(`${path.relative(APPS, f)}: cannot resolve ${spec}`);
+          continue;
+        }
+        const inLib = !path.relative(LIB, target).startsWith('..');
+        const otherApp = !inLib && appOf(target) !== appOf(f);
+        if ((inLib || otherApp) && !publicEntries.has(target)) wrong.push(`${path.relative(APPS, f)} -> ${spec}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+});

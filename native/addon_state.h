@@ -3,6 +3,7 @@
 #pragma once
 
 #include <napi.h>
+#include <libmnl/libmnl.h>
 #include <unordered_set>
 
 namespace conntrack {
@@ -14,6 +15,9 @@ class AddonState {
   Napi::FunctionReference socket_ctor;
   std::unordered_set<Socket*> sockets;
   bool shutting_down = false;
+  // A socket made elsewhere (on a namespace helper thread) for the next Socket constructor
+  // call on this thread to adopt; set and consumed within one synchronous stretch.
+  struct mnl_socket* adopt = nullptr;
 };
 
 }  // namespace conntrack

@@ -1,7 +1,9 @@
-// Reads a dump socket on a native thread, so the kernel's work (which happens inside
-// recvmsg(): each call makes the next batch of the dump) overlaps with JavaScript decoding
-// the previous batch. Whole batches are handed to JS on the event loop, one call per batch.
-// Same contract as Poller (start/stop/ref/unref/close), chosen per socket at construction.
+// Reads a netlink socket on a native thread: dump sockets (the kernel builds the next part
+// of a dump inside recvmsg(), so reading it on a thread overlaps that work with JavaScript
+// decoding the previous batch) and event sockets (the thread drains the socket buffer
+// while JS decodes, so bursts overrun it less). Whole batches are handed to JS on the
+// event loop, one call per batch. Same contract as Poller (start/stop/ref/unref/close),
+// chosen per socket at construction.
 #pragma once
 
 #include <uv.h>
@@ -17,11 +19,12 @@ namespace conntrack {
 
 class Socket;
 
-class Dumper {
+class ReaderThread {
  public:
-  Dumper(uv_loop_t* loop, int fd, Socket* owner);
-  // Resume reading and delivering (starts the thread on first use).
-  void Start(size_t batch_bytes);
+  ReaderThread(uv_loop_t* loop, int fd, Socket* owner);
+  // Resume reading and delivering (starts the thread on first use). Returns 0, or the
+  // errno when the thread cannot be started.
+  int Start(size_t batch_bytes);
   // Pause: the thread stops once its queue is full; nothing more is delivered to JS.
   void Stop();
   // Stops and joins the thread, then closes the handle; deletes itself in the close callback.
@@ -34,6 +37,7 @@ class Dumper {
   int wake_error() const { return wake_err_; }
 
  private:
+  // Received datagrams waiting for JS (data is null for a block that carries only an error).
   struct Block {
     std::vector<char>* data;
     size_t used;
@@ -43,6 +47,7 @@ class Dumper {
   };
 
   void Run();
+  void Loop();
   void Publish(Block b);
   void UpdateRef();
   void Deliver();
@@ -62,13 +67,14 @@ class Dumper {
   std::deque<Block> queue_;
   std::vector<std::vector<char>*> free_;
   size_t queued_bytes_ = 0;
-  bool paused_ = true;    // written on the main thread, read by the thread under mu_
+  bool paused_ = true;     // written on the main thread, read by the thread under mu_
   bool stop_ = false;
-  bool finished_ = false; // the thread exited (fatal error)
+  int thread_error_ = 0;   // the thread stopped on this errno (ENOMEM) outside a block
   bool closing_ = false;
   bool user_ref_ = true;
   bool delivering_ = false;
   size_t batch_bytes_ = 256 * 1024;
+  int64_t last_publish_ns_ = 0;  // reader thread only: when the last block was queued
 };
 
 }  // namespace conntrack

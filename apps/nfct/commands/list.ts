@@ -1,0 +1,29 @@
+/** `nfct list [filters]`: the table (or the matching part) in the chosen format. */
+import { FILTER_HELP, FILTER_OPTIONS, filterFromValues, helpText, parse } from '../common/args';
+import { reportError } from '../common/errors';
+import { withHandle } from '../common/handle';
+import { printFlows } from '../common/print';
+import { parseOutput } from '../common/output';
+
+const HELP = helpText('nfct list [filters] [--output table|json|ndjson|conntrack]', `List the flows of the conntrack table.
+With --output json the result is the array ct.list() returns (bigints as strings).
+
+${FILTER_HELP}`);
+
+export async function run(argv: string[]): Promise<number> {
+  try {
+    const { values } = parse(argv, FILTER_OPTIONS);
+    if (values.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    const output = parseOutput(values.output as string | undefined, 'table');
+    const filter = filterFromValues(values);
+    return await withHandle(values.netns as string | undefined, async (ct) => {
+      await printFlows(ct.dump(filter), output);
+      return 0;
+    });
+  } catch (err) {
+    return reportError(err);
+  }
+}

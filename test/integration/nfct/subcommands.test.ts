@@ -1,0 +1,164 @@
+/**
+ * `nfct` subcommands against a real namespace: JSON equals list(), ndjson events carry the
+ * same flows as ct.events(), and each subcommand's effect is checked with conntrack -L.
+ */
+import { Conntrack, FlowEvent } from '../../../lib';
+import { withNetns } from '../../helpers/netns';
+import { NFCT, assertBuilt, conntrack, nfct, normalize, spawnIn } from './helpers';
+
+beforeAll(assertBuilt);
+
+const bigintsAsStrings = (v: unknown) => JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)));
+const withoutTimeout = (flows: { timeout?: number }[]) => flows.map(({ timeout: _t, ...rest }) => rest);
+
+describe('nfct subcommands', () => {
+  test('list/get/count/stats/watch: json equals list(), conntrack output equals conntrack -L, help and errors', async () => {
+    await withNetns(async (ns) => {
+      await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
+      const ct = await Conntrack.open({ netns: ns.path });
+      try {
+        await ct.create({ proto: 'tcp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 80 }, timeout: 100, state: 'ESTABLISHED', mark: 3 });
+        await ct.create({ proto: 'udp', orig: { src: 'fd00::1', dst: 'fd00::2', sport: 5, dport: 53 }, timeout: 100, zone: 4 });
+        await ct.create({ proto: 'icmp', orig: { src: '10.0.0.1', dst: '10.0.0.9', icmp: { type: 8, id: 3 } }, timeout: 100 });
+        const [json, ndjson, table, conn, count, countF, get, stats, help, bad, watch] = await Promise.all([
+          nfct(ns, ['list', '--output', 'json']),
+          nfct(ns, ['list', '--output', 'ndjson', '--family', 'ipv6']),
+          nfct(ns, ['list', '--proto', 'tcp']),
+          nfct(ns, ['list', '-o', 'conntrack']),
+          nfct(ns, ['count']),
+          nfct(ns, ['count', '--dst', '10.0.0.0/24', '--output', 'json']),
+          nfct(ns, ['get', '-p', 'tcp', '--src', '10.0.0.1', '--dst', '10.0.0.2', '--sport', '1', '--dport', '80', '-o', 'json']),
+          nfct(ns, ['stats', '-o', 'json']),
+          nfct(ns, ['list', '--help']),
+          nfct(ns, ['list', '--sport', '70000']),
+          nfct(ns, ['watch', '--count', '2', '--interval', '0.1', '-o', 'ndjson']),
+        ]);
+        const listed = await ct.list();
+        expect(json.code).toBe(0);
+        expect(withoutTimeout(JSON.parse(json.stdout))).toEqual(withoutTimeout(bigintsAsStrings(listed)));
+        expect(JSON.parse(json.stdout)[0].counters.orig.bytes).toBe('0'); // bigints as strings
+        expect(ndjson.stdout.trim().split('\n').map((l) => JSON.parse(l).orig.src)).toEqual(['fd00::1']);
+        expect(table.stdout).toMatch(/^PROTO\s+ORIGINAL/);
+        expect(table.stdout).toContain('10.0.0.1:1 -> 10.0.0.2:80');
+        expect(table.stdout).not.toContain('\x1b['); // not a terminal: no colour
+        expect(normalize(conn.stdout)).toEqual(normalize((await conntrack(ns, ['-L'])).stdout));
+        expect(count.stdout).toBe('3\n');
+        expect(JSON.parse(countF.stdout)).toEqual({ count: 2 });
+        expect(JSON.parse(get.stdout)).toMatchObject({ proto: 'tcp', mark: 3, state: 'ESTABLISHED' });
+        expect(JSON.parse(stats.stdout).count).toBe(3);
+        expect(help.code).toBe(0);
+        expect(help.stdout).toContain('--reply-src');
+        expect(bad.code).toBe(2);
+        expect(bad.stderr).toContain('--sport');
+        expect(watch.stdout.trim().split('\n').filter(Boolean).length).toBe(6);
+        const missing = await nfct(ns, ['get', '-p', 'udp', '--src', '1.1.1.1', '--dst', '2.2.2.2', '--sport', '1', '--dport', '2']);
+        expect(missing.code).toBe(1);
+        expect(missing.stderr).toContain('[ENOENT]');
+        // --netns works from outside the namespace too.
+        const { execFile } = await import('child_process');
+        const outside = await new Promise<string>((res, rej) => execFile(process.execPath, [NFCT, 'count', '--netns', ns.path], (e, so) => (e ? rej(e) : res(so))));
+        expect(outside).toBe('3\n');
+      } finally {
+        await ct.close();
+      }
+    });
+  });
+
+  test('create/update/delete/flush change the table as conntrack -L shows it', async () => {
+    await withNetns(async (ns) => {
+      const steps: [string[], number][] = [
+        [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '--dport', '2', '-t', '60', '--mark', '1'], 0],
+        [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.3', '--sport', '1', '--dport', '2', '-t', '60', '--dnat', '10.9.0.1:99'], 0],
+        [['create', '-p', 'tcp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '--dport', '2', '-t', '60', '--state', 'ESTABLISHED'], 0],
+        [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '--dport', '2', '-t', '60'], 1], // exists
+        [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '-t', '60'], 2], // no dport
+      ];
+      for (const [args, code] of steps) expect({ args, code: (await nfct(ns, args)).code }).toEqual({ args, code });
+      const l1 = (await conntrack(ns, ['-L'])).stdout;
+      expect(l1).toContain('src=10.9.0.1 dst=10.1.0.1 sport=99 dport=1');
+      const upd = await nfct(ns, ['update', '--proto', 'udp', '--set-mark', '7', '-t', '300', '-o', 'json']);
+      expect(JSON.parse(upd.stdout)).toEqual({ updated: 2 });
+      expect((await conntrack(ns, ['-L', '-m', '7'])).stdout.trim().split('\n').length).toBe(2);
+      const noChange = await nfct(ns, ['update', '--proto', 'udp']);
+      expect(noChange.code).toBe(2);
+      const delNone = await nfct(ns, ['delete']);
+      expect(delNone.code).toBe(2); // needs a filter or --all
+      const del = await nfct(ns, ['delete', '--dst', '10.1.0.3']);
+      expect(del.stdout).toBe('1 entries deleted\n');
+      expect((await conntrack(ns, ['-C'])).stdout).toBe('2\n');
+      const fl = await nfct(ns, ['flush', '--mark', '7']);
+      expect(fl.code).toBe(0);
+      expect((await conntrack(ns, ['-L'])).stdout).toContain('tcp');
+      expect((await conntrack(ns, ['-C'])).stdout).toBe('1\n');
+      await nfct(ns, ['flush']);
+      expect((await conntrack(ns, ['-C'])).stdout).toBe('0\n');
+    });
+  });
+
+  test('events --output ndjson: one event per line, the same flows as ct.events(); expect subcommands', async () => {
+    await withNetns(async (ns) => {
+      const ct = await Conntrack.open({ netns: ns.path });
+      const p = spawnIn(ns, process.execPath, [NFCT, 'events', '--output', 'ndjson', '--count', '4']);
+      let out = '';
+      p.stdout!.on('data', (d) => (out += d));
+      const seen: FlowEvent[] = [];
+      const stream = ct.events();
+      stream.on('event', (e) => seen.push(e));
+      try {
+        // Wait until the CLI's listener is up: probe entries until it reports one.
+        for (let i = 1; i < 100 && !out.includes('10.8.0.1'); i++) {
+          await ct.create({ proto: 'udp', orig: { src: '10.8.0.1', dst: '10.8.0.2', sport: i, dport: 9 }, timeout: 30 });
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const before = out.trim().split('\n').length;
+        const need = 4 - before;
+        for (let i = 0; i < need; i++) await ct.create({ proto: 'tcp', orig: { src: '10.7.0.1', dst: '10.7.0.2', sport: 100 + i, dport: 80 }, timeout: 30, state: 'SYN_SENT' });
+        await new Promise((r) => p.on('close', r));
+        expect(p.exitCode).toBe(0);
+        const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+        expect(lines.length).toBe(4);
+        for (const ev of lines) {
+          const mine = seen.find((e) => e.flow.id === ev.flow.id && e.type === ev.type);
+          expect(mine).toBeDefined();
+          expect(ev).toEqual(bigintsAsStrings(mine));
+        }
+
+        // expect: list/create/get/delete/flush through the subcommands.
+        await ct.create({ proto: 'tcp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 4000, dport: 21 }, timeout: 100, state: 'ESTABLISHED', helper: 'ftp' });
+        const mk = await nfct(ns, ['expect', 'create', '-p', 'tcp', '--master-src', '10.0.0.1', '--master-dst', '10.0.0.2', '--master-sport', '4000', '--master-dport', '21', '--src', '10.0.0.1', '--dst', '10.0.0.2', '--dport', '5000', '-t', '60']);
+        expect({ code: mk.code, err: mk.stderr }).toEqual({ code: 0, err: '' });
+        const lj = JSON.parse((await nfct(ns, ['expect', 'list', '-o', 'json'])).stdout);
+        expect(lj).toEqual(bigintsAsStrings(await ct.expectations.list()).map((x: { timeout: number }) => ({ ...x, timeout: lj[0].timeout })));
+        const lc = await nfct(ns, ['expect', 'list', '-o', 'conntrack']);
+        expect(normalize(lc.stdout)).toEqual(normalize((await conntrack(ns, ['-L', 'expect'])).stdout));
+        const g = await nfct(ns, ['expect', 'get', '-p', 'tcp', '--src', '10.0.0.1', '--dst', '10.0.0.2', '--sport', '0', '--dport', '5000', '-o', 'json']);
+        expect(JSON.parse(g.stdout).tuple.dport).toBe(5000);
+        expect((await nfct(ns, ['expect', 'delete', '-p', 'tcp', '--src', '10.0.0.1', '--dst', '10.0.0.2', '--sport', '0', '--dport', '5000'])).code).toBe(0);
+        expect(await ct.expectations.list()).toEqual([]);
+        await nfct(ns, ['expect', 'create', '-p', 'tcp', '--master-src', '10.0.0.1', '--master-dst', '10.0.0.2', '--master-sport', '4000', '--master-dport', '21', '--src', '10.0.0.1', '--dst', '10.0.0.2', '--dport', '5001']);
+        expect((await nfct(ns, ['expect', 'flush'])).code).toBe(0);
+        expect(await ct.expectations.list()).toEqual([]);
+        expect((await nfct(ns, ['expect', 'bogus'])).code).toBe(2);
+      } finally {
+        if (p.exitCode === null) p.kill('SIGKILL');
+        await stream.close();
+        await ct.close();
+      }
+    });
+  });
+
+  test('the bin: --version, --help, unknown commands, a cold start that loads no native code', async () => {
+    await withNetns(async (ns) => {
+      const v = await nfct(ns, ['--version']);
+      expect(v).toEqual({ code: 0, stdout: expect.stringMatching(/^nfct v\d+\.\d+\.\d+/), stderr: '' });
+      const h = await nfct(ns, ['--help']);
+      for (const c of ['list', 'get', 'create', 'update', 'delete', 'flush', 'count', 'stats', 'events', 'expect', 'watch', 'top', 'sandbox', 'exporter']) expect(h.stdout).toContain(`  ${c} `);
+      expect((await nfct(ns, ['frobnicate'])).code).toBe(2);
+      // --version requires only the bin's own files (measured in bench/, not timed here).
+      const r = await new Promise<string>((res, rej) =>
+        require('child_process').execFile(process.execPath, ['-e', `require(${JSON.stringify(NFCT)}); setImmediate(()=>console.log(Object.keys(require.cache).filter(k=>!k.includes('/apps/nfct/')).length))`, '--', '--version'], (e: Error | null, so: string) => (e ? rej(e) : res(so))),
+      );
+      expect(r.trim().split('\n').pop()).toBe('0');
+    });
+  });
+});
