@@ -3,6 +3,7 @@
  * event stream), opened in the caller's network namespace or another one. It composes the
  * concept modules, which reach it only through the narrow Handle interface.
  */
+import { checkInt, checkKeys } from './common/validate';
 import { ChildRegistry, type Child } from './common/children';
 import { ConntrackError, invalid } from './common/errors';
 import { Netns, type NetnsOption } from './common/netns';
@@ -31,6 +32,11 @@ import { PressureMonitor, PressureOptions } from './stats/pressure';
 
 /** How long close() waits for the kernel to answer requests already sent (ms). */
 export const CLOSE_WAIT_MS = 5000;
+
+const OPEN_KEYS = new Set(['netns', 'receiveBufferSize']);
+/** Receive buffer sizes open() takes: the kernel's minimum is about 2 KiB; setsockopt() takes an int and doubles it. */
+const MIN_RECEIVE_BUFFER = 4096;
+const MAX_RECEIVE_BUFFER = 1 << 30;
 
 export interface OpenOptions {
   /**
@@ -116,10 +122,14 @@ export class Conntrack implements Handle {
    */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
+    checkKeys(options as Record<string, unknown>, OPEN_KEYS, 'options', 'open()');
+    const receiveBufferSize = options.receiveBufferSize === undefined
+      ? 4 << 20
+      : checkInt(options.receiveBufferSize, MIN_RECEIVE_BUFFER, MAX_RECEIVE_BUFFER, 'options.receiveBufferSize', 'a receive buffer size in bytes');
     const netnsFile = options.netns === undefined ? undefined : Netns.open(options.netns);
     let sock: NfSocket;
     try {
-      sock = await NfSocket.open({ netns: netnsFile, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
+      sock = await NfSocket.open({ netns: netnsFile, receiveBufferSize, asyncSend: true });
     } catch (err) {
       netnsFile?.close();
       throw err;

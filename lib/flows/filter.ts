@@ -18,7 +18,7 @@ import {
 } from '../wire/enums';
 import { Prefix, parsePrefix, prefixContains, parseAddress } from '../common/address';
 import { invalid } from '../common/errors';
-import { checkU16, checkU32, checkU8, show } from '../common/validate';
+import { checkU16, checkU32, checkU8, show, checkKeys } from '../common/validate';
 import { AttrWriter } from '../wire/netlink';
 import { checkPort, protoNumber } from './tuple';
 import type { Flow } from './flow';
@@ -272,7 +272,7 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter', 
   if (filter !== undefined && (filter === null || typeof filter !== 'object' || Array.isArray(filter))) {
     throw invalid(field, 'must be an object such as { family: "ipv4", proto: "tcp" }');
   }
-  for (const k of Object.keys(source)) if (!KNOWN_KEYS.has(k)) throw invalid(`${field}.${k}`, `unknown filter key; use ${[...KNOWN_KEYS].join(', ')}`);
+  checkKeys(source as Record<string, unknown>, KNOWN_KEYS, field, 'a flow filter');
 
   let family: Family | undefined;
   if (source.family !== undefined) {

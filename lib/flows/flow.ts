@@ -278,8 +278,11 @@ function pushUnknown(flow: Flow, type: number): void {
  */
 export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
   const end = off + len;
-  const nfFamily = buf[off + 16];
+  // A message too short for its nfgenmsg has no family byte of its own: flagged, not guessed.
+  const nfFamily = len > 16 ? buf[off + 16] : 0;
   const flow = new FlowRecord(familyOf(nfFamily)) as unknown as Flow;
+  if (len < NFNL_ATTR_OFFSET) pushUnknown(flow, -1);
+  let replyFamily: Family | undefined;
   let p = off + NFNL_ATTR_OFFSET;
   while (p + 4 <= end) {
     const l = u16le(buf, p);
@@ -300,6 +303,7 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
       }
       case CTA_TUPLE_REPLY:
         flow.reply = readTuple(buf, s, e);
+        replyFamily = tupleScratch.family;
         break;
       case CTA_TUPLE_MASTER: {
         const t = readTuple(buf, s, e);
@@ -405,6 +409,8 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
     }
     p += align4(l);
   }
+  // Both tuples of an entry have the message's family: a reply of another one is damage.
+  if (replyFamily !== undefined && replyFamily !== flow.family) pushUnknown(flow, CTA_TUPLE_REPLY);
   return flow;
 }
 

@@ -11,6 +11,7 @@
  * reconciles with a dump periodically (`refreshInterval`) unless the namespace has
  * nf_conntrack_events=1, and on demand (`refresh()`).
  */
+import { checkKeys } from '../common/validate';
 import { EventEmitter } from 'events';
 import { canonicalAddress } from '../common/address';
 import { emitGuarded, rethrowLater } from '../common/callback';
@@ -136,7 +137,7 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   constructor(private readonly ct: Handle, options: MirrorOptions = {}) {
     super();
     if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalid('options', 'must be an object such as { filter: { proto: "tcp" } }');
-    for (const k of Object.keys(options)) if (!MIRROR_KEYS.has(k)) throw invalid(`options.${k}`, `unknown option; use ${[...MIRROR_KEYS].join(', ')}`);
+    checkKeys(options as Record<string, unknown>, MIRROR_KEYS, 'options', 'mirror()');
     const every = options.refreshInterval;
     if (every !== undefined && (typeof every !== 'number' || !Number.isFinite(every) || every < 0 || every > 2 ** 31 - 1)) {
       throw invalid('options.refreshInterval', 'must be a number of milliseconds between 0 (never) and 2147483647');

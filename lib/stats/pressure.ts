@@ -7,7 +7,7 @@
 import { EventEmitter } from 'events';
 import { ConntrackError, invalid } from '../common/errors';
 import { BoundedQueue } from '../common/queue';
-import { checkBoolean, checkNumber, checkSignal } from '../common/validate';
+import { checkBoolean, checkNumber, checkSignal, checkKeys } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import { fetchStats } from './counters';
 
@@ -87,6 +87,8 @@ const ITERATOR_BUFFER = 64;
  * `recovered` (when it ends), `error` (a sample failed; sampling goes on), `close`.
  * Also an AsyncIterable of samples; leaving a `for await` loop closes it.
  */
+const PRESSURE_KEYS = new Set(['interval', 'warnAt', 'signal', 'persistent']);
+
 export class PressureMonitor extends EventEmitter implements AsyncIterable<PressureSample> {
   /** Milliseconds between samples. */
   readonly interval: number;
@@ -113,6 +115,7 @@ export class PressureMonitor extends EventEmitter implements AsyncIterable<Press
   constructor(private readonly ct: Handle, options: PressureOptions = {}) {
     super();
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object { interval?, warnAt?, signal?, persistent? }');
+    checkKeys(options as Record<string, unknown>, PRESSURE_KEYS, 'options', 'pressure()');
     const { interval = 1000, warnAt = 0.9, signal, persistent = true } = options;
     checkNumber(interval, 10, 2 ** 31 - 1, 'interval', 'a number of milliseconds');
     if (typeof warnAt !== 'number' || !(warnAt > 0 && warnAt <= 1)) {

@@ -4,10 +4,10 @@
  * batch by batch, with backpressure: reading stops while the consumer is behind.
  */
 import { abortError } from '../common/abort';
-import { ConntrackError } from '../common/errors';
+import { ConntrackError, invalid } from '../common/errors';
 import type { Netns } from '../common/netns';
 import { BoundedQueue } from '../common/queue';
-import { checkBoolean } from '../common/validate';
+import { checkBoolean, checkInt, checkKeys, checkSignal, isObject } from '../common/validate';
 import { NLM_F_DUMP, NLM_F_REQUEST } from './enums';
 import { RecentPairs } from './dedupe';
 import { NfSocket } from './socket';
@@ -44,6 +44,19 @@ export interface DumpSpec<T> {
   signatureOf?(item: T): number;
 }
 
+/** The keys DumpOptions takes. */
+export const DUMP_OPTION_KEYS: readonly string[] = ['signal', 'highWaterMark', 'dedupe'];
+const DUMP_KEYS = new Set(DUMP_OPTION_KEYS);
+
+/** Refuses DumpOptions that are not (unknown keys, a read-ahead that is not a count). */
+export function validateDumpOptions(options: unknown, known: ReadonlySet<string> = DUMP_KEYS, what = 'a dump'): void {
+  if (!isObject(options)) throw invalid('options', 'must be an object like { signal, highWaterMark: 1024 }');
+  checkKeys(options, known, 'options', what);
+  if (options.highWaterMark !== undefined) checkInt(options.highWaterMark, 1, 1 << 24, 'options.highWaterMark', 'the read-ahead (items)');
+  checkSignal(options.signal, 'options.signal');
+  if (options.dedupe !== undefined) checkBoolean(options.dedupe, 'options.dedupe');
+}
+
 /** Where a dump runs: the namespace, and the handle that closes its socket when it closes. */
 export interface DumpContext {
   netnsFile: Netns | undefined;
@@ -69,6 +82,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
 
   /** @internal Use Conntrack.dump() (or Handle.dump()). */
   constructor(private readonly spec: DumpSpec<T>, options: DumpOptions, context: DumpContext) {
+    validateDumpOptions(options);
     this.queue = new BoundedQueue<T>(Math.max(1, options.highWaterMark ?? 8192), (paused) => this.sock.setPaused(paused));
     if (options.dedupe !== undefined) checkBoolean(options.dedupe, 'options.dedupe');
     if (spec.idOf && spec.signatureOf && options.dedupe !== false) this.recent = new RecentPairs();
