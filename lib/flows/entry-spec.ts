@@ -220,8 +220,9 @@ export const FLOW_FIELDS: readonly string[] = [
   'sctp', 'dccp', 'counters', 'timestamp', 'eventTimestamp', 'labels', 'helper', 'secctx', 'secmark', 'seqAdj',
   'synproxy', 'master', 'unknown',
 ];
-const KEY_KEYS = new Set(['proto', 'orig', 'reply', 'zone', 'id', ...FLOW_FIELDS]);
 const CREATE_KEYS = new Set(['proto', 'orig', 'reply', 'timeout', 'mark', 'zone', 'status', 'state', 'tcpWindow', 'labels', 'helper', 'nat']);
+// A create or update spec names its entry too (it is passed to get() internally).
+const KEY_KEYS = new Set(['proto', 'orig', 'reply', 'zone', 'id', ...FLOW_FIELDS, ...CREATE_KEYS]);
 
 export function resolveKey(key: unknown, direction?: 'orig' | 'reply', field = 'key', checkUnknown = true): ResolvedKey {
   const k = checkObject(key, field, "{ proto: 'tcp', orig: { src, dst, sport, dport } }");
