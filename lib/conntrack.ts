@@ -6,10 +6,11 @@
 import { checkInt, checkKeys } from './common/validate';
 import { ChildRegistry, type Child } from './common/children';
 import { ConntrackError, invalid } from './common/errors';
+import { checkObject } from './common/validate';
 import { Netns, type NetnsOption } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
 import { IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST } from './wire/enums';
-import type { Handle, Subscription } from './wire/handle';
+import type { Subscription } from './wire/handle';
 import { ctType } from './wire/netlink';
 import { NfSocket, ReplyHandler } from './wire/socket';
 import { openSubscription } from './wire/subscription';
@@ -97,7 +98,11 @@ class AckRequest implements ReplyHandler {
   }
 }
 
-export class Conntrack implements Handle {
+/**
+ * A handle on one namespace's conntrack table. It is the Handle (lib/wire/handle.ts) the
+ * concept modules receive; each call passing `this` checks that it still fits.
+ */
+export class Conntrack {
   /** @internal The request socket. */ readonly sock: NfSocket;
   /**
    * The namespace as named at open(): its file path (a name is /var/run/netns/NAME, a pid
@@ -121,11 +126,15 @@ export class Conntrack implements Handle {
    * with the errno of the namespace (naming it) when it cannot be opened or joined.
    */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
+<<<<<<< HEAD
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
     checkKeys(options as Record<string, unknown>, OPEN_KEYS, 'options', 'open()');
     const receiveBufferSize = options.receiveBufferSize === undefined
       ? 4 << 20
       : checkInt(options.receiveBufferSize, MIN_RECEIVE_BUFFER, MAX_RECEIVE_BUFFER, 'options.receiveBufferSize', 'a receive buffer size in bytes');
+=======
+    checkObject(options, 'options', "{ netns: '/proc/1234/ns/net' }");
+>>>>>>> main
     const netnsFile = options.netns === undefined ? undefined : Netns.open(options.netns);
     let sock: NfSocket;
     try {
@@ -269,7 +278,7 @@ export class Conntrack implements Handle {
   /**
    * Creates the entry, or updates it when it exists, in one request (what `conntrack -A`
    * documents). On an existing entry the kernel applies timeout, mark, status (it only sets
-   * flags), state, TCP flags and labels, and refuses `nat` (EOPNOTSUPP), a different
+   * flags), state, TCP flags and labels, and refuses `nat` (ENOTSUP), a different
    * `helper` (EBUSY) and any timeout once the entry has FIXED_TIMEOUT (EPERM).
    *
    * @example

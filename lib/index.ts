@@ -1,13 +1,19 @@
-export { Conntrack, OpenOptions } from './conntrack';
-export { ConntrackError, ConntrackErrorCode } from './common/errors';
+export { Conntrack } from './conntrack';
+export type { OpenOptions } from './conntrack';
+export { ConntrackError } from './common/errors';
+export type { ConntrackErrorCode, ConntrackErrorOptions } from './common/errors';
 export type { NetnsOption } from './common/netns';
+export { TypedEventEmitter } from './common/emitter';
+export type { TypedEmitter, EmitterEvents, EmitterListener, EventStreamEvents } from './common/emitter';
+export type { LostInfo } from './common/loss';
+
 export type { Flow, Counter, TcpInfo, SctpInfo, DccpInfo, SeqAdj, Synproxy } from './flows/flow';
 export type { Tuple, ProtoTuple, IcmpTuple } from './flows/tuple';
 export type { FlowFilter, TupleFilter, FlowTable } from './flows/filter';
+export { Dump } from './wire/dump';
 export type { DumpOptions } from './wire/dump';
 export type { FlowDumpOptions } from './flows/dump';
 export type { ProtoSpec } from './flows/protocols';
-export { Dump } from './wire/dump';
 export type { Family, Proto, StatusFlag, TcpState, SctpState, DccpState } from './wire/enums';
 export * as constants from './wire/enums';
 
@@ -16,15 +22,14 @@ export type {
   UpdateChanges, UpdateMatchingOptions, TcpSpec, TcpFlagsChange, TcpFlag,
 } from './flows/entry-types';
 export { FlowEventStream } from './flows/events';
-export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats } from './flows/events';
-export type { LostInfo } from './common/loss';
+export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats, FlowEventStreamEvents } from './flows/events';
 export { Mirror, DEFAULT_REFRESH_INTERVAL } from './flows/mirror';
-export type { MirrorOptions, ResyncInfo, TupleKey } from './flows/mirror';
+export type { MirrorOptions, MirrorEvents, ResyncInfo, TupleKey } from './flows/mirror';
 
 export { Expectations } from './expect/expectations';
 export type { ExpectationTarget } from './expect/expectations';
 export { ExpectationEvents } from './expect/events';
-export type { ExpectationEvent, ExpectationEventType, ExpectationEventsOptions } from './expect/events';
+export type { ExpectationEvent, ExpectationEventType, ExpectationEventsOptions, ExpectationEventsEvents } from './expect/events';
 export { decodeExpectation } from './expect/decode';
 export type { Expectation, ExpectationFlag, NatDirection } from './expect/decode';
 export type { ExpectationKey, ExpectationSpec } from './expect/encode';

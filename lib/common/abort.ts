@@ -4,8 +4,3 @@ import { ConntrackError } from './errors';
 export function abortError(operation: string, signal?: AbortSignal): ConntrackError {
   return new ConntrackError('ERR_ABORTED', `${operation} was aborted`, { cause: signal?.reason });
 }
-
-/** Throws abortError() when `signal` has already fired. */
-export function throwIfAborted(operation: string, signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw abortError(operation, signal);
-}

@@ -1,8 +1,10 @@
-import { constants as osConstants } from 'os';
+import { constants as osConstants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 
 /**
- * Stable error codes. Kernel refusals use the errno name (`ENOENT`, `EEXIST`, `EPERM`,
- * `EINVAL`, `EBUSY`, ...); the library's own refusals use the `ERR_*` codes below.
+ * Stable error codes. Kernel refusals use the errno name as Node names it (`ENOENT`,
+ * `EEXIST`, `EPERM`, `EINVAL`, `EBUSY`, `ENOTSUP`, `EAGAIN`, ...); the library's own
+ * refusals use the `ERR_*` codes below.
  */
 export type ConntrackErrorCode =
   | 'ERR_INVALID_ARGUMENT' // bad input, refused before anything reached the kernel
@@ -15,12 +17,20 @@ export type ConntrackErrorCode =
   | 'ERR_UNSUPPORTED' // the running kernel lacks a feature
   | string; // errno names
 
-const errnoNames: Record<number, string> = {};
-for (const [name, value] of Object.entries(osConstants.errno)) errnoNames[value] = name;
+// For the few errnos libuv has no name for (EDEADLK, ENOMSG, ...); the first name wins.
+const osErrnoNames: Record<number, string> = {};
+for (const [name, value] of Object.entries(osConstants.errno)) osErrnoNames[value] ??= name;
 
-/** The errno name for a positive errno value (`2` -> `'ENOENT'`). */
+/**
+ * The errno name for a positive errno value, as Node's util.getSystemErrorName() gives it
+ * (`2` -> `'ENOENT'`, `11` -> `'EAGAIN'`, `95` -> `'ENOTSUP'`); `E<n>` when nothing names it.
+ */
 export function errnoName(errno: number): string {
-  return errnoNames[errno] ?? `E${errno}`;
+  if (!Number.isInteger(errno) || errno <= 0) return `E${errno}`;
+  // Above 511 libuv has codes of its own (-4095 is UV_EOF) that are no errno.
+  const name = errno < 512 ? getSystemErrorName(-errno) : 'Unknown';
+  if (!name.startsWith('Unknown')) return name;
+  return osErrnoNames[errno] ?? `E${errno}`;
 }
 
 export interface ConntrackErrorOptions {
@@ -63,35 +73,44 @@ const PERMISSION_HINT =
   'ctnetlink needs CAP_NET_ADMIN in the network namespace it talks to: run as root (sudo), ' +
   'or work on a private namespace with `unshare -Urn`';
 
-/** Turns a kernel errno (from NLMSG_ERROR or a syscall) into a ConntrackError. */
-export function kernelError(errno: number, operation: string, extack?: string): ConntrackError {
-  const code = errnoName(errno);
-  let message = `${operation} failed: ${code}`;
-  if (extack) message += ` (${extack})`;
-  if (errno === osConstants.errno.EPERM || errno === osConstants.errno.EACCES) {
-    message += `. ${PERMISSION_HINT}`;
-  } else {
-    const hint = HINTS[code];
-    if (hint) message += `: ${hint}`;
-  }
-  return new ConntrackError(code, message, { errno, syscall: operation, extack });
-}
-
-const HINTS: Record<string, string> = {
+/** Hints for the kernel's refusal of a ctnetlink request, by errno name. */
+const REFUSAL_HINTS: Record<string, string> = {
   ENOENT: 'no such entry',
   EEXIST: 'the entry already exists',
   EBUSY: 'the resource is busy',
-  EOPNOTSUPP: 'the running kernel does not support this operation',
+  ENOTSUP: 'the running kernel does not support this operation',
   EAFNOSUPPORT: 'conntrack is not loaded for this address family (is nf_conntrack available?)',
 };
 
-/** Wraps an Error thrown by the native addon (it carries errno and syscall). */
+/** Hints for a failed system call, by `syscall errno-name` (the syscall as the addon reports it). */
+const SYSCALL_HINTS: Record<string, string> = {
+  'socket EPROTONOSUPPORT': 'the kernel has no netfilter netlink support: load the nfnetlink and nf_conntrack_netlink modules',
+};
+
+/**
+ * Turns an errno into a ConntrackError. Without `syscall` it is the kernel's refusal of a
+ * ctnetlink request (NLMSG_ERROR, with the extended-ack text when there is one); with it, a
+ * failed system call. `syscall` may carry a detail in parentheses, as the addon reports it
+ * (`setsockopt(SO_RCVBUF)`): the error's `syscall` is the bare name.
+ */
+export function kernelError(errno: number, operation: string, extack?: string, syscall?: string): ConntrackError {
+  const code = errnoName(errno);
+  const name = syscall?.replace(/\(.*\)$/, '');
+  let message = `${operation} failed: ${code}`;
+  if (syscall !== undefined) message += ` from ${syscall}`;
+  if (extack) message += ` (${extack})`;
+  const hint = syscall === undefined ? REFUSAL_HINTS[code] : SYSCALL_HINTS[`${syscall} ${code}`];
+  if (hint) message += `: ${hint}`;
+  else if (errno === osConstants.errno.EPERM || errno === osConstants.errno.EACCES) message += `. ${PERMISSION_HINT}`;
+  return new ConntrackError(code, message, { errno, syscall: name, extack });
+}
+
+/** Wraps an Error thrown by the native addon (it carries errno and the failed syscall). */
 export function fromNative(err: unknown, operation: string): ConntrackError {
   if (err instanceof ConntrackError) return err;
-  const e = err as { errno?: number; syscall?: string; message?: string };
-  if (typeof e?.errno === 'number') {
-    const ce = kernelError(e.errno, `${operation} (${e.syscall ?? 'syscall'})`);
-    return ce;
-  }
+  const e = err as { errno?: number; syscall?: string; message?: string } | undefined;
+  // The addon reports a call on a socket it already closed as syscall 'closed'.
+  if (e?.syscall === 'closed') return new ConntrackError('ERR_CLOSED', `${operation}: the socket is closed`, { cause: err });
+  if (typeof e?.errno === 'number') return kernelError(e.errno, operation, undefined, typeof e.syscall === 'string' ? e.syscall : undefined);
   return new ConntrackError('ERR_NATIVE', `${operation} failed: ${e?.message ?? String(err)}`, { cause: err });
 }

@@ -9,6 +9,7 @@
 import { closeSync, existsSync, fstatSync, openSync, statSync } from 'fs';
 import { getSystemErrorName } from 'util';
 import { ConntrackError, invalid } from './errors';
+import { isObject, show } from './validate';
 import { type NetnsFileOp, type NetnsFileResult, type NetnsTarget, native } from '../wire/native';
 
 /** How a caller names a namespace: a name, a path, a pid, or an open descriptor. */
@@ -45,7 +46,7 @@ export class Netns {
    * a malformed option, and ENOENT / EACCES / EBADF with what to do when it cannot be opened.
    */
   static open(option: NetnsOption, field = 'netns'): Netns {
-    if (option !== null && typeof option === 'object') return Netns.fromFd(option, field);
+    if (isObject(option)) return Netns.fromFd(option as { fd: number }, field);
     const path = resolvePath(option, field);
     let fd: number;
     try {
@@ -127,7 +128,7 @@ function resolvePath(netns: string | number, field: string): string {
   if (netns.includes('/')) return netns;
   if (/^\d+$/.test(netns)) return `/proc/${netns}/ns/net`;
   const named = `/var/run/netns/${netns}`;
-  if (!existsSync(named)) throw invalid(field, `no namespace named ${JSON.stringify(netns)} under /var/run/netns (create it with \`ip netns add ${netns}\`, or pass a path, a pid or { fd })`);
+  if (!existsSync(named)) throw invalid(field, `no namespace named ${show(netns)} under /var/run/netns (create it with \`ip netns add ${netns}\`, or pass a path, a pid or { fd })`);
   return named;
 }
 
@@ -163,7 +164,7 @@ function openError(e: NodeJS.ErrnoException, option: string | number, path: stri
  * netnsFd) as a ConntrackError: the errno's name as code, the addon's message (which names
  * the namespace and the fix), with the descriptor the addon saw replaced by the caller's name.
  */
-export function netnsError(err: unknown, operation: string, ns?: Netns): ConntrackError {
+function netnsError(err: unknown, operation: string, ns?: Netns): ConntrackError {
   if (err instanceof ConntrackError) return err;
   const e = err as { errno?: unknown; syscall?: unknown; message?: unknown; netnsFd?: unknown };
   let message = String(e?.message ?? err);
@@ -183,7 +184,7 @@ export function netnsError(err: unknown, operation: string, ns?: Netns): Conntra
 /** True for an addon Error about joining or opening a namespace (not a socket or send failure). */
 export function isNetnsError(err: unknown): boolean {
   const e = err as { netns?: unknown; netnsFd?: unknown };
-  return e !== null && typeof e === 'object' && (e.netns !== undefined || e.netnsFd !== undefined);
+  return isObject(e) && (e.netns !== undefined || e.netnsFd !== undefined);
 }
 
 /**

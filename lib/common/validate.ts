@@ -2,15 +2,21 @@
  * Checks of caller input. Every refusal is an ERR_INVALID_ARGUMENT that names the field
  * (`invalid(field, problem)`), thrown before anything reaches the kernel.
  */
+import { inspect } from 'node:util';
 import { invalid } from './errors';
 
-/** A value as error messages show it (bigints with their `n`, objects as JSON). */
+/**
+ * A value as error messages show it: strings quoted, numbers as written (`NaN`, `-0`),
+ * bigints with their `n`, symbols, objects (null-prototype ones too) inspected shallowly.
+ * Never throws, whatever the caller passed.
+ */
 export function show(v: unknown): string {
-  if (typeof v === 'bigint') return `${v}n`;
   try {
-    return JSON.stringify(v) ?? String(v);
+    if (typeof v === 'string') return JSON.stringify(v.length > 100 ? `${v.slice(0, 100)}...` : v);
+    // customInspect off: a caller's [util.inspect.custom] does not run inside a message.
+    return inspect(v, { depth: 2, breakLength: Infinity, maxArrayLength: 10, maxStringLength: 100, customInspect: false });
   } catch {
-    return String(v);
+    return `a value of type ${typeof v}`;
   }
 }
 
@@ -97,6 +103,20 @@ function editDistance(a: string, b: string): number {
 
 export function checkBoolean(v: unknown, field: string): boolean {
   if (typeof v !== 'boolean') throw invalid(field, `must be true or false, got ${show(v)}`);
+  return v;
+}
+
+/** NF_CT_HELPER_NAME_LEN (16) less its NUL: the longest helper name the kernel accepts. */
+const HELPER_NAME_MAX = 15;
+
+/**
+ * A conntrack helper name as the kernel accepts it in CTA_HELP_NAME and
+ * CTA_EXPECT_HELP_NAME: 1 to 15 bytes, no NUL.
+ */
+export function checkHelperName(v: unknown, field: string): string {
+  if (typeof v !== 'string' || v === '' || v.includes('\0') || Buffer.byteLength(v) > HELPER_NAME_MAX) {
+    throw invalid(field, `must be a helper name of 1-${HELPER_NAME_MAX} bytes (the kernel's limit) such as 'ftp', got ${show(v)}`);
+  }
   return v;
 }
 

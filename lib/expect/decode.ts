@@ -78,7 +78,7 @@ function protoTuple(buf: Buffer, s: number, e: number): { t: ProtoTuple; family:
 }
 
 /** Flag bits to names. */
-export function expectationFlagNames(bits: number): ExpectationFlag[] {
+function expectationFlagNames(bits: number): ExpectationFlag[] {
   const out: ExpectationFlag[] = [];
   for (const [name, bit] of EXPECTATION_FLAGS) if (bits & bit) out.push(name);
   return out;

@@ -11,7 +11,7 @@ import {
 import { AttrWriter } from '../wire/netlink';
 import { formatIPv4, formatIPv6, parseAddress } from '../common/address';
 import { invalid } from '../common/errors';
-import { checkU16, checkU32, isObject } from '../common/validate';
+import { checkHelperName, checkU16, checkU32, isObject, show } from '../common/validate';
 import { ProtoTuple, ResolvedTuple, Tuple, checkPort, encodeTuple, protoNumber, resolveTuple } from '../flows/tuple';
 import { EXPECTATION_FLAGS, ExpectationFlag, NatDirection } from './decode';
 
@@ -69,22 +69,14 @@ export interface EncodedCreate {
 
 const SPEC_KEYS = new Set(['master', 'tuple', 'mask', 'timeout', 'flags', 'class', 'helper', 'nat', 'zone', 'fn']);
 const MASK_KEYS = new Set(['proto', 'src', 'dst', 'sport', 'dport']);
-const HELPER_NAME_MAX = 15; // NF_CT_HELPER_NAME_LEN - 1
-
-export function checkName(v: unknown, field: string, what: string): string {
-  if (typeof v !== 'string' || v === '' || v.includes('\0')) throw invalid(field, `${what} must be a non-empty string such as 'ftp'`);
-  if (Buffer.byteLength(v) > HELPER_NAME_MAX) throw invalid(field, `${what} is at most ${HELPER_NAME_MAX} bytes, got ${JSON.stringify(v)}`);
-  return v;
-}
-
 /** Flag names to bits, naming `field` on a bad name. */
-export function expectationFlagBits(v: unknown, field: string): number {
+function expectationFlagBits(v: unknown, field: string): number {
   if (!Array.isArray(v)) throw invalid(field, "must be an array of flag names such as ['PERMANENT']");
   let bits = 0;
   for (const n of v) {
     const name = typeof n === 'string' ? n.toUpperCase().replace(/^NF_CT_EXPECT_/, '') : '';
     const f = EXPECTATION_FLAGS.find(([fn]) => fn === name);
-    if (!f) throw invalid(field, `unknown flag ${JSON.stringify(n)}: use PERMANENT or INACTIVE`);
+    if (!f) throw invalid(field, `unknown flag ${show(n)}: use PERMANENT or INACTIVE`);
     if (f[1] === NF_CT_EXPECT_USERSPACE) throw invalid(field, 'USERSPACE is set by the kernel for expectations made through nfqueue and cannot be requested; use PERMANENT or INACTIVE');
     bits |= f[1];
   }
@@ -142,7 +134,7 @@ export function encodeCreate(spec: unknown): EncodedCreate {
   let maskSrc = allOnes(tuple.family);
   if (m.src !== undefined) {
     const a = parseAddress(m.src as string);
-    if (!a) throw invalid('mask.src', `not an address mask: ${JSON.stringify(m.src)} (e.g. '255.255.255.0', or '0.0.0.0' for any source)`);
+    if (!a) throw invalid('mask.src', `not an address mask: ${show(m.src)} (e.g. '255.255.255.0', or '0.0.0.0' for any source)`);
     if (a.family !== tuple.family) throw invalid('mask.src', `is ${a.family} but the tuple is ${tuple.family}`);
     maskSrc = a.bytes;
   }
@@ -170,23 +162,26 @@ export function encodeCreate(spec: unknown): EncodedCreate {
     if (timeout === 0) throw invalid('timeout', 'must be at least 1 second');
   }
   const flags = spec.flags !== undefined ? expectationFlagBits(spec.flags, 'flags') : undefined;
-  const helper = spec.helper !== undefined ? checkName(spec.helper, 'helper', 'helper name') : undefined;
+  const helper = spec.helper !== undefined ? checkHelperName(spec.helper, 'helper') : undefined;
   let cls: number | undefined;
   if (spec.class !== undefined) {
     cls = checkU32(spec.class, 'class', 'class');
     if (cls !== 0 && helper === undefined) throw invalid('class', "is only applied together with helper (the kernel checks the class against that helper's classes); add helper, e.g. helper: 'sip'");
   }
-  const fn = spec.fn !== undefined ? checkName(spec.fn, 'fn', 'callback name') : undefined;
+  const fn = spec.fn;
+  if (fn !== undefined && (typeof fn !== 'string' || fn === '' || fn.includes('\0'))) {
+    throw invalid('fn', `must name a callback the kernel registered, such as 'nat-follow-master', got ${show(fn)}`);
+  }
 
   let nat: { dir: number; tuple: ResolvedTuple } | undefined;
   if (spec.nat !== undefined) {
     const n = spec.nat;
     if (!isObject(n)) throw invalid('nat', "must be { dir: 'orig' | 'reply', tuple: { src, sport } }");
-    if (n.dir !== 'orig' && n.dir !== 'reply') throw invalid('nat.dir', `must be 'orig' or 'reply', got ${JSON.stringify(n.dir)}`);
+    if (n.dir !== 'orig' && n.dir !== 'reply') throw invalid('nat.dir', `must be 'orig' or 'reply', got ${show(n.dir)}`);
     if (!isObject(n.tuple)) throw invalid('nat.tuple', 'must be { src, sport } (the address and port to map to)');
     const nt = n.tuple;
     const srcAddr = parseAddress(nt.src as string);
-    if (!srcAddr) throw invalid('nat.tuple.src', `not an IPv4 or IPv6 address: ${JSON.stringify(nt.src)}`);
+    if (!srcAddr) throw invalid('nat.tuple.src', `not an IPv4 or IPv6 address: ${show(nt.src)}`);
     if (srcAddr.family !== master.family) throw invalid('nat.tuple.src', `is ${srcAddr.family} but the master is ${master.family}`);
     const filled = { ...nt, dst: nt.dst ?? (master.family === 'ipv4' ? '0.0.0.0' : '::') };
     // The kernel reads the NAT tuple with the master's protocol and keeps its source part.

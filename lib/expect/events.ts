@@ -3,10 +3,14 @@
  * multicast groups, delivered both as an AsyncIterable and as an EventEmitter. Messages
  * the kernel could not queue (receive buffer full) are counted in `lost`, never hidden.
  */
-import { EventEmitter } from 'events';
 import { abortError } from '../common/abort';
+<<<<<<< HEAD
 import { emitGuarded, rethrowLater } from '../common/callback';
+=======
+import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
+>>>>>>> main
 import { ConntrackError, invalid } from '../common/errors';
+import { show } from '../common/validate';
 import { LossMeter } from '../common/loss';
 import { BoundedQueue } from '../common/queue';
 import {
@@ -37,6 +41,16 @@ export interface ExpectationEventsOptions {
   highWaterMark?: number;
 }
 
+/** The events of an ExpectationEvents stream and their listener arguments. */
+export interface ExpectationEventsEvents extends EventStreamEvents {
+  /** Every event, new or destroy. */
+  event: [event: ExpectationEvent];
+  /** An expectation was created. */
+  new: [expectation: Expectation];
+  /** An expectation was matched, expired or deleted. */
+  destroy: [expectation: Expectation];
+}
+
 /**
  * A live stream of expectation events.
  *
@@ -44,7 +58,7 @@ export interface ExpectationEventsOptions {
  * `'lost'` (LostInfo: events the kernel dropped, in total and since the last notice), `'error'`
  * and `'close'`. Iterate it with `for await` for backpressure instead.
  */
-export class ExpectationEvents extends EventEmitter implements AsyncIterable<ExpectationEvent> {
+export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents> implements AsyncIterable<ExpectationEvent> {
   private readonly sock: NfSocket;
   private readonly disown: () => void;
   private readonly queue: BoundedQueue<ExpectationEvent>;
@@ -81,7 +95,7 @@ export class ExpectationEvents extends EventEmitter implements AsyncIterable<Exp
     // Reading only while something consumes the stream: until then events wait in the
     // kernel's socket buffer, and a stream the program dropped is paused, so it is
     // collected with its socket.
-    this.on('newListener', (name: string) => {
+    this.on('newListener', (name) => {
       if (name === 'event' || name === 'new' || name === 'destroy') this.sock.setListening(true);
     });
     this.on('removeListener', () => this.updateReading());
@@ -268,7 +282,7 @@ export function eventGroups(types: unknown, field: string): number[] {
   for (const t of types) {
     if (t === 'new') groups.add(NFNLGRP_CONNTRACK_EXP_NEW);
     else if (t === 'destroy') groups.add(NFNLGRP_CONNTRACK_EXP_DESTROY);
-    else throw invalid(field, `unknown event type ${JSON.stringify(t)}: use 'new' or 'destroy' (the kernel sends no update events for expectations)`);
+    else throw invalid(field, `unknown event type ${show(t)}: use 'new' or 'destroy' (the kernel sends no update events for expectations)`);
   }
   return [...groups];
 }

@@ -5,7 +5,11 @@
 import type { Handle } from '../wire/handle';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
+<<<<<<< HEAD
 import { checkInt, checkSignal, checkKeys } from '../common/validate';
+=======
+import { checkInt, checkObject, checkSignal, show } from '../common/validate';
+>>>>>>> main
 import {
   AF_UNSPEC, IPCTNL_MSG_CT_GET, IPCTNL_MSG_EXP_DELETE, IPCTNL_MSG_EXP_GET, IPCTNL_MSG_EXP_GET_STATS_CPU,
   IPCTNL_MSG_EXP_NEW, NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
@@ -85,7 +89,7 @@ export class Expectations {
    * (matched by a connection or expired) by the time it was read back.
    *
    * Kernel refusals are explained: no master (ENOENT), a master without a helper or an
-   * unknown helper name (EOPNOTSUPP), an existing expectation (EEXIST), a clash with
+   * unknown helper name (ENOTSUP), an existing expectation (EEXIST), a clash with
    * another master's expectation (EBUSY), a full expectation table (EMFILE).
    */
   async create(spec: ExpectationSpec): Promise<Expectation | undefined> {
@@ -122,7 +126,7 @@ export class Expectations {
     switch (err.code) {
       case 'ENOENT':
         return say(`there is no master flow ${enc.masterText} (in this zone): create the master first, e.g. ct.create({ proto, orig, timeout, helper: 'ftp' })`);
-      case 'EOPNOTSUPP': {
+      case 'ENOTSUP': {
         // Either the master has no helper, or spec.helper names a helper the kernel lacks.
         let masterHelper: string | undefined;
         let known = false;
@@ -141,8 +145,8 @@ export class Expectations {
             "Create the master with a helper (ct.create({ ..., helper: 'ftp' })), or let traffic pick one up through an nft rule (ct helper set)");
         }
         if (enc.helper !== undefined) {
-          return say(`the kernel has no helper named ${JSON.stringify(enc.helper)} for this master's protocol (is its nf_conntrack_* module loaded?)` +
-            (masterHelper ? `; the master's helper is ${JSON.stringify(masterHelper)}` : ''));
+          return say(`the kernel has no helper named ${show(enc.helper)} for this master's protocol (is its nf_conntrack_* module loaded?)` +
+            (masterHelper ? `; the master's helper is ${show(masterHelper)}` : ''));
         }
         return say("the master flow needs a helper: create it with ct.create({ ..., helper: 'ftp' }) or through an nft rule (ct helper set)");
       }
@@ -219,8 +223,12 @@ export class Expectations {
    */
   events(options: ExpectationEventsOptions & { filter?: ExpectationFilter } = {}): ExpectationEvents {
     this.ct.assertOpen('expectations.events');
+<<<<<<< HEAD
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object { types?, signal? }');
     checkKeys(options as Record<string, unknown>, EXP_EVENT_KEYS, 'options', 'expectations.events()');
+=======
+    checkObject(options, 'options', '{ types?, signal? }');
+>>>>>>> main
     const groups = eventGroups(options.types, 'options.types');
     const filter = compileExpectationFilter(options.filter, 'options.filter');
     if (options.highWaterMark !== undefined) checkInt(options.highWaterMark, 1, 1 << 24, 'options.highWaterMark');

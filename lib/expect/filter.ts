@@ -5,10 +5,9 @@
 import { AF_INET, AF_INET6, AF_UNSPEC, Family, Proto } from '../wire/enums';
 import { Prefix, parseAddress, parsePrefix, prefixContains } from '../common/address';
 import { invalid } from '../common/errors';
-import { checkU32, isObject } from '../common/validate';
+import { checkHelperName, checkU32, isObject, show } from '../common/validate';
 import { ProtoTuple, checkPort, protoNumber } from '../flows/tuple';
 import type { Expectation } from './decode';
-import { checkName } from './encode';
 
 /** Selects tuples: addresses or prefixes, ports. */
 export interface ExpectationTupleFilter {
@@ -54,7 +53,7 @@ function compileTF(v: unknown, field: string, family: Family | undefined): CTF {
   for (const side of ['src', 'dst'] as const) {
     if (v[side] === undefined) continue;
     const p = parsePrefix(v[side] as string);
-    if (!p) throw invalid(`${field}.${side}`, `not an address or prefix: ${JSON.stringify(v[side])} (e.g. '10.0.0.1', '10.0.0.0/8')`);
+    if (!p) throw invalid(`${field}.${side}`, `not an address or prefix: ${show(v[side])} (e.g. '10.0.0.1', '10.0.0.0/8')`);
     if (family && p.family !== family) throw invalid(`${field}.${side}`, `is ${p.family} but the filter is for ${family}`);
     out[side] = p;
   }
@@ -83,11 +82,11 @@ export function compileExpectationFilter(filter: unknown, field = 'filter'): Com
   for (const k of keys) if (!FILTER_KEYS.has(k)) throw invalid(`${field}.${k}`, `unknown filter key; use ${[...FILTER_KEYS].join(', ')}`);
   let family: Family | undefined;
   if (filter.family !== undefined) {
-    if (filter.family !== 'ipv4' && filter.family !== 'ipv6') throw invalid(`${field}.family`, `must be 'ipv4' or 'ipv6', got ${JSON.stringify(filter.family)}`);
+    if (filter.family !== 'ipv4' && filter.family !== 'ipv6') throw invalid(`${field}.family`, `must be 'ipv4' or 'ipv6', got ${show(filter.family)}`);
     family = filter.family;
   }
   const protonum = filter.proto !== undefined ? protoNumber(filter.proto, `${field}.proto`) : undefined;
-  const helper = filter.helper !== undefined ? checkName(filter.helper, `${field}.helper`, 'helper name') : undefined;
+  const helper = filter.helper !== undefined ? checkHelperName(filter.helper, `${field}.helper`) : undefined;
   // The kernel does not report an expectation's zone (Linux 6.18 included): a zone filter
   // could only ever match zone 0, so it is refused rather than silently wrong.
   if (filter.zone !== undefined) {

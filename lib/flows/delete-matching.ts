@@ -8,6 +8,7 @@ import type { Handle } from '../wire/handle';
 import { AF_UNSPEC, CTA_STATS_GLOBAL_ENTRIES, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET_STATS } from '../wire/enums';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
+import { checkObject } from '../common/validate';
 import { RequestWindow } from '../common/window';
 import { NFNL_ATTR_OFFSET, ctType, forEachAttr } from '../wire/netlink';
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
@@ -110,9 +111,13 @@ export async function deleteMatchingEntries(
 ): Promise<number> {
   ct.assertOpen('deleteMatching');
   if (predicate !== undefined && typeof predicate !== 'function') throw invalid('predicate', 'must be a function (flow) => boolean');
+<<<<<<< HEAD
   if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object like { signal }');
   checkKeys(options as Record<string, unknown>, DELETE_KEYS, 'options', 'deleteMatching() and flush()');
   checkSignal(options.signal, 'options.signal');
+=======
+  checkObject(options, 'options', '{ signal }');
+>>>>>>> main
   if (options.exact !== undefined && typeof options.exact !== 'boolean') throw invalid('options.exact', 'must be true (count by listing the matches) or false (count by the table size)');
   const compiled = compileFilter(filter);
   const signal = options.signal;

@@ -34,7 +34,7 @@ export interface FlowDumpOptions extends DumpOptions {
  * A signature of what names a flow's original direction (with its id: one entry): the
  * address strings hashed in place and the numbers mixed in, with no string built per flow.
  */
-export function flowSignature(f: Flow): number {
+function flowSignature(f: Flow): number {
   const o = f.orig;
   let h = fnv1a(o.src, fnv1a(o.dst));
   const a = o.icmp === undefined ? ((o.sport ?? 0x10000) << 16) ^ (o.dport ?? 0x10000) : 0x40000000 ^ (o.icmp.id << 8) ^ o.icmp.type;
@@ -48,7 +48,7 @@ export function flowSignature(f: Flow): number {
 const TABLE_MSG = { conntrack: IPCTNL_MSG_CT_GET, dying: IPCTNL_MSG_CT_GET_DYING, unconfirmed: IPCTNL_MSG_CT_GET_UNCONFIRMED } as const;
 
 /** The dump of the flows matching `compiled` (ctnetlink message `msg`). */
-export function flowDumpSpec(compiled: CompiledFilter, operation: string, msg: number = TABLE_MSG[compiled.table]): DumpSpec<Flow> {
+function flowDumpSpec(compiled: CompiledFilter, operation: string, msg: number = TABLE_MSG[compiled.table]): DumpSpec<Flow> {
   return {
     type: ctType(msg),
     family: compiled.nfFamily,

@@ -11,7 +11,11 @@ import { ConntrackError, invalid } from '../common/errors';
 import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
+<<<<<<< HEAD
 import { checkBoolean, show, checkKeys } from '../common/validate';
+=======
+import { checkBoolean, checkObject, show } from '../common/validate';
+>>>>>>> main
 import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveUpdate } from './entry-spec';
 import type { ResolvedUpdate } from './entry-spec';
 import { explainTableFull } from './table-full';
@@ -27,7 +31,7 @@ function decodeOne(replies: Buffer[]): Flow | undefined {
 }
 
 function notFound(op: string): ConntrackError {
-  return new ConntrackError('ENOENT', `${op} failed: ENOENT: no such entry`, { errno: 2, syscall: op });
+  return new ConntrackError('ENOENT', `${op} failed: ENOENT: no such entry`, { errno: 2 });
 }
 
 /** ct.get(): the flow named by key. */
@@ -35,8 +39,12 @@ const GET_KEYS = new Set(['direction', 'zeroCounters']);
 
 export async function getEntry(ct: Handle, key: EntryKey, options: GetOptions = {}): Promise<Flow> {
   ct.assertOpen('get');
+<<<<<<< HEAD
   if (options === null || typeof options !== 'object') throw invalid('options', "must be an object like { direction: 'reply' }");
   checkKeys(options as Record<string, unknown>, GET_KEYS, 'options', 'get()');
+=======
+  checkObject(options, 'options', "{ direction: 'reply' }");
+>>>>>>> main
   const dir = options.direction;
   if (dir !== undefined && dir !== 'orig' && dir !== 'reply') throw invalid('options.direction', `must be 'orig' or 'reply', got ${show(dir)}`);
   const zero = options.zeroCounters === undefined ? false : checkBoolean(options.zeroCounters, 'options.zeroCounters');
@@ -208,7 +216,7 @@ const NEVER_CLEARED = (1 << IPS_SEEN_REPLY_BIT) | (1 << IPS_ASSURED_BIT);
  * with NLM_F_CREATE and without NLM_F_EXCL). On an existing entry the kernel
  * (ctnetlink_change_conntrack()) applies timeout, status (setting flags only), protocol
  * state and TCP flags, mark, labels, sequence adjustments and synproxy; it refuses NAT
- * (EOPNOTSUPP: NAT is set only at creation), a different helper (EBUSY) and a timeout on
+ * (ENOTSUP: NAT is set only at creation), a different helper (EBUSY) and a timeout on
  * an entry with FIXED_TIMEOUT (EPERM), and ignores the reply tuple.
  */
 export async function upsertEntry(ct: Handle, spec: CreateSpec): Promise<void> {
@@ -222,10 +230,10 @@ export async function upsertEntry(ct: Handle, spec: CreateSpec): Promise<void> {
       await upsertKeepingFlags(ct, spec);
     } else if (e.code === 'EPERM') {
       throw fixedTimeout(e, 'upsert', 'timeout');
-    } else if (e.code === 'EOPNOTSUPP' && spec.nat !== undefined) {
+    } else if (e.code === 'ENOTSUP' && spec.nat !== undefined) {
       throw new ConntrackError(
-        'EOPNOTSUPP',
-        'upsert failed: EOPNOTSUPP: nat: the entry exists, and the kernel sets NAT only when it creates an entry; delete it first, or upsert without nat',
+        'ENOTSUP',
+        'upsert failed: ENOTSUP: nat: the entry exists, and the kernel sets NAT only when it creates an entry; delete it first, or upsert without nat',
         { errno: e.errno, syscall: 'upsert', field: 'nat', cause: e },
       );
     } else throw err;

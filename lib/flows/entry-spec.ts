@@ -18,11 +18,11 @@ import {
   StatusFlag, TCP_FLAG_NAMES,
 } from '../wire/enums';
 import { invalid } from '../common/errors';
-import { checkInt, checkKeys, checkObject, show } from '../common/validate';
+import { checkHelperName, checkInt, checkKeys, checkObject, show } from '../common/validate';
 import { acceptedStates, canonicalState, stateNames } from './states';
 import { AttrWriter } from '../wire/netlink';
 import { parseAddress } from '../common/address';
-import { ResolvedTuple, encodeTuple, invertTuple, protoNumber, resolveTuple } from './tuple';
+import { ResolvedTuple, encodeTuple, invertTuple, protoName, protoNumber, resolveTuple } from './tuple';
 import type { CreateSpec, EntryKey, SettableStatusFlag, UpdateSpec } from './entry-types';
 
 export const FAMILY_NUM = { ipv4: AF_INET, ipv6: AF_INET6 } as const;
@@ -77,7 +77,7 @@ interface StateInfo {
 
 function resolveState(v: unknown, protonum: number, field: string): StateInfo {
   const names = stateNames(protonum);
-  if (!names) throw invalid(field, `protocol ${protonum} has no state; state is for tcp, sctp and dccp`);
+  if (!names) throw invalid(field, `${protoName(protonum)} has no state; state is for tcp, sctp and dccp`);
   // DCCP: only states below CT_DCCP_IGNORE are accepted by the kernel.
   const allowed = protonum === IPPROTO_DCCP ? names.slice(0, 8) : names;
   const name = typeof v === 'string' ? canonicalState(v, protonum) : undefined;
@@ -191,16 +191,7 @@ export interface ResolvedKey {
   id: number | undefined;
 }
 
-/** resolveTuple() with a check the foundation leaves out: ports on a protocol without ports. */
-function tupleOf(t: unknown, protonum: number, field: string): ResolvedTuple {
-  if (!PORT_PROTOS.has(protonum) && t !== null && typeof t === 'object') {
-    const o = t as Record<string, unknown>;
-    for (const k of ['sport', 'dport']) {
-      if (o[k] !== undefined) throw invalid(`${field}.${k}`, `protocol ${protonum} has no ports; remove sport and dport`);
-    }
-  }
-  return resolveTuple(t, protonum, field, true);
-}
+const tupleOf = (t: unknown, protonum: number, field: string): ResolvedTuple => resolveTuple(t, protonum, field, true);
 
 function resolveZone(v: unknown, field: string): number {
   return v === undefined ? 0 : checkInt(v, 0, 65535, field, 'zone');
@@ -255,7 +246,7 @@ function resolveNat(v: unknown, field: string, family: 'ipv4' | 'ipv6', protonum
   if (a.family !== family) throw invalid(`${field}.address`, `is ${a.family} but the entry is ${family}: NAT to an address of the entry's family`);
   let port: number | undefined;
   if (o.port !== undefined) {
-    if (!PORT_PROTOS.has(protonum)) throw invalid(`${field}.port`, `protocol ${protonum} has no ports; remove port`);
+    if (!PORT_PROTOS.has(protonum)) throw invalid(`${field}.port`, `${protoName(protonum)} has no ports; remove port`);
     port = checkInt(o.port, 0, 65535, `${field}.port`, 'port');
   }
   return { ip: a.bytes, port };
@@ -273,14 +264,6 @@ function encodeNat(w: AttrWriter, attr: number, family: 'ipv4' | 'ipv6', t: { ip
 
 function checkTimeout(v: unknown, field: string): number {
   return checkInt(v, 1, 0xffffffff, field, undefined, ' seconds');
-}
-
-function checkHelper(v: unknown, field: string): string {
-  // NF_CT_HELPER_NAME_LEN is 16 including the NUL.
-  if (typeof v !== 'string' || v.length === 0 || v.length > 15 || !/^[\x21-\x7e]+$/.test(v)) {
-    throw invalid(field, `must be a helper name of 1-15 printable characters such as 'ftp', got ${show(v)}`);
-  }
-  return v;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,7 +303,7 @@ export function writeCreate(w: AttrWriter, spec: CreateSpec): { family: number; 
     throw invalid('tcpWindow.wscaleOrig', "the kernel applies window scales only when both directions have WINDOW_SCALE: add it to tcpWindow.flagsOrig.flags and tcpWindow.flagsReply.flags");
   }
   const labels = s.labels === undefined ? undefined : labelWords(s.labels, 'labels');
-  const helper = s.helper === undefined ? undefined : checkHelper(s.helper, 'helper');
+  const helper = s.helper === undefined ? undefined : checkHelperName(s.helper, 'helper');
   let natSrc: { ip: Buffer; port?: number } | undefined;
   let natDst: { ip: Buffer; port?: number } | undefined;
   if (s.nat !== undefined) {

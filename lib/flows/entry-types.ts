@@ -167,10 +167,10 @@ export interface DeleteMatchingOptions {
    * kernel does not say how many.
    * - false (default): the count is how much the table shrank (its entry count read before
    *   and after). Exact when nothing else creates or expires entries meanwhile; otherwise
-   *   off by that many. Some 4-12x faster than `conntrack -D` for 100,000 entries.
+   *   off by that many. The fastest way.
    * - true: the matching entries are listed (tuple, zone, id) before the flush and again
    *   after it; the count is how many of the first list are gone, whatever else happens in
-   *   the table. Costs one more dump: some 2-3x faster than `conntrack -D`.
+   *   the table. Costs one more dump (bench/RESULTS-entries.md has the figures).
    * (DESTROY events cannot give the count: the kernel sends none for entries created while
    * nobody listened for events.) Other filters always dump, then delete each match by
    * tuple and id: an exact count.

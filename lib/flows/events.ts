@@ -4,15 +4,18 @@
  * fills, while the consumer is behind), exact loss accounting from the socket's drop
  * counter, optional kernel-side (BPF) filtering and reliable DESTROY delivery.
  */
-import { EventEmitter } from 'events';
 import { Readable } from 'stream';
 import { abortError } from '../common/abort';
+<<<<<<< HEAD
 import { emitGuarded, rethrowLater } from '../common/callback';
+=======
+import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
+>>>>>>> main
 import { ConntrackError, invalid } from '../common/errors';
-import { LossMeter, LostInfo } from '../common/loss';
+import { LossMeter } from '../common/loss';
 import { jsonCopy } from '../common/json';
 import { BoundedQueue } from '../common/queue';
-import { checkBoolean, checkInt, checkKeys, checkSignal, isObject } from '../common/validate';
+import { checkBoolean, checkInt, checkKeys, checkObject, checkSignal, isObject, show } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import {
   AF_UNSPEC, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS,
@@ -73,6 +76,12 @@ export interface EventsOptions {
   signal?: AbortSignal;
 }
 
+/** The events of a FlowEventStream and their listener arguments. */
+export interface FlowEventStreamEvents extends EventStreamEvents {
+  /** An event (only while someone listens; otherwise events queue for the iterator). */
+  event: [event: FlowEvent];
+}
+
 /** Counters of what reached the socket and what the library did with it. */
 export interface EventStreamStats {
   /** Netlink messages read from the socket (after the kernel's BPF filter). */
@@ -115,14 +124,13 @@ export function validateEventsOptions(options: unknown, field = 'options'): Vali
   let types = [...ALL_TYPES];
   if (o.types !== undefined) {
     if (!Array.isArray(o.types) || o.types.length === 0) throw invalid(`${field}.types`, "must be a non-empty array of 'new', 'update', 'destroy'");
-    for (const t of o.types) if (!ALL_TYPES.includes(t)) throw invalid(`${field}.types`, `unknown event type ${JSON.stringify(t)}: use 'new', 'update' or 'destroy'`);
+    for (const t of o.types) if (!ALL_TYPES.includes(t)) throw invalid(`${field}.types`, `unknown event type ${show(t)}: use 'new', 'update' or 'destroy'`);
     types = ALL_TYPES.filter((t) => (o.types as unknown[]).includes(t));
   }
   const receiveBufferSize = o.receiveBufferSize === undefined ? undefined : checkInt(o.receiveBufferSize, 1, MAX_BUFFER, `${field}.receiveBufferSize`);
   let growMax: number | undefined;
   if (o.growBuffer !== undefined && o.growBuffer !== false) {
-    const g = o.growBuffer as Record<string, unknown>;
-    if (g === null || typeof g !== 'object') throw invalid(`${field}.growBuffer`, 'must be an object { max: bytes }');
+    const g = checkObject(o.growBuffer, `${field}.growBuffer`, '{ max: bytes }');
     growMax = checkInt(g.max, 1, MAX_BUFFER, `${field}.growBuffer.max`);
   }
   const highWaterMark = o.highWaterMark === undefined ? 8192 : checkInt(o.highWaterMark, 1, 1 << 24, `${field}.highWaterMark`);
@@ -146,7 +154,7 @@ type Waiter = { resolve: (r: IteratorResult<FlowEvent>) => void; reject: (e: unk
  * and the kernel's socket buffer fills. What the kernel cannot queue is dropped there and
  * counted in `lost` (exact, from the socket's drop counter).
  */
-export class FlowEventStream extends EventEmitter implements AsyncIterableIterator<FlowEvent> {
+export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> implements AsyncIterableIterator<FlowEvent> {
   /** The event types subscribed to. */
   readonly types: readonly FlowEventType[];
   /** True when reliable delivery (NETLINK_BROADCAST_ERROR) is on. */
@@ -186,7 +194,7 @@ export class FlowEventStream extends EventEmitter implements AsyncIterableIterat
       this.updatePaused();
     };
     // 'newListener' fires before the listener is added, 'removeListener' after it is gone.
-    this.on('newListener', (name: string) => {
+    this.on('newListener', (name) => {
       if (name === 'event' && !this.listening) {
         this.listening = true;
         this.updatePaused();

@@ -18,9 +18,13 @@ import {
 } from '../wire/enums';
 import { Prefix, parsePrefix, prefixContains, parseAddress } from '../common/address';
 import { invalid } from '../common/errors';
+<<<<<<< HEAD
 import { checkU16, checkU32, checkU8, show, checkKeys } from '../common/validate';
+=======
+import { checkObject, checkU16, checkU32, checkU8, isObject, show } from '../common/validate';
+>>>>>>> main
 import { AttrWriter } from '../wire/netlink';
-import { checkPort, protoNumber } from './tuple';
+import { checkPort, protoName, protoNumber } from './tuple';
 import type { Flow } from './flow';
 import type { ProtoSpec } from './protocols';
 import { acceptedStates, canonicalState, stateNames } from './states';
@@ -158,33 +162,32 @@ export function statusBits(names: unknown, field: string): number {
   if (!Array.isArray(names)) throw invalid(field, 'must be an array of status flag names such as ["ASSURED"]');
   let bits = 0;
   for (const n of names) {
-    const i = STATUS_NAMES.indexOf(String(n).toUpperCase().replace(/^IPS_/, '') as StatusFlag);
-    if (i < 0) throw invalid(field, `unknown status flag ${JSON.stringify(n)}: use one of ${STATUS_NAMES.join(', ')}`);
+    const i = typeof n === 'string' ? STATUS_NAMES.indexOf(n.toUpperCase().replace(/^IPS_/, '') as StatusFlag) : -1;
+    if (i < 0) throw invalid(field, `unknown status flag ${show(n)}: use one of ${STATUS_NAMES.join(', ')}`);
     bits |= 1 << i;
   }
   return bits >>> 0;
 }
 
 function compileTuple(t: unknown, field: string, family: Family | undefined, protonum: number | undefined): { ct: CompiledTuple; family: Family | undefined } {
-  if (t === null || typeof t !== 'object' || Array.isArray(t)) throw invalid(field, 'must be an object like { src, dst, sport, dport }');
-  const o = t as Record<string, unknown>;
+  const o = checkObject(t, field, '{ src, dst, sport, dport }');
   for (const k of Object.keys(o)) if (!TUPLE_KEYS.has(k)) throw invalid(`${field}.${k}`, `unknown key; a tuple filter takes ${[...TUPLE_KEYS].join(', ')}`);
   const ct: CompiledTuple = {};
   for (const side of ['src', 'dst'] as const) {
     if (o[side] === undefined) continue;
     const p = parsePrefix(o[side] as string);
-    if (!p) throw invalid(`${field}.${side}`, `not an address or prefix: ${JSON.stringify(o[side])} (e.g. '10.0.0.1', '10.0.0.0/8', 'fd00::/8')`);
+    if (!p) throw invalid(`${field}.${side}`, `not an address or prefix: ${show(o[side])} (e.g. '10.0.0.1', '10.0.0.0/8', 'fd00::/8')`);
     if (family && p.family !== family) throw invalid(`${field}.${side}`, `is ${p.family} but the filter is for ${family}`);
     family = p.family;
     ct[side] = p;
   }
   for (const side of ['sport', 'dport'] as const) {
     if (o[side] === undefined) continue;
-    if (protonum !== undefined && !PORT_PROTOS.has(protonum)) throw invalid(`${field}.${side}`, `protocol ${protonum} has no ports`);
+    if (protonum !== undefined && !PORT_PROTOS.has(protonum)) throw invalid(`${field}.${side}`, `${protoName(protonum)} has no ports`);
     ct[side] = checkPort(o[side], `${field}.${side}`);
   }
   if (o.icmp !== undefined) {
-    if (o.icmp === null || typeof o.icmp !== 'object') throw invalid(`${field}.icmp`, 'must be an object { type?, code?, id? }');
+    checkObject(o.icmp, `${field}.icmp`, '{ type?, code?, id? }');
     if (protonum !== undefined && protonum !== IPPROTO_ICMP && protonum !== IPPROTO_ICMPV6) throw invalid(`${field}.icmp`, 'only ICMP and ICMPv6 flows have icmp fields; set proto to icmp or icmpv6');
     const i = o.icmp as Record<string, unknown>;
     if (i.type !== undefined) ct.icmpType = checkU8(i.type, `${field}.icmp.type`);
@@ -269,14 +272,19 @@ function encodeTupleFilter(w: AttrWriter, attr: number, ct: CompiledTuple, famil
 /** Validates a filter and compiles it. Throws ConntrackError naming the bad field. */
 export function compileFilter(filter: FlowFilter | undefined, field = 'filter', options: CompileOptions = {}): CompiledFilter {
   const source = filter ?? {};
+<<<<<<< HEAD
   if (filter !== undefined && (filter === null || typeof filter !== 'object' || Array.isArray(filter))) {
     throw invalid(field, 'must be an object such as { family: "ipv4", proto: "tcp" }');
   }
   checkKeys(source as Record<string, unknown>, KNOWN_KEYS, field, 'a flow filter');
+=======
+  if (filter !== undefined) checkObject(filter, field, "{ family: 'ipv4', proto: 'tcp' }");
+  for (const k of Object.keys(source)) if (!KNOWN_KEYS.has(k)) throw invalid(`${field}.${k}`, `unknown filter key; use ${[...KNOWN_KEYS].join(', ')}`);
+>>>>>>> main
 
   let family: Family | undefined;
   if (source.family !== undefined) {
-    if (source.family !== 'ipv4' && source.family !== 'ipv6') throw invalid(`${field}.family`, `must be 'ipv4' or 'ipv6', got ${JSON.stringify(source.family)}`);
+    if (source.family !== 'ipv4' && source.family !== 'ipv6') throw invalid(`${field}.family`, `must be 'ipv4' or 'ipv6', got ${show(source.family)}`);
     family = source.family;
   }
   const protonum = source.proto !== undefined ? protoNumber(source.proto, `${field}.proto`) : undefined;
@@ -289,7 +297,7 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter', 
   let markMask = 0xffffffff;
   if (source.mark !== undefined) {
     if (typeof source.mark === 'number') markValue = checkU32(source.mark, `${field}.mark`);
-    else if (source.mark !== null && typeof source.mark === 'object') {
+    else if (isObject(source.mark)) {
       markValue = checkU32(source.mark.value, `${field}.mark.value`);
       markMask = checkU32(source.mark.mask, `${field}.mark.mask`);
     } else throw invalid(`${field}.mark`, 'must be a number or { value, mask }');
@@ -304,7 +312,7 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter', 
   let statusUnset = 0;
   if (source.status !== undefined) {
     if (Array.isArray(source.status)) statusSet = statusBits(source.status, `${field}.status`);
-    else if (source.status !== null && typeof source.status === 'object') {
+    else if (isObject(source.status)) {
       const st = source.status as { set?: unknown; unset?: unknown };
       for (const k of Object.keys(st)) if (k !== 'set' && k !== 'unset') throw invalid(`${field}.status.${k}`, 'unknown key; use set and unset');
       if (st.set !== undefined) statusSet = statusBits(st.set, `${field}.status.set`);

@@ -130,7 +130,7 @@ export function statusNames(bits: number): StatusFlag[] {
 
 const statusCache = new Map<number, readonly StatusFlag[]>();
 /** The shared, frozen name list for a status word (uncommon words beyond 4096 get their own). */
-export function sharedStatusNames(bits: number): readonly StatusFlag[] {
+function sharedStatusNames(bits: number): readonly StatusFlag[] {
   let names = statusCache.get(bits);
   if (names === undefined) {
     names = Object.freeze(statusNames(bits));

@@ -11,11 +11,17 @@
  * reconciles with a dump periodically (`refreshInterval`) unless the namespace has
  * nf_conntrack_events=1, and on demand (`refresh()`).
  */
+<<<<<<< HEAD
 import { checkKeys } from '../common/validate';
 import { EventEmitter } from 'events';
 import { canonicalAddress } from '../common/address';
 import { emitGuarded, rethrowLater } from '../common/callback';
+=======
+import { canonicalAddress } from '../common/address';
+import { TypedEventEmitter } from '../common/emitter';
+>>>>>>> main
 import { ConntrackError, invalid } from '../common/errors';
+import { checkKeys, checkNumber, checkObject, isObject, show } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import { Settings } from '../stats/settings';
 import { dumpFlows } from './dump';
@@ -77,6 +83,21 @@ export interface ResyncInfo {
   durationMs: number;
 }
 
+/** The events of a Mirror and their listener arguments. */
+export interface MirrorEvents {
+  /** An entry appeared. */
+  add: [flow: Flow];
+  /** An entry changed: the new copy and the one it replaced. */
+  update: [flow: Flow, previous: Flow];
+  /** An entry vanished (its last known copy). */
+  delete: [flow: Flow];
+  /** A dump was reconciled with the copy. */
+  resync: [info: ResyncInfo];
+  /** Following the table failed; the mirror closes. */
+  error: [error: ConntrackError];
+  close: [];
+}
+
 /** Events buffered during a resync's dump before it gives up on them and dumps again (at least). */
 const MAX_PENDING = 65536;
 
@@ -109,7 +130,7 @@ function changed(a: Flow, b: Flow): boolean {
  * previous), 'delete' (flow), 'resync' (ResyncInfo), 'error' (err), 'close'. No 'add'
  * events are emitted for the initial contents: read them once `ready` resolves.
  */
-export class Mirror extends EventEmitter implements Iterable<Flow> {
+export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<Flow> {
   /** Resolves when the first dump has been applied; rejects if it failed. */
   readonly ready: Promise<void>;
   private table = new FlowTable(flowKey);
@@ -136,12 +157,14 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   /** @internal Use Conntrack.mirror(). */
   constructor(private readonly ct: Handle, options: MirrorOptions = {}) {
     super();
+<<<<<<< HEAD
     if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalid('options', 'must be an object such as { filter: { proto: "tcp" } }');
     checkKeys(options as Record<string, unknown>, MIRROR_KEYS, 'options', 'mirror()');
+=======
+    checkKeys(checkObject(options, 'options', "{ filter: { proto: 'tcp' } }"), MIRROR_KEYS, 'options', 'mirror()');
+>>>>>>> main
     const every = options.refreshInterval;
-    if (every !== undefined && (typeof every !== 'number' || !Number.isFinite(every) || every < 0 || every > 2 ** 31 - 1)) {
-      throw invalid('options.refreshInterval', 'must be a number of milliseconds between 0 (never) and 2147483647');
-    }
+    if (every !== undefined) checkNumber(every, 0, 2 ** 31 - 1, 'options.refreshInterval', 'a number of milliseconds (0: never)');
     this.filter = options.filter;
     // Validates everything (filter included) before anything is subscribed.
     this.stream = new FlowEventStream(ct, {
@@ -245,12 +268,12 @@ export class Mirror extends EventEmitter implements Iterable<Flow> {
   }
 
   private tupleKey(t: TupleKey): string | undefined {
-    if (t === null || typeof t !== 'object') throw invalid('key', 'must be an id, a Flow or { proto, src, dst, sport, dport }');
+    if (!isObject(t)) throw invalid('key', 'must be an id, a Flow or { proto, src, dst, sport, dport }');
     const protonum = protoNumber(t.proto, 'key.proto');
     const src = canonicalAddress(t.src);
     const dst = canonicalAddress(t.dst);
-    if (src === undefined) throw invalid('key.src', `not an IP address: ${JSON.stringify(t.src)}`);
-    if (dst === undefined) throw invalid('key.dst', `not an IP address: ${JSON.stringify(t.dst)}`);
+    if (src === undefined) throw invalid('key.src', `not an IP address: ${show(t.src)}`);
+    if (dst === undefined) throw invalid('key.dst', `not an IP address: ${show(t.dst)}`);
     return keyOf(protonum, { src, dst, sport: t.sport, dport: t.dport, icmp: t.icmp }, t.zone ?? 0);
   }
 

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { PROTO_NUMBERS, Proto } from '../wire/enums';
 
-export const PROTOCOLS_PATH = '/etc/protocols';
+const PROTOCOLS_PATH = '/etc/protocols';
 
 /** Parses protocols(5) text: `name number [aliases...] [# comment]`, names lowercased. */
 export function parseProtocols(text: string): Map<string, number> {

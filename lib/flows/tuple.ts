@@ -12,7 +12,7 @@ import {
 import { formatIPv4Cached, formatIPv6, parseAddress } from '../common/address';
 import { AttrWriter } from '../wire/netlink';
 import { invalid } from '../common/errors';
-import { checkInt } from '../common/validate';
+import { checkInt, checkObject, isObject, show } from '../common/validate';
 import { protocolByName } from './protocols';
 
 export interface IcmpTuple {
@@ -150,7 +150,7 @@ export function protoNumber(proto: unknown, field: string): number {
     const n = protocolByName(proto);
     if (n !== undefined) return n;
   }
-  throw invalid(field, `unknown protocol ${JSON.stringify(proto)}: use one of ${Object.keys(PROTO_NUMBERS).join(', ')}, a name from /etc/protocols, or a number 0-255`);
+  throw invalid(field, `unknown protocol ${show(proto)}: use one of ${Object.keys(PROTO_NUMBERS).join(', ')}, a name from /etc/protocols, or a number 0-255`);
 }
 
 export function checkPort(v: unknown, field: string): number {
@@ -174,33 +174,34 @@ export interface ResolvedTuple {
  * `requirePorts`: port protocols must give both ports (true for naming an entry).
  */
 export function resolveTuple(t: unknown, protonum: number, field: string, requirePorts = true): ResolvedTuple {
-  if (t === null || typeof t !== 'object') throw invalid(field, 'must be an object like { src, dst, sport, dport }');
-  const o = t as Record<string, unknown>;
+  const o = checkObject(t, field, '{ src, dst, sport, dport }');
   const src = parseAddress(o.src as string);
-  if (!src) throw invalid(`${field}.src`, `not an IPv4 or IPv6 address: ${JSON.stringify(o.src)}`);
+  if (!src) throw invalid(`${field}.src`, `not an IPv4 or IPv6 address: ${show(o.src)}`);
   const dst = parseAddress(o.dst as string);
-  if (!dst) throw invalid(`${field}.dst`, `not an IPv4 or IPv6 address: ${JSON.stringify(o.dst)}`);
+  if (!dst) throw invalid(`${field}.dst`, `not an IPv4 or IPv6 address: ${show(o.dst)}`);
   if (src.family !== dst.family) {
     throw invalid(`${field}.dst`, `address family differs from ${field}.src (${src.family} vs ${dst.family}): use two addresses of one family`);
   }
   const r: ResolvedTuple = { family: src.family, protonum, src: src.bytes, dst: dst.bytes };
+  const ports = PORT_PROTOS.has(protonum);
+  if (!ports && (o.sport !== undefined || o.dport !== undefined)) {
+    throw invalid(`${field}.${o.sport !== undefined ? 'sport' : 'dport'}`, `${protoName(protonum)} has no ports; remove sport and dport`);
+  }
   if (protonum === IPPROTO_ICMP || protonum === IPPROTO_ICMPV6) {
     if (protonum === IPPROTO_ICMP && src.family !== 'ipv4') throw invalid(`${field}.src`, 'icmp needs IPv4 addresses; use proto "icmpv6" for IPv6');
     if (protonum === IPPROTO_ICMPV6 && src.family !== 'ipv6') throw invalid(`${field}.src`, 'icmpv6 needs IPv6 addresses; use proto "icmp" for IPv4');
-    const icmp = o.icmp as Record<string, unknown> | undefined;
-    if (icmp === undefined || icmp === null || typeof icmp !== 'object') {
-      throw invalid(`${field}.icmp`, 'ICMP tuples need icmp: { type, code, id }');
-    }
+    const icmp = o.icmp;
+    if (!isObject(icmp)) throw invalid(`${field}.icmp`, `${protoName(protonum)} tuples need icmp: { type, code, id }`);
     r.icmp = {
       type: checkInt(icmp.type, 0, 255, `${field}.icmp.type`, 'ICMP type'),
       code: checkInt(icmp.code ?? 0, 0, 255, `${field}.icmp.code`, 'ICMP code'),
       id: checkInt(icmp.id ?? 0, 0, 65535, `${field}.icmp.id`, 'ICMP id'),
     };
-  } else if (PORT_PROTOS.has(protonum)) {
-    if (o.sport !== undefined || requirePorts) r.sport = checkPort(o.sport, `${field}.sport`);
-    if (o.dport !== undefined || requirePorts) r.dport = checkPort(o.dport, `${field}.dport`);
-  } else if (o.sport !== undefined || o.dport !== undefined) {
-    throw invalid(`${field}.sport`, `protocol ${protonum} has no ports; remove sport/dport`);
+  } else if (ports) {
+    for (const k of ['sport', 'dport'] as const) {
+      if (o[k] !== undefined) r[k] = checkPort(o[k], `${field}.${k}`);
+      else if (requirePorts) throw invalid(`${field}.${k}`, `is missing: ${protoName(protonum)} names a flow by both ports; give sport and dport (0-65535)`);
+    }
   }
   if (o.zone !== undefined) r.zone = checkInt(o.zone, 0, 65535, `${field}.zone`, 'zone');
   return r;

@@ -4,10 +4,14 @@
  * silently (connects time out, UDP sendto() fails with EPERM); the counters are the only
  * witness.
  */
-import { EventEmitter } from 'events';
+import { TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
 import { BoundedQueue } from '../common/queue';
+<<<<<<< HEAD
 import { checkBoolean, checkNumber, checkSignal, checkKeys } from '../common/validate';
+=======
+import { checkBoolean, checkNumber, checkObject, checkSignal, show } from '../common/validate';
+>>>>>>> main
 import type { Handle } from '../wire/handle';
 import { fetchStats } from './counters';
 
@@ -71,11 +75,15 @@ export interface PressureRecovery {
   sample: PressureSample;
 }
 
+/** The events of a PressureMonitor and their listener arguments. */
 export interface PressureMonitorEvents {
-  sample: [PressureSample];
-  warning: [PressureWarning];
-  recovered: [PressureRecovery];
-  error: [ConntrackError];
+  sample: [sample: PressureSample];
+  /** Once when a condition starts. */
+  warning: [warning: PressureWarning];
+  /** When it ends. */
+  recovered: [recovery: PressureRecovery];
+  /** A sample failed; sampling goes on. */
+  error: [error: ConntrackError];
   close: [];
 }
 
@@ -87,9 +95,13 @@ const ITERATOR_BUFFER = 64;
  * `recovered` (when it ends), `error` (a sample failed; sampling goes on), `close`.
  * Also an AsyncIterable of samples; leaving a `for await` loop closes it.
  */
+<<<<<<< HEAD
 const PRESSURE_KEYS = new Set(['interval', 'warnAt', 'signal', 'persistent']);
 
 export class PressureMonitor extends EventEmitter implements AsyncIterable<PressureSample> {
+=======
+export class PressureMonitor extends TypedEventEmitter<PressureMonitorEvents> implements AsyncIterable<PressureSample> {
+>>>>>>> main
   /** Milliseconds between samples. */
   readonly interval: number;
   /** The fill ratio that triggers a warning. */
@@ -114,12 +126,16 @@ export class PressureMonitor extends EventEmitter implements AsyncIterable<Press
   /** @internal Use `ct.pressure()`. */
   constructor(private readonly ct: Handle, options: PressureOptions = {}) {
     super();
+<<<<<<< HEAD
     if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object { interval?, warnAt?, signal?, persistent? }');
     checkKeys(options as Record<string, unknown>, PRESSURE_KEYS, 'options', 'pressure()');
+=======
+    checkObject(options, 'options', '{ interval?, warnAt?, signal?, persistent? }');
+>>>>>>> main
     const { interval = 1000, warnAt = 0.9, signal, persistent = true } = options;
     checkNumber(interval, 10, 2 ** 31 - 1, 'interval', 'a number of milliseconds');
     if (typeof warnAt !== 'number' || !(warnAt > 0 && warnAt <= 1)) {
-      throw invalid('warnAt', `must be a fill ratio greater than 0 and at most 1 (0.9 warns at 90% full), got ${JSON.stringify(warnAt)}`);
+      throw invalid('warnAt', `must be a fill ratio greater than 0 and at most 1 (0.9 warns at 90% full), got ${show(warnAt)}`);
     }
     checkSignal(signal, 'signal');
     checkBoolean(persistent, 'persistent');
@@ -291,10 +307,3 @@ export class PressureMonitor extends EventEmitter implements AsyncIterable<Press
   }
 }
 
-// Typed event methods.
-export interface PressureMonitor {
-  on<K extends keyof PressureMonitorEvents>(event: K, listener: (...args: PressureMonitorEvents[K]) => void): this;
-  once<K extends keyof PressureMonitorEvents>(event: K, listener: (...args: PressureMonitorEvents[K]) => void): this;
-  off<K extends keyof PressureMonitorEvents>(event: K, listener: (...args: PressureMonitorEvents[K]) => void): this;
-  emit<K extends keyof PressureMonitorEvents>(event: K, ...args: PressureMonitorEvents[K]): boolean;
-}

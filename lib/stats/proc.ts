@@ -8,6 +8,7 @@ import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
 import { getSystemErrorName } from 'util';
 import { Netns, type NetnsOption, namespaceFiles } from '../common/netns';
+import { isObject } from '../common/validate';
 
 /** The parsed `/proc/net/stat/nf_conntrack`, keyed by the kernel's own column names. */
 export interface ProcStats {
@@ -85,7 +86,7 @@ export function parseProcStats(text: string): ProcStats {
  */
 export async function readProcStats(pathOrOptions: string | ReadProcStatsOptions = {}): Promise<ProcStats> {
   const options: ReadProcStatsOptions = typeof pathOrOptions === 'string' ? { path: pathOrOptions } : pathOrOptions;
-  if (options === null || typeof options !== 'object') throw invalid('options', 'must be a path or an object { path?, netns?, signal? }');
+  if (!isObject(options as unknown)) throw invalid('options', 'must be a path or an object { path?, netns?, signal? }');
   if (options.path !== undefined && (typeof options.path !== 'string' || options.path === '')) {
     throw invalid('path', 'must be a non-empty string (the file to parse)');
   }

@@ -10,10 +10,10 @@ import { getSystemErrorName } from 'util';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
 import { type Netns, namespaceFiles } from '../common/netns';
-import { checkBoolean, checkInt, show, checkKeys, checkSignal, isObject } from '../common/validate';
+import { checkBoolean, checkInt, checkKeys, checkObject, checkSignal, isObject, show } from '../common/validate';
 import type { NetnsFileOp } from '../wire/native';
 
-export const SYSCTL_DIR = '/proc/sys/net/netfilter';
+const SYSCTL_DIR = '/proc/sys/net/netfilter';
 const PREFIX = 'nf_conntrack_';
 
 // ---------------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ const BY_KEY = new Map<string, Descriptor>(DESCRIPTORS.map((d) => [d.key, d]));
 const BY_FILE = new Map<string, Descriptor>(DESCRIPTORS.map((d) => [d.file, d]));
 
 /** The sysctl name of a setting, for messages: `net.netfilter.nf_conntrack_max`. */
-export function sysctlName(key: string): string {
+function sysctlName(key: string): string {
   const d = BY_KEY.get(key);
   return d ? `net.netfilter.${PREFIX}${d.file}` : key;
 }
@@ -268,9 +268,7 @@ export class Settings {
    */
   async set(values: SettingsUpdate, options: { signal?: AbortSignal } = {}): Promise<SettingsUpdate> {
     checkSettingsOptions(options, 'settings.set()');
-    if (values === null || typeof values !== 'object' || Array.isArray(values)) {
-      throw invalid('values', 'must be an object of settings, e.g. { acct: true, tcpTimeoutEstablished: 3600 }');
-    }
+    checkObject(values, 'values', '{ acct: true, tcpTimeoutEstablished: 3600 }');
     const keys = Object.keys(values).filter((k) => (values as Record<string, unknown>)[k] !== undefined);
     const writes = keys.map((key) => ({ key, value: encode(key, (values as Record<string, unknown>)[key]), path: `${SYSCTL_DIR}/${PREFIX}${BY_KEY.get(key)!.file}` }));
     if (writes.length === 0) return {};

@@ -142,12 +142,3 @@ export function pack(insns: Insn[]): Buffer {
   });
   return b;
 }
-
-/** Unpacks a struct sock_filter array (for tests and diagnostics). */
-export function unpack(b: Buffer): Insn[] {
-  const out: Insn[] = [];
-  for (let o = 0; o + 8 <= b.length; o += 8) {
-    out.push({ code: b.readUInt16LE(o), jt: b[o + 2], jf: b[o + 3], k: b.readUInt32LE(o + 4) });
-  }
-  return out;
-}

@@ -70,12 +70,6 @@ export interface BatchSendError extends NativeError {
   firstSeq: number;
 }
 
-/** A namespace that could not be opened or joined; the message names it and the fix. */
-export interface NetnsError extends NativeError {
-  netns?: string;
-  netnsFd?: number;
-}
-
 /** One operation of netnsFiles(), run in order on a helper thread inside the namespace. */
 export type NetnsFileOp =
   | { op: 'read'; path: string }

@@ -10,7 +10,7 @@ import {
 } from './enums';
 
 export const NLMSG_HDRLEN = 16;
-export const NFGENMSG_LEN = 4;
+const NFGENMSG_LEN = 4;
 /** Offset of the first attribute in an nfnetlink message. */
 export const NFNL_ATTR_OFFSET = NLMSG_HDRLEN + NFGENMSG_LEN;
 
@@ -22,7 +22,7 @@ export const NFGEN_RES_ID_OFFSET = NLMSG_HDRLEN + 2;
 export const align4 = (n: number): number => (n + 3) & ~3;
 
 /** An nfnetlink message type: (subsystem << 8) | message. */
-export const nfnlType = (subsys: number, msg: number): number => (subsys << 8) | msg;
+const nfnlType = (subsys: number, msg: number): number => (subsys << 8) | msg;
 /** A ctnetlink (conntrack) message type. */
 export const ctType = (msg: number): number => nfnlType(NFNL_SUBSYS_CTNETLINK, msg);
 /** A ctnetlink expectation message type. */

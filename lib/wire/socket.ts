@@ -6,6 +6,7 @@
  */
 import { constants as osConstants } from 'os';
 import { ConntrackError, fromNative, kernelError } from '../common/errors';
+import { isObject } from '../common/validate';
 import { type Netns, isNetnsError } from '../common/netns';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST } from './enums';
 import { NLMSG_HDRLEN, align4, parseError } from './netlink';
@@ -425,7 +426,7 @@ export class NfSocket {
       if (this.events) this.events.overrun(overruns);
       if (this.inFlight > 0) {
         // Replies were dropped: nothing says which, so fail every request in flight.
-        const err = kernelError(osConstants.errno.ENOBUFS, 'receiving replies', 'the receive buffer overflowed; replies were lost');
+        const err = kernelError(osConstants.errno.ENOBUFS, 'receiving replies', 'the receive buffer overflowed; replies were lost', 'recvmsg');
         this.failPending(err);
       }
     }
@@ -434,7 +435,7 @@ export class NfSocket {
       return;
     }
     if (errno !== 0) {
-      const err = kernelError(errno, 'receiving from the netlink socket');
+      const err = kernelError(errno, 'receiving from the netlink socket', undefined, 'recvmsg');
       this.failPending(err);
       this.events?.error(err);
     }
@@ -465,7 +466,7 @@ export class NfSocket {
    * numbers (u32, host order). Only those fail; earlier ones were carried out.
    */
   private onSendFailure(seqs: Buffer | null, errno: number): void {
-    const err = kernelError(errno, 'sending requests');
+    const err = kernelError(errno, 'sending requests', undefined, 'sendmsg');
     for (let p = 0; seqs && p + 4 <= seqs.length; p += 4) {
       const h = this.takePending(seqs.readUInt32LE(p));
       if (h) h.done(err, this.takenItem);
@@ -663,8 +664,8 @@ function openError(err: unknown, options: SocketOptions): ConntrackError {
  * refused before anything was sent) or anything else.
  */
 function sentBefore(err: unknown, n: number): number {
-  const e = err as Partial<BatchSendError> | null;
-  if (e === null || typeof e !== 'object') return 0;
+  if (!isObject(err)) return 0;
+  const e = err as Partial<BatchSendError>;
   // By name: the addon's errors come from the main realm (not a VM context's, under jest).
   if (e.name === 'TypeError' || e.name === 'RangeError') return 0;
   if (typeof e.sent !== 'number' || typeof e.firstSeq !== 'number') return 0;

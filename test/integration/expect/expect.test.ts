@@ -291,7 +291,7 @@ describe('expectations against the kernel', () => {
 
         await ct.create({ proto: 'tcp', orig: MASTER, timeout: 600, state: 'ESTABLISHED' });
         const noHelper = await ct.expectations.create({ master: { proto: 'tcp', orig: MASTER }, tuple }).catch((e) => e);
-        expect(noHelper).toMatchObject({ code: 'EOPNOTSUPP', errno: 95 });
+        expect(noHelper).toMatchObject({ code: 'ENOTSUP', errno: 95 });
         expect(noHelper.message).toMatch(/only on a master flow that has a helper/);
         expect(noHelper.message).toMatch(/helper: 'ftp'/);
 

@@ -3,7 +3,7 @@
  * the same entries; one is changed by the library, the other by the CLI with the same
  * filter, and both the counts and the resulting tables must agree. (conntrack 1.4.7's -U
  * sends its updates with nfgen_family AF_UNSPEC unless -f is given, which Linux 6.18 refuses
- * with EOPNOTSUPP: the CLI runs get -f.)
+ * with EOPNOTSUPP (code ENOTSUP): the CLI runs get -f.)
  */
 import { Conntrack } from '../../../lib';
 import type { CreateSpec, Flow } from '../../../lib';

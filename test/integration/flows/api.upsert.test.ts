@@ -58,7 +58,7 @@ describe('upsert', () => {
     });
   });
 
-  test('on an existing entry: NAT refused (EOPNOTSUPP, field nat) and nothing changed; status keeps SEEN_REPLY/ASSURED', async () => {
+  test('on an existing entry: NAT refused (ENOTSUP, field nat) and nothing changed; status keeps SEEN_REPLY/ASSURED', async () => {
     await withNetns(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -67,7 +67,7 @@ describe('upsert', () => {
         const before = await ct.get({ proto: 'tcp', orig });
         expect(before.reply.dst).toBe('192.0.2.1');
         await expect(ct.upsert({ proto: 'tcp', orig, timeout: 100, mark: 3, nat: { src: { address: '192.0.2.2' } } }))
-          .rejects.toMatchObject({ code: 'EOPNOTSUPP', field: 'nat' });
+          .rejects.toMatchObject({ code: 'ENOTSUP', field: 'nat' });
         const after = await ct.get({ proto: 'tcp', orig });
         expect(after.mark).toBe(0);
         expect(after.reply.dst).toBe('192.0.2.1');
@@ -114,7 +114,7 @@ describe('upsert', () => {
         // Per-item refusals by index: NAT on an existing entry.
         const r2 = await ct.upsertMany([spec(20, 1), { ...spec(0, 1), nat: { dst: { address: '10.9.9.9' } } }]);
         expect(r2.ok).toBe(1);
-        expect(r2.errors.map((e) => [e.index, e.error.code])).toEqual([[1, 'EOPNOTSUPP']]);
+        expect(r2.errors.map((e) => [e.index, e.error.code])).toEqual([[1, 'ENOTSUP']]);
       } finally {
         await ct.close();
       }

@@ -114,10 +114,10 @@ describe('validation of entry operations', () => {
     await withNetns(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
-        // No such helper is registered: the kernel refuses with EOPNOTSUPP.
+        // No such helper is registered: the kernel refuses with ENOTSUP.
         const err = await ct.create({ ...base, proto: 'udp', helper: 'nosuchhelper' } as never).catch((e) => e);
         expect(err).toBeInstanceOf(ConntrackError);
-        expect(err.code).toBe('EOPNOTSUPP');
+        expect(err.code).toBe('ENOTSUP');
         expect(err.errno).toBe(95);
         expect(err.message).toContain('create');
         expect(await ct.list()).toHaveLength(0);

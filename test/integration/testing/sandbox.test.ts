@@ -215,6 +215,8 @@ describe('sandbox() permissions and process lifetime', () => {
     expect(r.error).toBeUndefined();
     expect(r.status).toBe(0);
     const { holder, child } = JSON.parse(r.stdout);
+    // The exit hook sends SIGKILL as the script ends; the kernel finishes the kill a moment later.
+    for (let i = 0; i < 100 && (alive(holder) || alive(child)); i++) spawnSync('sleep', ['0.02']);
     expect(alive(holder)).toBe(false);
     expect(alive(child)).toBe(false);
   });

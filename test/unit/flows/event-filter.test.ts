@@ -9,11 +9,18 @@ import * as path from 'path';
 import {
   BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JMP, BPF_JSET,
   BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_RET, BPF_ST, BPF_TAX, BPF_W, Insn, K_NLATTR,
-  K_NLATTR_NEST, pack, unpack,
+  K_NLATTR_NEST, pack,
 } from '../../../lib/wire/bpf';
 import { compileEventFilter, EventKind } from '../../../lib/flows/event-filter';
 import { compileFilter, FlowFilter } from '../../../lib/flows/filter';
 import { decodeFlow } from '../../../lib/flows/flow';
+
+/** Reads a struct sock_filter array back (code u16, jt u8, jf u8, k u32; host order). */
+function unpack(b: Buffer): Insn[] {
+  const out: Insn[] = [];
+  for (let o = 0; o + 8 <= b.length; o += 8) out.push({ code: b.readUInt16LE(o), jt: b[o + 2], jf: b[o + 3], k: b.readUInt32LE(o + 4) });
+  return out;
+}
 
 const FIXTURES = path.join(__dirname, '../../fixtures/events');
 
