@@ -126,15 +126,11 @@ export class Conntrack {
    * with the errno of the namespace (naming it) when it cannot be opened or joined.
    */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
-<<<<<<< HEAD
-    if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
+    checkObject(options, 'options', "{ netns: '/proc/1234/ns/net' }");
     checkKeys(options as Record<string, unknown>, OPEN_KEYS, 'options', 'open()');
     const receiveBufferSize = options.receiveBufferSize === undefined
       ? 4 << 20
       : checkInt(options.receiveBufferSize, MIN_RECEIVE_BUFFER, MAX_RECEIVE_BUFFER, 'options.receiveBufferSize', 'a receive buffer size in bytes');
-=======
-    checkObject(options, 'options', "{ netns: '/proc/1234/ns/net' }");
->>>>>>> main
     const netnsFile = options.netns === undefined ? undefined : Netns.open(options.netns);
     let sock: NfSocket;
     try {

@@ -4,11 +4,8 @@
  * the kernel could not queue (receive buffer full) are counted in `lost`, never hidden.
  */
 import { abortError } from '../common/abort';
-<<<<<<< HEAD
 import { emitGuarded, rethrowLater } from '../common/callback';
-=======
 import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
->>>>>>> main
 import { ConntrackError, invalid } from '../common/errors';
 import { show } from '../common/validate';
 import { LossMeter } from '../common/loss';

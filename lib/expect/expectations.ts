@@ -5,11 +5,7 @@
 import type { Handle } from '../wire/handle';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
-<<<<<<< HEAD
-import { checkInt, checkSignal, checkKeys } from '../common/validate';
-=======
-import { checkInt, checkObject, checkSignal, show } from '../common/validate';
->>>>>>> main
+import { checkInt, checkKeys, checkObject, checkSignal, show } from '../common/validate';
 import {
   AF_UNSPEC, IPCTNL_MSG_CT_GET, IPCTNL_MSG_EXP_DELETE, IPCTNL_MSG_EXP_GET, IPCTNL_MSG_EXP_GET_STATS_CPU,
   IPCTNL_MSG_EXP_NEW, NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
@@ -223,12 +219,8 @@ export class Expectations {
    */
   events(options: ExpectationEventsOptions & { filter?: ExpectationFilter } = {}): ExpectationEvents {
     this.ct.assertOpen('expectations.events');
-<<<<<<< HEAD
-    if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object { types?, signal? }');
-    checkKeys(options as Record<string, unknown>, EXP_EVENT_KEYS, 'options', 'expectations.events()');
-=======
     checkObject(options, 'options', '{ types?, signal? }');
->>>>>>> main
+    checkKeys(options as Record<string, unknown>, EXP_EVENT_KEYS, 'options', 'expectations.events()');
     const groups = eventGroups(options.types, 'options.types');
     const filter = compileExpectationFilter(options.filter, 'options.filter');
     if (options.highWaterMark !== undefined) checkInt(options.highWaterMark, 1, 1 << 24, 'options.highWaterMark');

@@ -111,13 +111,9 @@ export async function deleteMatchingEntries(
 ): Promise<number> {
   ct.assertOpen('deleteMatching');
   if (predicate !== undefined && typeof predicate !== 'function') throw invalid('predicate', 'must be a function (flow) => boolean');
-<<<<<<< HEAD
-  if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object like { signal }');
+  checkObject(options, 'options', '{ signal }');
   checkKeys(options as Record<string, unknown>, DELETE_KEYS, 'options', 'deleteMatching() and flush()');
   checkSignal(options.signal, 'options.signal');
-=======
-  checkObject(options, 'options', '{ signal }');
->>>>>>> main
   if (options.exact !== undefined && typeof options.exact !== 'boolean') throw invalid('options.exact', 'must be true (count by listing the matches) or false (count by the table size)');
   const compiled = compileFilter(filter);
   const signal = options.signal;

@@ -11,11 +11,7 @@ import { ConntrackError, invalid } from '../common/errors';
 import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
-<<<<<<< HEAD
-import { checkBoolean, show, checkKeys } from '../common/validate';
-=======
-import { checkBoolean, checkObject, show } from '../common/validate';
->>>>>>> main
+import { checkBoolean, checkKeys, checkObject, show } from '../common/validate';
 import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveUpdate } from './entry-spec';
 import type { ResolvedUpdate } from './entry-spec';
 import { explainTableFull } from './table-full';
@@ -39,12 +35,8 @@ const GET_KEYS = new Set(['direction', 'zeroCounters']);
 
 export async function getEntry(ct: Handle, key: EntryKey, options: GetOptions = {}): Promise<Flow> {
   ct.assertOpen('get');
-<<<<<<< HEAD
-  if (options === null || typeof options !== 'object') throw invalid('options', "must be an object like { direction: 'reply' }");
-  checkKeys(options as Record<string, unknown>, GET_KEYS, 'options', 'get()');
-=======
   checkObject(options, 'options', "{ direction: 'reply' }");
->>>>>>> main
+  checkKeys(options as Record<string, unknown>, GET_KEYS, 'options', 'get()');
   const dir = options.direction;
   if (dir !== undefined && dir !== 'orig' && dir !== 'reply') throw invalid('options.direction', `must be 'orig' or 'reply', got ${show(dir)}`);
   const zero = options.zeroCounters === undefined ? false : checkBoolean(options.zeroCounters, 'options.zeroCounters');

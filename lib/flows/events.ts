@@ -6,11 +6,8 @@
  */
 import { Readable } from 'stream';
 import { abortError } from '../common/abort';
-<<<<<<< HEAD
 import { emitGuarded, rethrowLater } from '../common/callback';
-=======
 import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
->>>>>>> main
 import { ConntrackError, invalid } from '../common/errors';
 import { LossMeter } from '../common/loss';
 import { jsonCopy } from '../common/json';

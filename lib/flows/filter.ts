@@ -18,11 +18,7 @@ import {
 } from '../wire/enums';
 import { Prefix, parsePrefix, prefixContains, parseAddress } from '../common/address';
 import { invalid } from '../common/errors';
-<<<<<<< HEAD
-import { checkU16, checkU32, checkU8, show, checkKeys } from '../common/validate';
-=======
-import { checkObject, checkU16, checkU32, checkU8, isObject, show } from '../common/validate';
->>>>>>> main
+import { checkKeys, checkObject, checkU16, checkU32, checkU8, isObject, show } from '../common/validate';
 import { AttrWriter } from '../wire/netlink';
 import { checkPort, protoName, protoNumber } from './tuple';
 import type { Flow } from './flow';
@@ -272,15 +268,8 @@ function encodeTupleFilter(w: AttrWriter, attr: number, ct: CompiledTuple, famil
 /** Validates a filter and compiles it. Throws ConntrackError naming the bad field. */
 export function compileFilter(filter: FlowFilter | undefined, field = 'filter', options: CompileOptions = {}): CompiledFilter {
   const source = filter ?? {};
-<<<<<<< HEAD
-  if (filter !== undefined && (filter === null || typeof filter !== 'object' || Array.isArray(filter))) {
-    throw invalid(field, 'must be an object such as { family: "ipv4", proto: "tcp" }');
-  }
-  checkKeys(source as Record<string, unknown>, KNOWN_KEYS, field, 'a flow filter');
-=======
   if (filter !== undefined) checkObject(filter, field, "{ family: 'ipv4', proto: 'tcp' }");
-  for (const k of Object.keys(source)) if (!KNOWN_KEYS.has(k)) throw invalid(`${field}.${k}`, `unknown filter key; use ${[...KNOWN_KEYS].join(', ')}`);
->>>>>>> main
+  checkKeys(source as Record<string, unknown>, KNOWN_KEYS, field, 'a flow filter');
 
   let family: Family | undefined;
   if (source.family !== undefined) {

@@ -11,15 +11,9 @@
  * reconciles with a dump periodically (`refreshInterval`) unless the namespace has
  * nf_conntrack_events=1, and on demand (`refresh()`).
  */
-<<<<<<< HEAD
-import { checkKeys } from '../common/validate';
-import { EventEmitter } from 'events';
 import { canonicalAddress } from '../common/address';
 import { emitGuarded, rethrowLater } from '../common/callback';
-=======
-import { canonicalAddress } from '../common/address';
 import { TypedEventEmitter } from '../common/emitter';
->>>>>>> main
 import { ConntrackError, invalid } from '../common/errors';
 import { checkKeys, checkNumber, checkObject, isObject, show } from '../common/validate';
 import type { Handle } from '../wire/handle';
@@ -157,12 +151,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   /** @internal Use Conntrack.mirror(). */
   constructor(private readonly ct: Handle, options: MirrorOptions = {}) {
     super();
-<<<<<<< HEAD
-    if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalid('options', 'must be an object such as { filter: { proto: "tcp" } }');
-    checkKeys(options as Record<string, unknown>, MIRROR_KEYS, 'options', 'mirror()');
-=======
     checkKeys(checkObject(options, 'options', "{ filter: { proto: 'tcp' } }"), MIRROR_KEYS, 'options', 'mirror()');
->>>>>>> main
     const every = options.refreshInterval;
     if (every !== undefined) checkNumber(every, 0, 2 ** 31 - 1, 'options.refreshInterval', 'a number of milliseconds (0: never)');
     this.filter = options.filter;

@@ -7,11 +7,7 @@
 import { TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
 import { BoundedQueue } from '../common/queue';
-<<<<<<< HEAD
-import { checkBoolean, checkNumber, checkSignal, checkKeys } from '../common/validate';
-=======
-import { checkBoolean, checkNumber, checkObject, checkSignal, show } from '../common/validate';
->>>>>>> main
+import { checkBoolean, checkKeys, checkNumber, checkObject, checkSignal, show } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import { fetchStats } from './counters';
 
@@ -95,13 +91,9 @@ const ITERATOR_BUFFER = 64;
  * `recovered` (when it ends), `error` (a sample failed; sampling goes on), `close`.
  * Also an AsyncIterable of samples; leaving a `for await` loop closes it.
  */
-<<<<<<< HEAD
 const PRESSURE_KEYS = new Set(['interval', 'warnAt', 'signal', 'persistent']);
 
-export class PressureMonitor extends EventEmitter implements AsyncIterable<PressureSample> {
-=======
 export class PressureMonitor extends TypedEventEmitter<PressureMonitorEvents> implements AsyncIterable<PressureSample> {
->>>>>>> main
   /** Milliseconds between samples. */
   readonly interval: number;
   /** The fill ratio that triggers a warning. */
@@ -126,12 +118,8 @@ export class PressureMonitor extends TypedEventEmitter<PressureMonitorEvents> im
   /** @internal Use `ct.pressure()`. */
   constructor(private readonly ct: Handle, options: PressureOptions = {}) {
     super();
-<<<<<<< HEAD
-    if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object { interval?, warnAt?, signal?, persistent? }');
-    checkKeys(options as Record<string, unknown>, PRESSURE_KEYS, 'options', 'pressure()');
-=======
     checkObject(options, 'options', '{ interval?, warnAt?, signal?, persistent? }');
->>>>>>> main
+    checkKeys(options as Record<string, unknown>, PRESSURE_KEYS, 'options', 'pressure()');
     const { interval = 1000, warnAt = 0.9, signal, persistent = true } = options;
     checkNumber(interval, 10, 2 ** 31 - 1, 'interval', 'a number of milliseconds');
     if (typeof warnAt !== 'number' || !(warnAt > 0 && warnAt <= 1)) {
