@@ -100,7 +100,8 @@ export class NfSocket {
   private inFlight = 0;
   /** Receive buffer the replies of the requests in flight may take (see replyCost). */
   private inFlightBytes = 0;
-  private budgetBytes = 64 * 1024;
+  /** Half the granted receive buffer (see updateWindow). */
+  private halfBuffer = 32 * 1024;
   private queue: Queued[] = [];
   private queueHead = 0;
   private flushScheduled = false;
@@ -224,10 +225,19 @@ export class NfSocket {
   }
 
   private updateWindow(granted: number): void {
-    // Half the granted buffer: the kernel counts skb overhead against it too. No floor
-    // above that: a window larger than the buffer lets acks overflow it (false ENOBUFS for
-    // requests the kernel carried out). One request is always allowed when none is in flight.
-    this.budgetBytes = Math.max(ACK_COST, Math.floor(granted / 2));
+    this.halfBuffer = Math.floor(granted / 2);
+  }
+
+  /**
+   * Receive buffer the replies in flight may take: half the granted buffer (the kernel
+   * counts skb overhead against it too). On a request socket nothing larger: a window
+   * beyond the buffer lets acks overflow it (false ENOBUFS for requests the kernel carried
+   * out). A subscribed socket's few requests (barriers) share the buffer with events, which
+   * dominate it anyway: there the window keeps a 64 KiB floor, so they do not queue behind
+   * each other on a small buffer. One request is always allowed when none is in flight.
+   */
+  private get budgetBytes(): number {
+    return Math.max(this.events ? 64 * 1024 : ACK_COST, this.halfBuffer);
   }
 
   /** Queues a request; it is sent (coalesced with others of this tick) within the window. */

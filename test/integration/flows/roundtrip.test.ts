@@ -9,7 +9,8 @@ import { withNetns } from '../../helpers/netns';
 
 const octet = fc.integer({ min: 1, max: 254 });
 const v4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'));
-const v6 = fc.tuple(fc.integer({ min: 1, max: 0xffff }), fc.integer({ min: 0, max: 0xffff })).map(([a, b]) => `fd00:${a.toString(16)}::${b.toString(16)}`);
+// Canonical (RFC 5952) text, as the library prints addresses: no zero group next to '::'.
+const v6 = fc.tuple(fc.integer({ min: 1, max: 0xffff }), fc.integer({ min: 1, max: 0xffff })).map(([a, b]) => `fd00:${a.toString(16)}::${b.toString(16)}`);
 const port = fc.integer({ min: 1, max: 65535 });
 
 const spec: fc.Arbitrary<CreateSpec> = fc.record({

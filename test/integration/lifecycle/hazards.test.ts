@@ -86,7 +86,9 @@ describe('lifecycle hazards', () => {
       await ct.close();
       const codes = await Promise.all(results);
       const b = await bulk;
-      for (const c of [...codes, ...b.errors.map((e) => e.error.code)]) expect(['ok', 'ERR_CLOSED', 'ERR_OUTCOME_UNKNOWN']).toContain(c);
+      // ENOMEM is a true answer too (the table is full): nf_conntrack_max is global, and other
+      // test runs on the machine may lower it for a moment.
+      for (const c of [...codes, ...b.errors.map((e) => e.error.code)]) expect(['ok', 'ERR_CLOSED', 'ERR_OUTCOME_UNKNOWN', 'ENOMEM']).toContain(c);
       const okCount = codes.filter((c) => c === 'ok').length + b.ok;
       const unknown = codes.filter((c) => c === 'ERR_OUTCOME_UNKNOWN').length + b.errors.filter((e) => e.error.code === 'ERR_OUTCOME_UNKNOWN').length;
       const inTable = await cliCount(ns);
