@@ -11,7 +11,11 @@
  *     against `conntrack -U -f ipv4 -p udp -m MARK` and the C floor's update-matching mode
  *     (dump, and pipelined updates of each entry by its original tuple).
  * Prints ops/s and ratios.
- * Usage: node bench/entries.bench.js [entries=100000] [rounds=3] [only: update-matching]
+ * Usage: node bench/entries.bench.js [entries=100000] [rounds=3] [only: update-matching | create]
+ * `create` runs only the create rows (C floor, createMany, 2048 outstanding), interleaved,
+ * with CPU time beside wall time (process.cpuUsage() for the library, getrusage() in C),
+ * which a loaded machine disturbs less. BENCH_BASE=/path/to/other/dist/lib adds the same
+ * rows for another build in the same process (A/B on the same machine state).
  */
 const { Netns, compileC, since, printTable, machine } = require('./lib');
 
@@ -20,6 +24,7 @@ const ROUNDS = Number(process.argv[3] ?? 3);
 const ONLY = process.argv[4];
 const CLI_N = 250; // the most entries conntrack 1.4.7 -U updates here before ENOBUFS
 const { spawnSync } = require('child_process');
+const os = require('os');
 const WINDOW = 1024; // the library's window with the 8 MB receive buffer it gets as root
 
 const key = (i) => ({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1 + (i % 60000), dport: 1000 + Math.floor(i / 60000) } });
@@ -42,12 +47,21 @@ async function main() {
   const ct = await Conntrack.open({ netns: ns.path });
   console.log(`${machine()}\n${N} entries, ${ROUNDS} rounds, window ${WINDOW}`);
 
+  let floorCpu = 0;
   const runFloor = (op, mark = 1) => {
-    const [ok, errs, secs] = ns.run(floor, [op, String(N), String(WINDOW), String(mark)]).trim().split(' ').map(Number);
+    const [ok, errs, secs, cpu] = ns.run(floor, [op, String(N), String(WINDOW), String(mark)]).trim().split(' ').map(Number);
     if (ok !== N || errs !== 0) throw new Error(`floor ${op}: ${ok} ok, ${errs} errors`);
+    floorCpu = cpu;
     return secs;
   };
   const count = () => Number(ns.sh('conntrack -C').trim());
+
+  if (ONLY === 'create') {
+    await createOnly(ns, ct, runFloor, () => floorCpu, count);
+    await ct.close();
+    ns.destroy();
+    return;
+  }
 
   const um = { floor: [], lib: [], cli: [] };
   for (let r = 0; r < ROUNDS; r++) {
@@ -203,6 +217,49 @@ async function main() {
     `with one ${dmRatio('cache').toFixed(1)}x, where the kernel's flush by itself reaches ${dmRatio('cache', 'flush').toFixed(1)}x; ` +
     `updateMatching >= 0.7x floor ${best(um.floor) / best(um.lib) >= 0.7 ? 'met' : 'MISSED'} (${(best(um.floor) / best(um.lib)).toFixed(2)}x)`);
   ns.destroy();
+}
+
+/** The create rows only, interleaved per round, wall and CPU time (see the usage above). */
+async function createOnly(ns, ct, runFloor, lastFloorCpu, count) {
+  const libs = [['', ct]];
+  if (process.env.BENCH_BASE) libs.push([' (base)', await require(process.env.BENCH_BASE).Conntrack.open({ netns: ns.path })]);
+  const keys = Array.from({ length: N }, (_, i) => key(i));
+  const specs = keys.map((k) => ({ ...k, timeout: 600, mark: 1 }));
+  const rows = new Map();
+  const add = (name, wall, cpu) => {
+    if (!rows.has(name)) rows.set(name, { wall: [], cpu: [] });
+    rows.get(name).wall.push(wall);
+    rows.get(name).cpu.push(cpu);
+  };
+  const timed = async (name, fn) => {
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    await fn();
+    const wall = since(t0);
+    const c = process.cpuUsage(c0);
+    add(name, wall, (c.user + c.system) / 1e6);
+    if (count() !== N) throw new Error(`${name}: wrong count`);
+    runFloor('delete');
+  };
+  for (let r = 0; r < ROUNDS; r++) {
+    add('C floor', runFloor('create'), lastFloorCpu());
+    runFloor('delete');
+    for (const [tag, c] of libs) {
+      await timed(`createMany${tag}`, async () => {
+        const made = await c.createMany(specs);
+        if (made.ok !== N) throw new Error(`createMany: ${made.ok} ok, ${made.errors.length} errors`);
+      });
+      await timed(`create, 2048 outstanding${tag}`, () => pool(N, 2048, (i) => c.create(specs[i])));
+    }
+  }
+  const f = rows.get('C floor');
+  const table = [...rows].map(([name, v]) => [
+    name, best(v.wall).toFixed(3), median(v.wall).toFixed(3), (best(f.wall) / best(v.wall)).toFixed(2) + 'x',
+    best(v.cpu).toFixed(3), (best(f.cpu) / best(v.cpu)).toFixed(2) + 'x',
+  ]);
+  printTable(`create ${N} entries (best of ${ROUNDS}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`,
+    ['method', 'best s', 'median s', 'wall vs floor', 'CPU s', 'CPU vs floor'], table);
+  for (const [, c] of libs.slice(1)) await c.close();
 }
 
 main().catch((err) => {

@@ -30,18 +30,26 @@ async function main() {
     const a = ns.run('sh', ['-c', 'conntrack -L 2>/dev/null | head -1000']);
     const b = ns.run('sh', ['-c', `${process.execPath} ${NFCT} -L 2>/dev/null | head -1000`]);
     if (strip(a).split('\n').length !== strip(b).split('\n').length) throw new Error('conntrack -L and nfct -L printed different line counts');
+    // Interleaved with a bare `node -e 0`: most of a cold start is Node's own.
     const version = [];
+    const bare = [];
     for (let i = 0; i < 10; i++) {
-      const t = process.hrtime.bigint();
+      let t = process.hrtime.bigint();
       execFileSync(process.execPath, [NFCT, '--version']);
       version.push(since(t));
+      t = process.hrtime.bigint();
+      execFileSync(process.execPath, ['-e', '0']);
+      bare.push(since(t));
     }
     const best = (xs) => Math.min(...xs);
     printTable(`nfct -L vs conntrack -L (${count} flows, ${ROUNDS} rounds)`, ['method', 'best s', 'median s', 'flows/s (best)', 'ratio to conntrack -L (best)'], [
       ['conntrack -L > /dev/null', best(times.cli).toFixed(3), median(times.cli).toFixed(3), `${Math.round(count / best(times.cli) / 1000)}k`, '1.00'],
       ['nfct -L > /dev/null', best(times.nfct).toFixed(3), median(times.nfct).toFixed(3), `${Math.round(count / best(times.nfct) / 1000)}k`, (best(times.cli) / best(times.nfct)).toFixed(2)],
     ]);
-    printTable('cold start', ['command', 'best ms', 'median ms'], [['nfct --version', (best(version) * 1000).toFixed(0), (median(version) * 1000).toFixed(0)]]);
+    printTable('cold start', ['command', 'best ms', 'median ms'], [
+      ['nfct --version', (best(version) * 1000).toFixed(0), (median(version) * 1000).toFixed(0)],
+      ['node -e 0', (best(bare) * 1000).toFixed(0), (median(bare) * 1000).toFixed(0)],
+    ]);
   } finally {
     ns.destroy();
   }

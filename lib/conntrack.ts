@@ -9,7 +9,7 @@ import { ConntrackError, invalid } from './common/errors';
 import { checkObject } from './common/validate';
 import { Netns, type NetnsOption } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
-import { IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST } from './wire/enums';
+import { IPCTNL_MSG_CT_GET_STATS, NLM_F_DUMP, NLM_F_REQUEST } from './wire/enums';
 import type { Subscription } from './wire/handle';
 import { ctType } from './wire/netlink';
 import { NfSocket, ReplyHandler } from './wire/socket';
@@ -65,6 +65,9 @@ class PendingRequest implements ReplyHandler {
   resolve!: (replies: Buffer[]) => void;
   reject!: (err: unknown) => void;
 
+  /** Called first when the request finishes (a dump hands the socket to the next one). */
+  finished: (() => void) | undefined = undefined;
+
   constructor(readonly operation: string) {}
 
   message(buf: Buffer, off: number, len: number): void {
@@ -72,9 +75,19 @@ class PendingRequest implements ReplyHandler {
   }
 
   done(err?: ConntrackError): void {
+    this.finished?.();
     if (err) this.reject(err);
     else this.resolve(this.replies ?? []);
   }
+}
+
+/** A dump request waiting for the request socket (see Conntrack.request). */
+interface WaitingDump {
+  type: number;
+  flags: number;
+  family: number;
+  payload: Buffer | undefined;
+  handler: PendingRequest;
 }
 
 /** Collects nothing: for requests that only expect an ack. */
@@ -114,6 +127,10 @@ export class Conntrack {
   /** @internal Dumps, event streams, mirrors and monitors, closed with this handle. */
   readonly children = new ChildRegistry();
   private closed = false;
+  /** True while a dump request (NLM_F_DUMP) is in flight on the request socket. */
+  private dumping = false;
+  /** Dump requests waiting for the one in flight, in order. */
+  private readonly waitingDumps: WaitingDump[] = [];
 
   private constructor(sock: NfSocket, netnsFile: Netns | undefined) {
     this.sock = sock;
@@ -163,7 +180,10 @@ export class Conntrack {
 
   /**
    * @internal One request; resolves with the data messages of the reply (as copies of
-   * their bytes) once the kernel acks it.
+   * their bytes) once the kernel acks it. A netlink socket runs one dump at a time (the
+   * kernel refuses a second NLM_F_DUMP request with EBUSY until the first one's
+   * NLMSG_DONE), so dump requests (per-CPU statistics, say) wait for each other here,
+   * in order; other requests go out beside them.
    */
   request(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string): Promise<Buffer[]> {
     const h = new PendingRequest(operation);
@@ -171,9 +191,27 @@ export class Conntrack {
       h.resolve = resolve;
       h.reject = reject;
     });
+    if ((flags & NLM_F_DUMP) !== 0) {
+      if (this.dumping) this.waitingDumps.push({ type, flags, family, payload, handler: h });
+      else this.sendDump(type, flags, family, payload, h);
+      return p;
+    }
     this.sock.request(type, flags | NLM_F_REQUEST, family, payload, h);
     return p;
   }
+
+  private sendDump(type: number, flags: number, family: number, payload: Buffer | undefined, h: PendingRequest): void {
+    this.dumping = true;
+    h.finished = this.nextDump;
+    this.sock.request(type, flags | NLM_F_REQUEST, family, payload, h);
+  }
+
+  /** The dump in flight finished (the kernel sent NLMSG_DONE or an error): send the next one. */
+  private nextDump = (): void => {
+    this.dumping = false;
+    const next = this.waitingDumps.shift();
+    if (next) this.sendDump(next.type, next.flags, next.family, next.payload, next.handler);
+  };
 
   /**
    * @internal A request answered by an ack alone (create, update, delete, flush): resolves

@@ -24,7 +24,7 @@ export type {
 export { FlowEventStream } from './flows/events';
 export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats, FlowEventStreamEvents } from './flows/events';
 export { Mirror, DEFAULT_REFRESH_INTERVAL } from './flows/mirror';
-export type { MirrorOptions, MirrorEvents, ResyncInfo, TupleKey } from './flows/mirror';
+export type { MirrorOptions, MirrorEvents, MirrorStats, ResyncInfo, TupleKey } from './flows/mirror';
 
 export { Expectations } from './expect/expectations';
 export type { ExpectationTarget } from './expect/expectations';

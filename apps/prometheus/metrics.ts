@@ -31,7 +31,10 @@ export interface RegisterMetricsOptions {
   mirror?: Mirror | false;
   /** Constant labels put on every series of this handle, e.g. `{ netns: 'blue' }`. */
   labels?: Record<string, string>;
-  /** Count events by type on an event stream of its own (default true). */
+  /**
+   * Count events by type (default true): from the mirror's event socket, or, with
+   * `mirror: false`, on an event stream of its own.
+   */
   events?: boolean;
   /** Export node_exporter's `node_nf_conntrack_*` metrics (default true). */
   nodeMetrics?: boolean;
@@ -129,12 +132,13 @@ function definitions(prefix: string, nodeMetrics: boolean, flows: boolean, event
     });
   }
   if (events) {
-    counter(`${p}events_total`, 'Conntrack events received, by type (on the exporter\'s own event socket).', ['type'], false, (s, _k, emit) => {
-      emit({ type: 'new' }, s.received.new);
-      emit({ type: 'update' }, s.received.update);
-      emit({ type: 'destroy' }, s.received.destroy);
+    counter(`${p}events_total`, 'Conntrack events received, by type (on the mirror\'s event socket, or on one of the collector\'s own without a mirror).', ['type'], false, (s, _k, emit) => {
+      const received = s.received;
+      emit({ type: 'new' }, received.new);
+      emit({ type: 'update' }, received.update);
+      emit({ type: 'destroy' }, received.destroy);
     });
-    counter(`${p}events_lost_total`, 'Conntrack events the kernel dropped for the exporter\'s event socket (exact, from the socket\'s drop counter).', [], false, (s, _k, emit) => emit({}, s.streamLost));
+    counter(`${p}events_lost_total`, 'Conntrack events the kernel dropped for that event socket (exact, from the socket\'s drop counter).', [], false, (s, _k, emit) => emit({}, s.eventsLost));
   }
   if (flows) {
     gauge(`${p}flows`, 'Flows in the table, by family, protocol and state (TCP, SCTP, DCCP), from the mirror.', ['family', 'proto', 'state'], false, (s, _k, emit) => {

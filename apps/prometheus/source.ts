@@ -1,6 +1,7 @@
 /**
- * What one registerMetrics() call reads: a Conntrack handle, the mirror whose contents are
- * counted, and (optionally) an event stream of its own whose events are counted by type.
+ * What one registerMetrics() call reads: a Conntrack handle and the mirror whose contents
+ * are counted. Events are counted by type from the mirror's own event socket (its stats);
+ * only without a mirror does the source open an event stream of its own to count them.
  *
  * Flow counts per (family, proto, state) are kept up to date from the mirror's
  * 'add' / 'update' / 'delete' events, so a scrape never walks the table. After every
@@ -9,7 +10,7 @@
  * asked for at scrape time with small netlink requests that never dump the flow table;
  * one fetch serves every metric of a scrape.
  */
-import type { Conntrack, ConntrackStats, ExpectationCpuStats, Flow, FlowEvent, FlowEventStream, Mirror, ResyncInfo } from '../../lib';
+import type { Conntrack, ConntrackStats, ExpectationCpuStats, Flow, FlowEventStream, Mirror, ResyncInfo } from '../../lib';
 
 /** One (family, proto, state) group of flows. */
 export interface FlowGroup {
@@ -43,7 +44,7 @@ export type SnapshotResult = { ok: true; kernel: KernelSnapshot } | { ok: false;
 export interface SourceOptions {
   /** A mirror to count; undefined makes one (closed by close()); null: no flow metrics. */
   mirror: Mirror | null | undefined;
-  /** Count events by type on a stream of its own. */
+  /** Count events by type (from the mirror's socket, or without a mirror on a stream of its own). */
   events: boolean;
   labels: Record<string, string>;
 }
@@ -54,6 +55,7 @@ const protoName = (f: Flow): string => String(f.proto);
 export class MetricsSource {
   readonly ct: Conntrack;
   readonly mirror: Mirror | undefined;
+  /** The stream events are counted on when there is no mirror. */
   readonly stream: FlowEventStream | undefined;
   readonly labels: Record<string, string>;
   private readonly ownMirror: boolean;
@@ -61,19 +63,20 @@ export class MetricsSource {
   readonly groups = new Map<string, FlowGroup>();
   /** Counters of flows that ended (DESTROY events), since the source started. */
   readonly finished = new Map<string, ByteGroup>();
-  /** Counters of the flows in the table as of the last full count (dump). */
+  /**
+   * Counters of the flows in the mirror, as the mirror holds them (the kernel sends them
+   * only in dumps and DESTROY events, so mostly as of the last reconciling dump): the sum
+   * over the held copies, kept as flows are added, updated and deleted.
+   */
   liveBytes = new Map<string, ByteGroup>();
   /** True once any flow carried counters (accounting is on). */
   accounting = false;
-  /** Events received on the counting stream, by type. */
-  readonly received = { new: 0, update: 0, destroy: 0 };
   lastResync: (ResyncInfo & { at: number }) | undefined;
   mirrorError: Error | undefined;
   lastError: Error | undefined;
   private counted = false;
   private dirty = false;
   private pending: Promise<SnapshotResult> | undefined;
-  private chain: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly detach: (() => void)[] = [];
 
@@ -84,46 +87,57 @@ export class MetricsSource {
     // Both constructors validate and open their sockets synchronously; if the second one
     // throws, the first is closed so nothing is left half set up.
     const mirror = options.mirror === null ? undefined : options.mirror ?? ct.mirror();
-    try {
-      this.stream = options.events ? ct.events() : undefined;
-    } catch (err) {
-      if (this.ownMirror) mirror?.close();
-      throw err;
-    }
     this.mirror = mirror;
+    // An exporter stays alive through its HTTP server; what the collectors open should not
+    // keep a user's process alive on its own.
+    if (mirror && this.ownMirror) mirror.unref();
     if (mirror) this.follow(mirror);
-    if (this.stream) {
-      const s = this.stream;
-      const onEvent = (ev: FlowEvent): void => {
-        this.received[ev.type]++;
-      };
-      const onError = (err: Error): void => {
+    if (options.events && !mirror) {
+      const s = ct.events();
+      this.stream = s;
+      // The stream reads (and counts) only while something consumes it.
+      s.on('event', () => undefined);
+      s.on('error', (err: Error) => {
         this.lastError = err;
-      };
-      s.on('event', onEvent);
-      s.on('error', onError);
-      // An exporter stays alive through its HTTP server; the counting stream should not
-      // keep a user's process alive on its own.
+      });
       s.unref();
     }
+  }
+
+  /** Events received by type: on the mirror's socket, or on the counting stream. */
+  get received(): { new: number; update: number; destroy: number } {
+    if (this.mirror) return this.mirror.stats.received;
+    return this.stream ? this.stream.stats.received : { new: 0, update: 0, destroy: 0 };
+  }
+
+  /** Events the kernel dropped for that socket (exact, from its drop counter). */
+  get eventsLost(): number {
+    if (this.mirror) return this.mirror.lost;
+    return this.stream ? this.stream.lost : 0;
   }
 
   private follow(m: Mirror): void {
     const onAdd = (f: Flow): void => {
       if (!this.counted || m.synchronizing) return;
       this.addFlow(f, 1);
+      this.addBytes(this.liveBytes, f, 1);
     };
     const onUpdate = (f: Flow, prev: Flow): void => {
       if (!this.counted || m.synchronizing) return;
       this.addFlow(prev, -1);
       this.addFlow(f, 1);
+      this.addBytes(this.liveBytes, prev, -1);
+      this.addBytes(this.liveBytes, f, 1);
     };
-    const onDelete = (f: Flow): void => {
+    const onDelete = (f: Flow, prev: Flow): void => {
       // During a resync the differences are emitted after the table was swapped; the
       // 'resync' that follows recounts everything.
       if (!this.counted || m.synchronizing) return;
-      this.addFlow(f, -1);
-      if (f.counters) this.addBytes(this.finished, f);
+      this.addFlow(prev, -1);
+      // What the flow had counted in the end (a DESTROY event's counters) moves to the
+      // finished flows; what the mirror held for it leaves the live sum.
+      this.addBytes(this.finished, f, 1);
+      this.addBytes(this.liveBytes, prev, -1);
     };
     const onResync = (info: ResyncInfo): void => {
       this.lastResync = { ...info, at: Date.now() };
@@ -182,7 +196,7 @@ export class MetricsSource {
     if (f.counters) this.accounting = true;
   }
 
-  private addBytes(into: Map<string, ByteGroup>, f: Flow): void {
+  private addBytes(into: Map<string, ByteGroup>, f: Flow, sign: 1 | -1): void {
     const c = f.counters;
     if (!c) return;
     this.accounting = true;
@@ -194,10 +208,10 @@ export class MetricsSource {
       g = { family, proto, origBytes: 0, replyBytes: 0, origPackets: 0, replyPackets: 0 };
       into.set(k, g);
     }
-    g.origBytes += Number(c.orig.bytes);
-    g.replyBytes += Number(c.reply.bytes);
-    g.origPackets += Number(c.orig.packets);
-    g.replyPackets += Number(c.reply.packets);
+    g.origBytes += sign * Number(c.orig.bytes);
+    g.replyBytes += sign * Number(c.reply.bytes);
+    g.origPackets += sign * Number(c.orig.packets);
+    g.replyPackets += sign * Number(c.reply.packets);
   }
 
   /** Counts the mirror's table from scratch (after a dump was swapped in). */
@@ -216,7 +230,7 @@ export class MetricsSource {
         this.groups.set(k, g);
       }
       g.flows++;
-      if (f.counters) this.addBytes(live, f);
+      if (f.counters) this.addBytes(live, f, 1);
     }
     // Groups that emptied are dropped, so a series disappears once its last flow is gone.
     for (const [k, g] of this.groups) if (g.flows === 0) this.groups.delete(k);
@@ -254,20 +268,10 @@ export class MetricsSource {
   }
 
   private async fetch(): Promise<SnapshotResult> {
-    // The handle answers one dump-style request at a time on its request socket (a second
-    // one at once fails with EBUSY), and stats() and expectations.stats() are both dumps:
-    // they run one after the other, after any fetch still in flight, and retry briefly when
-    // someone else's request on the same handle (a pressure monitor, say) holds the socket.
-    const previous = this.chain;
-    const run = (async () => {
-      await previous;
-      const stats = await retryBusy(() => this.ct.stats());
-      const expectStats = await retryBusy(() => this.ct.expectations.stats());
-      return { stats, expectStats };
-    })();
-    this.chain = run.then(() => undefined, () => undefined);
     try {
-      const [{ stats, expectStats }, list] = await Promise.all([run, this.ct.expectations.list(), this.flowsReady()]);
+      const [stats, expectStats, list] = await Promise.all([
+        this.ct.stats(), this.ct.expectations.stats(), this.ct.expectations.list(), this.flowsReady(),
+      ]);
       const expectations = new Map<string, number>();
       for (const x of list) expectations.set(x.helper ?? '', (expectations.get(x.helper ?? '') ?? 0) + 1);
       this.lastError = undefined;
@@ -276,11 +280,6 @@ export class MetricsSource {
       this.lastError = err as Error;
       return { ok: false, error: err as Error };
     }
-  }
-
-  /** Events the kernel dropped for the counting stream (exact, from its drop counter). */
-  get streamLost(): number {
-    return this.stream ? this.stream.lost : 0;
   }
 
   /** Whether the source works: the handle is open, the mirror follows, the last fetch succeeded. */
@@ -298,16 +297,5 @@ export class MetricsSource {
     for (const d of this.detach) d();
     this.stream?.close();
     if (this.ownMirror) this.mirror?.close();
-  }
-}
-
-async function retryBusy<T>(fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EBUSY' || attempt >= 20) throw err;
-      await new Promise((r) => setTimeout(r, 1 + attempt));
-    }
   }
 }

@@ -72,7 +72,6 @@ export function formatIPv6(b: Uint8Array, o: number): string {
   return out;
 }
 
-/** Parses a textual IPv4 or IPv6 address; returns undefined when it is neither. */
 /** Dotted-quad IPv4 without leading zeros (what isIPv4 accepts), parsed by hand. */
 function parseIPv4(text: string): Buffer | undefined {
   const n = text.length;
@@ -97,10 +96,29 @@ function parseIPv4(text: string): Buffer | undefined {
   return part === 4 ? bytes : undefined;
 }
 
-export function parseAddress(text: string): { family: 'ipv4' | 'ipv6'; bytes: Buffer } | undefined {
+export type ParsedAddress = { readonly family: 'ipv4' | 'ipv6'; readonly bytes: Buffer };
+
+// The last two IPv4 addresses parsed: a bulk call names the same source and destination
+// over and over. Results are shared, so callers only read `bytes`.
+let v4Text0 = '';
+let v4Text1 = '';
+let v4Res0: ParsedAddress | undefined;
+let v4Res1: ParsedAddress | undefined;
+
+/** Parses a textual IPv4 or IPv6 address; undefined when it is neither. The result is shared: read only. */
+export function parseAddress(text: string): ParsedAddress | undefined {
   if (typeof text !== 'string') return undefined;
+  if (text === v4Text0) return v4Res0;
+  if (text === v4Text1) return v4Res1;
   const v4 = parseIPv4(text);
-  if (v4) return { family: 'ipv4', bytes: v4 };
+  if (v4) {
+    const r: ParsedAddress = { family: 'ipv4', bytes: v4 };
+    v4Text1 = v4Text0;
+    v4Res1 = v4Res0;
+    v4Text0 = text;
+    v4Res0 = r;
+    return r;
+  }
   if (isIPv4(text)) {
     const bytes = Buffer.alloc(4);
     const parts = text.split('.');

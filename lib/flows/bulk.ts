@@ -10,10 +10,8 @@ import { IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, NLM_F_CREATE, NLM_F_EXCL } fro
 import { ConntrackError, invalid } from '../common/errors';
 import { AttrWriter, ctType } from '../wire/netlink';
 import type { BulkResult, CreateSpec, EntryKey } from './entry-types';
-import { FAMILY_NUM, encodeKey, resolveKey, writeCreate } from './entry-spec';
+import { FAMILY_NUM, encodeKey, resolveKey, writeCreate, writeCreateFast } from './entry-spec';
 import { upsertEntry } from './entries';
-
-const writer = new AttrWriter(512);
 
 /** Prefixes a validation error's field with the item's place in a bulk call. */
 function atIndex(err: unknown, index: number): unknown {
@@ -64,29 +62,46 @@ function bulk<T>(
     if (items === null || typeof (items as Iterable<T>)?.[Symbol.iterator] !== 'function') {
       throw invalid('items', 'must be an array (or iterable) of entries');
     }
-    const groups = new Map<number, { w: AttrWriter; ends: number[]; index: number[] }>();
+    type Group = { w: AttrWriter; ends: number[]; index: number[] };
+    const groups = new Map<number, Group>();
+    // Items are written straight into their family's writer (a refused item refuses the
+    // whole call, so nothing needs undoing): into the last item's group, moved when the
+    // item turns out to be of another family.
+    let cur: Group | undefined;
+    let curFamily = -1;
     let i = 0;
     for (const item of items) {
-      // Encode into a scratch writer first, so a refused item leaves no partial bytes.
-      const w = writer.reset();
+      if (!cur) cur = { w: new AttrWriter(1 << 16), ends: [], index: [] };
+      const start = cur.w.length;
       let family: number;
       try {
-        family = write(w, item);
+        family = write(cur.w, item);
       } catch (err) {
         throw atIndex(err, i);
       }
-      let g = groups.get(family);
-      if (!g) groups.set(family, (g = { w: new AttrWriter(1 << 16), ends: [], index: [] }));
-      g.w.append(w);
-      g.ends.push(g.w.length);
-      g.index.push(i);
+      if (family !== curFamily) {
+        let g = groups.get(family);
+        if (!g) {
+          // The first item of a family: the current writer becomes its group when unused.
+          g = curFamily === -1 ? cur : { w: new AttrWriter(1 << 16), ends: [], index: [] };
+          groups.set(family, g);
+        }
+        if (g !== cur) {
+          g.w.appendRange(cur.w, start, cur.w.length);
+          cur.w.truncate(start);
+        }
+        cur = g;
+        curFamily = family;
+      }
+      cur.ends.push(cur.w.length);
+      cur.index.push(i);
       i++;
     }
     const total = i;
     return new Promise<BulkResult>((resolve) => {
       const indexMap = new Uint32Array(total);
       let base = 0;
-      const batches: [number, { w: AttrWriter; ends: number[]; index: number[] }, number][] = [];
+      const batches: [number, Group, number][] = [];
       for (const [family, g] of groups) {
         for (let k = 0; k < g.index.length; k++) indexMap[base + k] = g.index[k];
         batches.push([family, g, base]);
@@ -96,7 +111,7 @@ function bulk<T>(
       for (const [family, g, start] of batches) {
         // Item numbers in a batch start at 0: shift them into the shared index map.
         const shifted: ReplyHandler = { operation, ackOnly: true, message() {}, done: (err, item) => handler.done(err, start + item) };
-        ct.requestMany(ctType(msg), flags, family, g.w.finish(), Uint32Array.from(g.ends), shifted);
+        ct.requestMany(ctType(msg), flags, family, g.w.take(), Uint32Array.from(g.ends), shifted);
       }
     });
   } catch (err) {
@@ -107,6 +122,8 @@ function bulk<T>(
 /** Encodes a create or upsert spec for a bulk call (labels refused: see createMany). */
 function writeBulkCreate(operation: string, single: string): (w: AttrWriter, spec: CreateSpec) => number {
   return (w, spec) => {
+    const fast = writeCreateFast(w, spec);
+    if (fast >= 0) return fast;
     const { family, labels } = writeCreate(w, spec);
     if (labels) {
       throw invalid('labels', `${operation} does not take labels (the kernel may drop them silently); use ${single}() for entries with labels`);

@@ -32,12 +32,21 @@ export interface FlowEvent {
   type: FlowEventType;
   /**
    * The entry as the kernel described it. UPDATE events carry the tuples, id, status,
-   * timeout and only the attributes that changed; DESTROY events carry counters and
-   * timestamps (when enabled) but no status or timeout.
+   * timeout and only the attributes that changed; DESTROY events carry status, counters and
+   * timestamps (when enabled) and, on Linux 6.x, the timeout left when it is not 0. Events
+   * carry no CTA_USE, and CTA_MARK only when the mark is set or the event changed it (every
+   * event a netlink request caused), so a 0 there can mean "not sent".
    */
   flow: Flow;
   /** When the kernel stamped the event (ns, CTA_TIMESTAMP_EVENT), if it did. */
   timestamp?: bigint;
+  /**
+   * The netlink port id of the socket whose request caused the event (the message's
+   * nlmsg_pid), when a netlink client (this library, `conntrack -I/-U/-D`, ...) caused it;
+   * absent for events caused by traffic or timeouts. `conntrack -E` prints it as
+   * `[USERSPACE] portid=N`.
+   */
+  portId?: number;
 }
 
 export interface EventsOptions {
@@ -91,6 +100,13 @@ export interface EventStreamStats {
   ignored: number;
   /** ENOBUFS overruns reported by the socket. */
   overruns: number;
+  /**
+   * Events of each subscribed type that reached the socket (after the kernel's BPF
+   * filter, before the library's part of the filter): exact, each message counted once
+   * as it is read, whether or not it is decoded. `received` plus `lost` is what the
+   * kernel produced for this socket.
+   */
+  received: { new: number; update: number; destroy: number };
 }
 
 const ALL_TYPES: readonly FlowEventType[] = ['new', 'update', 'destroy'];
@@ -181,7 +197,9 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort: (() => void) | undefined;
   private disown: (() => void) | undefined;
-  private readonly counters: EventStreamStats = { messages: 0, delivered: 0, filtered: 0, ignored: 0, overruns: 0 };
+  private readonly counters: EventStreamStats = {
+    messages: 0, delivered: 0, filtered: 0, ignored: 0, overruns: 0, received: { new: 0, update: 0, destroy: 0 },
+  };
 
   /** @internal Use Conntrack.events(). */
   constructor(handle: Handle, options?: EventsOptions) {
@@ -275,7 +293,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
 
   /** Counters of what reached the socket (after the kernel filter) and what became events. */
   get stats(): EventStreamStats {
-    return { ...this.counters };
+    return { ...this.counters, received: { ...this.counters.received } };
   }
 
   /** Events waiting in the library's queue. */
@@ -343,6 +361,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
       this.counters.ignored++;
       return;
     }
+    this.counters.received[kind]++;
     if (this.listening) {
       const ev = this.decode(buf, off, len, kind);
       if (ev === undefined) return;
@@ -370,7 +389,9 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
       return undefined;
     }
     this.counters.delivered++;
-    return new FlowEventRecord(kind, flow, flow.eventTimestamp);
+    // nlmsg_pid (host order, offset 12 of the header): the requester's port id, 0 for the kernel's own events.
+    const pid = buf.readUInt32LE(off + 12);
+    return new FlowEventRecord(kind, flow, flow.eventTimestamp, pid === 0 ? undefined : pid);
   }
 
   /** Queues an event already decoded (for 'event' listeners) for the iterator as well. */
@@ -570,9 +591,9 @@ interface QueuedEvent {
 
 const EMPTY = Buffer.alloc(0);
 
-/** The prototype of delivered events: { type, flow, timestamp } and a toJSON for JSON.stringify. */
+/** The prototype of delivered events: { type, flow, timestamp, portId } and a toJSON for JSON.stringify. */
 class FlowEventRecord implements FlowEvent {
-  constructor(public type: FlowEventType, public flow: Flow, public timestamp: bigint | undefined) {}
+  constructor(public type: FlowEventType, public flow: Flow, public timestamp: bigint | undefined, public portId: number | undefined) {}
 
   /** The event with bigints (the timestamp, the flow's counters) as decimal strings. */
   toJSON(): Record<string, unknown> {

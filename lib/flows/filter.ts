@@ -22,6 +22,7 @@ import { checkKeys, checkObject, checkU16, checkU32, checkU8, isObject, show } f
 import { AttrWriter } from '../wire/netlink';
 import { checkPort, protoName, protoNumber } from './tuple';
 import type { Flow } from './flow';
+import type { RawEntry, RawTuple } from './raw-entry';
 import type { ProtoSpec } from './protocols';
 import { acceptedStates, canonicalState, stateNames } from './states';
 
@@ -100,6 +101,11 @@ export interface CompiledFilter {
   kernelAttrs: Buffer;
   /** Applied to every decoded flow. */
   match(flow: Flow): boolean;
+  /**
+   * match() on an entry read in place (see raw-entry.ts), for the filters it can decide:
+   * all but state, nat and ICMP fields (undefined then: decode a Flow and use match()).
+   */
+  matchRaw: ((e: RawEntry, buf: Buffer) => boolean) | undefined;
   /** True when the filter asks nothing (every flow matches). */
   empty: boolean;
   /**
@@ -205,6 +211,29 @@ function tupleMatches(ct: CompiledTuple, t: Flow['orig'], family: Family): boole
   if (ct.zone !== undefined && (t.zone ?? 0) !== ct.zone) return false;
   return true;
 }
+
+/** tupleMatches() on a tuple read in place: the same checks on the address bytes. */
+function rawTupleMatches(ct: CompiledTuple, t: RawTuple, family: Family, buf: Buffer): boolean {
+  if (ct.src && !rawPrefixMatch(ct.src, buf, t.srcPos, t.srcLen, family)) return false;
+  if (ct.dst && !rawPrefixMatch(ct.dst, buf, t.dstPos, t.dstLen, family)) return false;
+  if (ct.sport !== undefined && t.sport !== ct.sport) return false;
+  if (ct.dport !== undefined && t.dport !== ct.dport) return false;
+  if (ct.zone !== undefined && (t.zone < 0 ? 0 : t.zone) !== ct.zone) return false;
+  return true;
+}
+
+/** prefixMatch() on address bytes buf[pos, pos + len) (len 0: no address). */
+function rawPrefixMatch(p: Prefix, buf: Buffer, pos: number, len: number, family: Family): boolean {
+  if (p.family !== family || len !== p.bytes.length) return false;
+  const full = p.bits >> 3;
+  for (let i = 0; i < full; i++) if (buf[pos + i] !== p.bytes[i]) return false;
+  const rem = p.bits & 7;
+  if (rem === 0) return true;
+  const mask = (0xff << (8 - rem)) & 0xff;
+  return (buf[pos + full] & mask) === (p.bytes[full] & mask);
+}
+
+const hasIcmp = (t: CompiledTuple | undefined): boolean => t !== undefined && (t.icmpType !== undefined || t.icmpCode !== undefined || t.icmpId !== undefined);
 
 function prefixMatch(p: Prefix, addr: string, family: Family): boolean {
   if (p.family !== family) return false;
@@ -380,9 +409,21 @@ export function compileFilter(filter: FlowFilter | undefined, field = 'filter', 
     if (nat && !natMatches(nat, f)) return false;
     return true;
   };
+  // The same checks as match(), by hand on the bytes: bulk operations check every dumped
+  // entry, and decoding each into a Flow first cost more than the kernel's own work.
+  const matchRaw = states !== undefined || nat !== undefined || hasIcmp(orig) || hasIcmp(reply) ? undefined : (e: RawEntry, buf: Buffer): boolean => {
+    if (family !== undefined && e.family !== family) return false;
+    if (protonum !== undefined && e.protonum !== protonum) return false;
+    if (markValue !== undefined && ((e.mark & markMask) >>> 0) !== markValue) return false;
+    if (zone !== undefined && e.zone !== zone) return false;
+    if ((e.status & statusSet) !== statusSet || (e.status & statusUnset) !== 0) return false;
+    if (orig && !rawTupleMatches(orig, e.orig, e.family, buf)) return false;
+    if (reply && !rawTupleMatches(reply, e.reply, e.family, buf)) return false;
+    return true;
+  };
   const empty = family === undefined && protonum === undefined && markValue === undefined && zone === undefined &&
     statusSet === 0 && statusUnset === 0 && orig === undefined && reply === undefined && states === undefined && nat === undefined;
   const kernelExact = protonum === undefined && zone === undefined && statusSet === 0 && statusUnset === 0 &&
     orig === undefined && reply === undefined && states === undefined && nat === undefined;
-  return { nfFamily, kernelAttrs: w.finish(), match, empty, kernelExact, table, source };
+  return { nfFamily, kernelAttrs: w.finish(), match, matchRaw, empty, kernelExact, table, source };
 }

@@ -6,12 +6,14 @@
  * attributes that name it (original tuple, id, zone) copied straight out of the message.
  */
 import { callbackError } from '../common/callback';
-import { CTA_ID, CTA_TUPLE_ORIG, CTA_ZONE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK } from '../wire/enums';
+import { CTA_ZONE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK } from '../wire/enums';
 import type { Dump, DumpOptions } from '../wire/dump';
 import type { Handle } from '../wire/handle';
-import { NFGEN_FAMILY_OFFSET, NFNL_ATTR_OFFSET, align4, ctType, forEachAttr, nfnlMsg, nfnlSubsys } from '../wire/netlink';
+import { RecentPairs } from '../wire/dedupe';
+import { NFGEN_FAMILY_OFFSET, align4, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import type { CompiledFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
+import { RawEntry, scanEntry } from './raw-entry';
 
 /** One matching entry. */
 export interface Match {
@@ -19,68 +21,81 @@ export interface Match {
   family: number;
   /** The entry's id (CTA_ID), 0 when the kernel sent none. */
   id: number;
-  /** CTA_TUPLE_ORIG, CTA_ID and CTA_ZONE as attribute bytes: a request payload naming it. */
+  /**
+   * CTA_TUPLE_ORIG, CTA_ID and CTA_ZONE as attribute bytes: a request payload naming it
+   * (empty when matchDump() was asked not to build keys: write them with writeKey()).
+   */
   key: Buffer;
   /** The decoded entry, when the filter, the predicate or `needFlow` asked for it. */
   flow: Flow | undefined;
+  /** The entry read in place (shared by every match of the dump: valid only inside `make`). */
+  raw: RawEntry;
+  /** The receive buffer holding the message (valid only inside `make`). */
+  buf: Buffer;
+}
+
+/** Length of the key attributes writeKey() writes. */
+export function keyLength(e: RawEntry): number {
+  return align4(e.origAttrLen) + (e.idAttr >= 0 ? 8 : 0) + (e.zoneAttr >= 0 ? 8 : 0);
 }
 
 /**
- * Pulls the original tuple, zone and id straight out of a dumped message into request
- * attributes: no decoding, no re-encoding.
+ * Writes the entry's original tuple, id and zone as request attributes at out[o], copied
+ * straight out of the message (no decoding, no re-encoding); returns the next offset.
  */
-function keyAttrs(buf: Buffer, off: number, len: number): Buffer | undefined {
-  let tS = -1, tL = 0, idS = -1, zS = -1;
-  // Offsets of whole attributes (header included): the payload starts 4 bytes in.
-  forEachAttr(buf, off + NFNL_ATTR_OFFSET, off + len, (t, pos, pend) => {
-    const l = pend - pos + 4;
-    if (t === CTA_TUPLE_ORIG) {
-      tS = pos - 4;
-      tL = l;
-    } else if (t === CTA_ID && l === 8) idS = pos - 4;
-    else if (t === CTA_ZONE && l >= 6) zS = pos - 4;
-  });
-  if (tS < 0) return undefined;
-  const out = Buffer.allocUnsafe(align4(tL) + (idS >= 0 ? 8 : 0) + (zS >= 0 ? 8 : 0));
-  buf.copy(out, 0, tS, tS + tL);
-  out.fill(0, tL, align4(tL));
-  let o = align4(tL);
-  if (idS >= 0) {
-    buf.copy(out, o, idS, idS + 8);
+export function writeKey(buf: Buffer, e: RawEntry, out: Buffer, o: number): number {
+  const tS = e.origAttr;
+  const tL = e.origAttrLen;
+  for (let i = 0; i < tL; i++) out[o + i] = buf[tS + i];
+  for (let i = tL; i < align4(tL); i++) out[o + i] = 0;
+  o += align4(tL);
+  if (e.idAttr >= 0) {
+    for (let i = 0; i < 8; i++) out[o + i] = buf[e.idAttr + i];
     o += 8;
   }
-  if (zS >= 0) {
-    out.writeUInt16LE(6, o);
-    out.writeUInt16LE(CTA_ZONE, o + 2);
-    out.writeUInt16BE(buf.readUInt16BE(zS + 4), o + 4);
-    out.writeUInt16LE(0, o + 6);
+  if (e.zoneAttr >= 0) {
+    out[o] = 6;
+    out[o + 1] = 0;
+    out[o + 2] = CTA_ZONE & 0xff;
+    out[o + 3] = CTA_ZONE >> 8;
+    out[o + 4] = buf[e.zoneAttr + 4];
+    out[o + 5] = buf[e.zoneAttr + 5];
+    out[o + 6] = 0;
+    out[o + 7] = 0;
+    o += 8;
   }
-  return out;
+  return o;
 }
 
-/** FNV-1a over bytes: the signature of an entry's key attributes. */
-function bytesHash(b: Buffer): number {
+/** FNV-1a over the entry's original tuple bytes and zone: its signature for duplicate checks. */
+function keyHash(buf: Buffer, e: RawEntry): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  const end = e.origAttr + e.origAttrLen;
+  for (let i = e.origAttr; i < end; i++) h = Math.imul(h ^ buf[i], 0x01000193);
+  h = Math.imul(h ^ (e.zoneAttr >= 0 ? e.zone : 0x10000), 0x01000193);
   return h >>> 0;
 }
+
+const NO_KEY = Buffer.alloc(0);
 
 /**
  * A dump of the entries that match `compiled` and `predicate`, each passed through `make`
  * (undefined skips it). A dump racing with table changes can repeat an entry: each is
- * yielded once. With `keys`, `seen` holds the keys (as raw attribute bytes) of all of them;
- * without, repeats are found by id and a hash of the key (the dump's own table, no strings).
+ * passed to `make` once. With `keys`, `seen` holds the keys (as raw attribute bytes) of all
+ * of them; without, repeats are found by id and a hash of the key (recent pairs, fixed
+ * memory), so `make` may also gather entries and return items for several at once.
+ * Entries are checked on the bytes (compiled.matchRaw) unless a Flow is needed: for the
+ * predicate, for `needFlow`, or for a filter only match() can decide.
  */
 export function matchDump<T>(
   ct: Handle, compiled: CompiledFilter, predicate: ((flow: Flow) => boolean) | undefined, operation: string,
-  options: DumpOptions, needFlow: boolean, make: (m: Match) => T | undefined, keys = true,
+  options: DumpOptions, needFlow: boolean, make: (m: Match) => T | undefined, keys = true, buildKey = true,
 ): { dump: Dump<T>; seen: Set<string> } {
   const seen = new Set<string>();
-  const decodeAlways = needFlow || predicate !== undefined || !compiled.empty;
-  // The id and key hash of the entry last made, for the dump's duplicate table: Dump asks
-  // idOf()/signatureOf() right after decode() returned that item.
-  let lastId = 0;
-  let lastSig = 0;
+  const checks = predicate !== undefined || !compiled.empty;
+  const raw = new RawEntry();
+  const rawOnly = !needFlow && predicate === undefined && (compiled.empty || compiled.matchRaw !== undefined);
+  const recent = !keys && options.dedupe !== false ? new RecentPairs() : undefined;
   const dump = ct.startDump<T>({
     type: ctType(IPCTNL_MSG_CT_GET),
     family: compiled.nfFamily,
@@ -90,8 +105,11 @@ export function matchDump<T>(
       if (nfnlSubsys(msgType) !== NFNL_SUBSYS_CTNETLINK || nfnlMsg(msgType) !== IPCTNL_MSG_CT_NEW) return undefined;
       const family = buf[off + NFGEN_FAMILY_OFFSET];
       if (!isFlowFamily(family)) return undefined;
+      scanEntry(buf, off, len, raw);
       let flow: Flow | undefined;
-      if (decodeAlways) {
+      if (rawOnly) {
+        if (checks && !compiled.matchRaw!(raw, buf)) return undefined;
+      } else {
         flow = decodeFlow(buf, off, len);
         if (!compiled.match(flow)) return undefined;
         if (predicate) {
@@ -106,19 +124,21 @@ export function matchDump<T>(
           if (!keep) return undefined;
         }
       }
-      const key = keyAttrs(buf, off, len);
-      if (!key) return undefined;
+      if (raw.origAttr < 0) return undefined;
+      let key = NO_KEY;
+      if (buildKey || keys) {
+        key = Buffer.allocUnsafe(keyLength(raw));
+        writeKey(buf, raw, key, 0);
+      }
       if (keys) {
         const s = key.toString('latin1');
         if (seen.has(s)) return undefined;
         seen.add(s);
+      } else if (recent !== undefined && recent.seen(raw.id, keyHash(buf, raw))) {
+        return undefined;
       }
-      const id = flow ? flow.id : 0;
-      lastId = id;
-      lastSig = bytesHash(key);
-      return make({ family, id, key, flow });
+      return make({ family, id: raw.id, key, flow, raw, buf });
     },
-    ...(keys ? {} : { idOf: () => lastId, signatureOf: () => lastSig }),
-  }, options);
+  }, { ...options, dedupe: false });
   return { dump, seen };
 }

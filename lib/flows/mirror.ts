@@ -18,6 +18,7 @@ import { ConntrackError, invalid } from '../common/errors';
 import { checkKeys, checkNumber, checkObject, isObject, show } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import { Settings } from '../stats/settings';
+import type { Dump } from '../wire/dump';
 import { dumpFlows } from './dump';
 import { FlowTable } from './flow-table';
 import { FlowEvent, FlowEventStream } from './events';
@@ -77,14 +78,33 @@ export interface ResyncInfo {
   durationMs: number;
 }
 
+/** What the mirror's event socket received and lost, and how often the mirror reconciled (`mirror.stats`). */
+export interface MirrorStats {
+  /**
+   * Events the mirror's socket received, by type: exact (each message counted once as it
+   * is read, including those that arrive during a resync's dump), after the kernel's part
+   * of the mirror's filter.
+   */
+  received: { new: number; update: number; destroy: number };
+  /** Events the kernel dropped for the mirror's socket (exact, from its drop counter; as `mirror.lost`). */
+  lost: number;
+  /** Resynchronisations after losses (as `mirror.resyncs`). */
+  resyncs: number;
+  /** Reconciling dumps made by `refreshInterval` or `refresh()` (as `mirror.refreshes`). */
+  refreshes: number;
+}
+
 /** The events of a Mirror and their listener arguments. */
 export interface MirrorEvents {
   /** An entry appeared. */
   add: [flow: Flow];
   /** An entry changed: the new copy and the one it replaced. */
   update: [flow: Flow, previous: Flow];
-  /** An entry vanished (its last known copy). */
-  delete: [flow: Flow];
+  /**
+   * An entry vanished: its last view (for a DESTROY event, the held copy merged with the
+   * event's final counters and timestamps) and the copy the mirror held.
+   */
+  delete: [flow: Flow, previous: Flow];
   /** A dump was reconciled with the copy. */
   resync: [info: ResyncInfo];
   /** Following the table failed; the mirror closes. */
@@ -121,8 +141,12 @@ function changed(a: Flow, b: Flow): boolean {
 
 /**
  * The mirror. Iterating yields the current flows; events: 'add' (flow), 'update' (flow,
- * previous), 'delete' (flow), 'resync' (ResyncInfo), 'error' (err), 'close'. No 'add'
- * events are emitted for the initial contents: read them once `ready` resolves.
+ * previous), 'delete' (flow, previous), 'resync' (ResyncInfo), 'error' (err), 'close'.
+ * 'update' and 'delete' pass the copy the mirror held before as `previous`; for a
+ * DESTROY event `flow` is that copy merged with what the event carried (its final
+ * counters and timestamps), while a delete found by a reconciling dump passes the held
+ * copy as both. No 'add' events are emitted for the initial contents: read them once
+ * `ready` resolves.
  */
 export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<Flow> {
   /** Resolves when the first dump has been applied; rejects if it failed. */
@@ -147,6 +171,9 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   private timer: NodeJS.Timeout | undefined;
   private current: Promise<ResyncInfo | undefined> | undefined;
   private readonly disown: () => void;
+  /** The dump of the running (re)sync, so unref() reaches its socket too. */
+  private dump: Dump<Flow> | undefined;
+  private unrefed = false;
 
   /** @internal Use Conntrack.mirror(). */
   constructor(private readonly ct: Handle, options: MirrorOptions = {}) {
@@ -203,6 +230,31 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   /** True while a dump is being taken and reconciled. */
   get synchronizing(): boolean {
     return this.syncing;
+  }
+
+  /** What the mirror's event socket received by type and lost, and the resync counts. */
+  get stats(): MirrorStats {
+    return { received: this.stream.stats.received, lost: this.stream.lost, resyncs: this.resyncs, refreshes: this.refreshes };
+  }
+
+  /**
+   * Lets the process exit while the mirror follows the table (like socket.unref()): its
+   * event socket, and the socket of a reconciling dump, no longer keep the event loop
+   * alive. The refresh timer never does.
+   */
+  unref(): this {
+    this.unrefed = true;
+    this.stream.unref();
+    this.dump?.unref();
+    return this;
+  }
+
+  /** Undoes unref(). */
+  ref(): this {
+    this.unrefed = false;
+    this.stream.ref();
+    this.dump?.ref();
+    return this;
   }
 
   /** The receive buffer granted to the mirror's event socket. */
@@ -268,7 +320,9 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
 
   /**
    * Resolves once every event the kernel has queued for the mirror so far has been applied
-   * and no resync is running or due (useful before comparing with a dump).
+   * and no resync is running or due (useful before comparing with a dump). A loss meanwhile
+   * (even one that takes the barrier's own reply) is waited out: the mirror resyncs, then
+   * settles.
    */
   async settle(): Promise<void> {
     await this.ready;
@@ -277,7 +331,16 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       if (!this.syncing) {
         // Everything queued so far is applied once a request on the stream's socket is
         // answered (the reply comes behind the queued events).
-        await this.stream.barrier();
+        try {
+          await this.stream.barrier();
+        } catch (err) {
+          // The socket overflowed and the reply was dropped with the events: the loss
+          // starts a resync (from the overrun, or from the drop counter read here).
+          if ((err as ConntrackError).code !== 'ENOBUFS') throw err;
+          void this.stream.lost;
+          if (!this.syncing) this.requestResync();
+          continue;
+        }
         void this.stream.lost; // reads the drop counter: a loss not yet reported starts a resync
         if (this.closed || !this.syncing) return;
       }
@@ -371,7 +434,10 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       this.syncing = false;
     };
     try {
-      for await (const f of dumpFlows(this.ct, this.filter, {})) {
+      const dump = dumpFlows(this.ct, this.filter, {});
+      this.dump = dump;
+      if (this.unrefed) dump.unref();
+      for await (const f of dump) {
         if (this.closed) break;
         const k = flowKey(f);
         let prev = unseen.get(k);
@@ -380,7 +446,9 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
         if (prev !== undefined && !changed(prev, f)) {
           // Unchanged (id, status, mark, state): keep the copy held, so a resync allocates
           // only for what changed (the old objects would otherwise be garbage in the old
-          // generation, doubling the heap until a full collection).
+          // generation, doubling the heap until a full collection), with the fields that
+          // move on their own (timeout, counters, use, timestamps) taken from the dump.
+          refreshVolatile(prev, f);
           table.set(k, prev);
           continue;
         }
@@ -397,11 +465,13 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
         }
       }
     } catch (err) {
+      this.dump = undefined;
       restore();
       if (this.closed) return undefined;
       this.fail(err as ConntrackError);
       throw err;
     }
+    this.dump = undefined;
     if (this.closed) {
       restore();
       return undefined;
@@ -411,7 +481,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       this.unindex(byId, f);
       if (emit) {
         removed++;
-        this.emitUser('delete', f);
+        this.emitUser('delete', f, f);
       }
     }
     unseen.clear();
@@ -465,7 +535,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
         gone.status = prev.status;
         gone.statusBits = prev.statusBits;
         gone.timeout = 0;
-        this.emitUser('delete', gone);
+        this.emitUser('delete', gone, prev);
       }
       return;
     }
@@ -474,7 +544,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     if (!emit) return;
     if (prev === undefined) this.emitUser('add', next);
     else if (prev.id !== f.id) {
-      this.emitUser('delete', prev);
+      this.emitUser('delete', prev, prev);
       this.emitUser('add', next);
     } else this.emitUser('update', next, prev);
   }
@@ -520,6 +590,27 @@ function index(byId: Map<number, Flow | Flow[]>, f: Flow): void {
   if (cur === undefined) byId.set(f.id, f);
   else if (Array.isArray(cur)) cur.push(f);
   else byId.set(f.id, [cur, f]);
+}
+
+/**
+ * Copies into `held` the fields of `dumped` (the same entry, id, status, mark and state
+ * unchanged) that change without an event: the remaining timeout, the use count, counters
+ * and timestamps. Values already equal are left alone, so an idle entry is not written.
+ */
+function refreshVolatile(held: Flow, dumped: Flow): void {
+  if (held.timeout !== dumped.timeout) held.timeout = dumped.timeout;
+  if (held.use !== dumped.use) held.use = dumped.use;
+  const c = dumped.counters;
+  if (c !== undefined) {
+    const h = held.counters;
+    if (h === undefined) held.counters = c;
+    else {
+      if (h.orig.packets !== c.orig.packets || h.orig.bytes !== c.orig.bytes) h.orig = c.orig;
+      if (h.reply.packets !== c.reply.packets || h.reply.bytes !== c.reply.bytes) h.reply = c.reply;
+    }
+  }
+  const t = dumped.timestamp;
+  if (t !== undefined && (held.timestamp === undefined || held.timestamp.start !== t.start || held.timestamp.stop !== t.stop)) held.timestamp = t;
 }
 
 /** The newer description of an entry, with fields the event left out taken from the older. */

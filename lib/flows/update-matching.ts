@@ -18,62 +18,60 @@ import { checkKeys, checkObject, checkSignal, isObject } from '../common/validat
 import { RequestWindow } from '../common/window';
 import { AttrWriter, ctType } from '../wire/netlink';
 import { compileFilter, FlowFilter } from './filter';
-import { decodeFlow, Flow } from './flow';
 import type { UpdateChanges, UpdateMatchingOptions } from './entry-types';
 import { ResolvedChanges, resolveChanges, updatedStatus, writeChanges } from './entry-spec';
-import { matchDump } from './matching';
+import { keyLength, matchDump, writeKey } from './matching';
+import { RawEntry, labelByte, scanEntry } from './raw-entry';
 import { fixedTimeout } from './entries';
 
 const OPTION_KEYS = new Set(['signal']);
 
-/** The label bitmap of a decoded flow as the kernel stores it (four host-order words). */
-function labelWordsOf(flow: Flow): Buffer {
-  const b = Buffer.alloc(16);
-  for (const bit of flow.labels ?? []) {
-    const o = (bit >> 5) * 4;
-    if (o < 16) b.writeUInt32LE((b.readUInt32LE(o) | (1 << (bit & 31))) >>> 0, o);
-  }
-  return b;
-}
-
-/** True when applying `r` would change `flow` (what `conntrack -U` checks before sending). */
-function changes(r: ResolvedChanges, flow: Flow): boolean {
-  if (r.mark !== undefined && ((((flow.mark & ~r.mark.mask) | r.mark.value) >>> 0) !== flow.mark >>> 0)) return true;
-  if (r.timeout !== undefined && r.timeout !== flow.timeout) return true;
-  if (r.hasStatus && updatedStatus(r, flow.statusBits) !== flow.statusBits >>> 0) return true;
+/** True when applying `r` would change the entry (what `conntrack -U` checks before sending). */
+function changes(r: ResolvedChanges, e: RawEntry, buf: Buffer): boolean {
+  if (r.mark !== undefined && ((((e.mark & ~r.mark.mask) | r.mark.value) >>> 0) !== e.mark >>> 0)) return true;
+  if (r.timeout !== undefined && r.timeout !== e.timeout) return true;
+  if (r.hasStatus && updatedStatus(r, e.status) !== e.status >>> 0) return true;
   if (r.labels) {
-    const cur = labelWordsOf(flow);
-    for (let i = 0; i < 16; i++) if (((cur[i] & ~r.labels.mask[i]) | r.labels.bits[i]) !== cur[i]) return true;
+    for (let i = 0; i < 16; i++) {
+      const cur = labelByte(buf, e, i);
+      if (((cur & ~r.labels.mask[i]) | r.labels.bits[i]) !== cur) return true;
+    }
   }
   return false;
 }
 
-interface Pending {
-  family: number;
-  key: Buffer;
-  payload: Buffer;
-}
-
+/** Updates of one family gathered from the dump, sent with one requestMany() call. */
 interface Batch {
   family: number;
-  items: Pending[];
+  w: AttrWriter;
+  ends: number[];
+  /** Key length of each item (its payload starts with its key), for the EBUSY re-read. */
+  keyLens: number[];
 }
 
 /** Updates sent per requestMany() call. */
 const BATCH = 256;
 
-/** The request payload for one entry: its key, the shared change attributes, its status word. */
-function payloadFor(key: Buffer, tail: Buffer, r: ResolvedChanges, flow: Flow): Buffer {
-  const out = Buffer.allocUnsafe(key.length + tail.length + (r.hasStatus ? 8 : 0));
-  key.copy(out, 0);
-  tail.copy(out, key.length);
+/** Writes the request payload for one entry: its key, the shared change attributes, its status word. */
+function writePayload(w: AttrWriter, buf: Buffer, e: RawEntry, tail: Buffer, r: ResolvedChanges): number {
+  const kl = keyLength(e);
+  const o = w.raw(kl + tail.length + (r.hasStatus ? 8 : 0));
+  const out = w.buffer;
+  writeKey(buf, e, out, o);
+  for (let i = 0; i < tail.length; i++) out[o + kl + i] = tail[i];
   if (r.hasStatus) {
-    const o = key.length + tail.length;
-    out.writeUInt16LE(8, o);
-    out.writeUInt16LE(CTA_STATUS, o + 2);
-    out.writeUInt32BE(updatedStatus(r, flow.statusBits), o + 4);
+    const s = o + kl + tail.length;
+    const v = updatedStatus(r, e.status);
+    out[s] = 8;
+    out[s + 1] = 0;
+    out[s + 2] = CTA_STATUS & 0xff;
+    out[s + 3] = CTA_STATUS >> 8;
+    out[s + 4] = v >>> 24;
+    out[s + 5] = (v >>> 16) & 0xff;
+    out[s + 6] = (v >>> 8) & 0xff;
+    out[s + 7] = v & 0xff;
   }
-  return out;
+  return kl;
 }
 
 /**
@@ -81,18 +79,22 @@ function payloadFor(key: Buffer, tail: Buffer, r: ResolvedChanges, flow: Flow): 
  * the entry's own progress (say SEEN_REPLY set by a reply meanwhile). Read it again and
  * retry once. Resolves true when the entry was changed.
  */
-async function retryStatus(ct: Handle, p: Pending, r: ResolvedChanges, tail: Buffer): Promise<boolean> {
-  let flow: Flow | undefined;
+async function retryStatus(ct: Handle, family: number, key: Buffer, r: ResolvedChanges, tail: Buffer): Promise<boolean> {
+  let reply: Buffer | undefined;
   try {
-    const replies = await ct.request(ctType(IPCTNL_MSG_CT_GET), 0, p.family, p.key, 'updateMatching (re-read)');
-    if (replies.length > 0) flow = decodeFlow(replies[0], 0, replies[0].length);
+    const replies = await ct.request(ctType(IPCTNL_MSG_CT_GET), 0, family, key, 'updateMatching (re-read)');
+    reply = replies[0];
   } catch (err) {
     if ((err as ConntrackError).code === 'ENOENT') return false;
     throw err;
   }
-  if (!flow || !changes(r, flow)) return false;
+  if (!reply) return false;
+  const e = scanEntry(reply, 0, reply.length, new RawEntry());
+  if (e.origAttr < 0 || !changes(r, e, reply)) return false;
+  const w = new AttrWriter();
+  writePayload(w, reply, e, tail, r);
   try {
-    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, p.family, payloadFor(p.key, tail, r, flow), 'updateMatching');
+    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, family, w.finish(), 'updateMatching');
     return true;
   } catch (err) {
     if ((err as ConntrackError).code === 'ENOENT') return false;
@@ -129,64 +131,65 @@ export async function updateMatchingEntries(
   writeChanges(w, r, undefined);
   const tail = w.finish();
 
-  const { dump } = matchDump(ct, compiled, undefined, 'updateMatching (dump)', { signal, highWaterMark: 4096 }, true, (m) => {
-    if (!changes(r, m.flow!)) return undefined;
-    return { family: m.family, key: m.key, payload: payloadFor(m.key, tail, r, m.flow!) };
-  }, false);
+  // The dump's decode step checks each entry on its bytes and writes its update straight
+  // into its family's batch; the loop below only receives full batches to send.
+  const open = new Map<number, Batch>();
+  const take = (family: number): Batch | undefined => {
+    const b = open.get(family);
+    open.delete(family);
+    return b;
+  };
+  const { dump } = matchDump(ct, compiled, undefined, 'updateMatching (dump)', { signal, highWaterMark: 16 }, false, (m) => {
+    if (!changes(r, m.raw, m.buf)) return undefined;
+    let b = open.get(m.family);
+    if (!b) open.set(m.family, (b = { family: m.family, w: new AttrWriter(BATCH * 128), ends: [], keyLens: [] }));
+    b.keyLens.push(writePayload(b.w, m.buf, m.raw, tail, r));
+    b.ends.push(b.w.length);
+    return b.ends.length >= BATCH ? take(m.family) : undefined;
+  }, false, false);
 
   let changed = 0;
   let failure: ConntrackError | undefined;
-  const busy: Pending[] = [];
+  const busy: { family: number; key: Buffer }[] = [];
   const window = new RequestWindow<void>(() => undefined, () => undefined);
   const type = ctType(IPCTNL_MSG_CT_NEW);
-  const onError = (e: ConntrackError, p: Pending): void => {
+  const onError = (e: ConntrackError, b: Batch, payloads: Buffer, item: number): void => {
     // Gone by itself meanwhile (expired, deleted elsewhere): not an error, not counted.
     if (e.code === 'ENOENT') return;
     if (e.code === 'EBUSY' && r.hasStatus) {
-      busy.push(p);
+      const start = item === 0 ? 0 : b.ends[item - 1];
+      busy.push({ family: b.family, key: Buffer.from(payloads.subarray(start, start + b.keyLens[item])) });
       return;
     }
     failure ??= e.code === 'ENOSPC' && r.labels ? labelsRefused(e)
       : r.timeout !== undefined ? (fixedTimeout(e, 'updateMatching', 'changes.timeout') as ConntrackError) : e;
   };
-  // Updates go out in batches of one family (one requestMany() each, no promise per entry).
-  const batches = new Map<number, Batch>();
   const send = (b: Batch): Promise<void> | undefined => {
-    batches.delete(b.family);
-    const items = b.items;
-    let left = items.length;
+    let left = b.ends.length;
     let finish!: () => void;
     const done = new Promise<void>((res) => (finish = res));
-    const payloads = Buffer.concat(items.map((p) => p.payload));
-    const ends = new Uint32Array(items.length);
-    let end = 0;
-    for (let i = 0; i < items.length; i++) ends[i] = end += items[i].payload.length;
-    ct.requestMany(type, 0, b.family, payloads, ends, {
+    const payloads = b.w.take();
+    ct.requestMany(type, 0, b.family, payloads, Uint32Array.from(b.ends), {
       operation: 'updateMatching',
       ackOnly: true,
       message() {
         /* acks only */
       },
       done(err, item) {
-        if (err) onError(err, items[item]);
+        if (err) onError(err, b, payloads, item);
         else changed++;
         if (--left === 0) finish();
       },
     });
-    return window.addBatch(items.length, done);
+    return window.addBatch(b.ends.length, done);
   };
   try {
-    for await (const p of dump) {
+    for await (const b of dump) {
       if (failure) break;
-      let b = batches.get(p.family);
-      if (!b) batches.set(p.family, (b = { family: p.family, items: [] }));
-      b.items.push(p);
-      if (b.items.length >= BATCH) {
-        const full = send(b);
-        if (full) await full;
-      }
+      const full = send(b);
+      if (full) await full;
     }
-    for (const b of [...batches.values()]) if (!failure) send(b);
+    for (const family of [...open.keys()]) if (!failure) send(take(family)!);
   } catch (err) {
     failure ??= err as ConntrackError;
   }
@@ -194,7 +197,7 @@ export async function updateMatchingEntries(
   if (!failure) {
     for (const p of busy) {
       try {
-        if (await retryStatus(ct, p, r, tail)) changed++;
+        if (await retryStatus(ct, p.family, p.key, r, tail)) changed++;
       } catch (err) {
         failure = err as ConntrackError;
         break;

@@ -3,7 +3,7 @@
  * number differ between kernels), then one line of hex numbers per possible CPU. The file
  * belongs to the network namespace of the process that reads it.
  */
-import { promises as fsp } from 'fs';
+import { existsSync, promises as fsp } from 'fs';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
 import { getSystemErrorName } from 'util';
@@ -28,8 +28,10 @@ export interface ReadProcStatsOptions {
   /**
    * Another network namespace, named like `Conntrack.open({ netns })`: a name under
    * /var/run/netns, a path (`/proc/PID/ns/net`, a bind mount such as
-   * `/var/run/netns/NAME`), a pid, or `{ fd }`. The file is read by a native helper
-   * thread that joins the namespace (which needs CAP_SYS_ADMIN over it).
+   * `/var/run/netns/NAME`), a pid, or `{ fd }`. For a pid (or `/proc/PID/ns/net`) the
+   * file is read as `/proc/PID/net/stat/nf_conntrack`, which procfs shows in that
+   * process's namespace without any capability; for the others a native helper thread
+   * joins the namespace (which needs CAP_SYS_ADMIN over it).
    */
   netns?: NetnsOption;
   /** Cancels the read. */
@@ -98,11 +100,49 @@ export async function readProcStats(pathOrOptions: string | ReadProcStatsOptions
   if (signal?.aborted) throw abortError('readProcStats', signal);
 
   if (options.netns === undefined) return parseProcStats(await readText(options.path ?? PROC_STATS_PATH, signal));
+  const byPid = pidFile(options.netns);
+  if (byPid !== undefined) return parseProcStats(await readPidFile(byPid, signal));
   const ns = Netns.open(options.netns);
   try {
     return parseProcStats(await readInNetns(ns));
   } finally {
     ns.close();
+  }
+}
+
+/**
+ * For a namespace named by a pid, or by `/proc/PID/ns/net` (also `/proc/self/...` and
+ * `/proc/PID/task/TID/...`): the process's own view of the file, `/proc/PID/net/...`,
+ * which procfs shows in that process's network namespace. Undefined for anything else
+ * (names, other paths, descriptors, malformed values: Netns.open() handles those).
+ */
+function pidFile(netns: NetnsOption): { file: string; proc: string; pid: string } | undefined {
+  let base: string | undefined;
+  if (typeof netns === 'number') {
+    if (Number.isInteger(netns) && netns > 0) base = `/proc/${netns}`;
+  } else if (typeof netns === 'string') {
+    if (/^\d+$/.test(netns)) base = `/proc/${netns}`;
+    else base = /^(\/proc\/(?:\d+|self)(?:\/task\/\d+)?)\/ns\/net$/.exec(netns)?.[1];
+  }
+  if (base === undefined) return undefined;
+  return { file: `${base}/net/stat/nf_conntrack`, proc: base, pid: base.split('/')[2] };
+}
+
+async function readPidFile(target: { file: string; proc: string; pid: string }, signal: AbortSignal | undefined): Promise<string> {
+  try {
+    return await fsp.readFile(target.file, { encoding: 'utf8', signal });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.name === 'AbortError') throw abortError('readProcStats', signal);
+    const code = e.code ?? 'EIO';
+    const errno = e.errno !== undefined ? Math.abs(e.errno) : undefined;
+    if (code === 'ENOENT' && !existsSync(target.proc)) {
+      throw new ConntrackError('ENOENT', `readProcStats: no such process or namespace: pid ${target.pid} (${target.proc} does not exist; the process may have exited): pass the pid of a running process, a name created with \`ip netns add NAME\`, or { fd }`, { errno, syscall: 'open', field: 'netns', cause: err });
+    }
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new ConntrackError(code, `readProcStats: reading ${target.file} failed (${code}): procfs refused this process the file of pid ${target.pid}; pass a bind mount such as /var/run/netns/NAME, or { fd }, to read them by joining the namespace instead (which needs CAP_SYS_ADMIN over it)`, { errno, syscall: 'open', field: 'netns', cause: err });
+    }
+    throw procReadError(target.file, code, errno, err);
   }
 }
 

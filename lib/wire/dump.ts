@@ -181,6 +181,18 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     return Promise.resolve({ value: undefined, done: true });
   }
 
+  /** Lets the process exit while the dump runs (like socket.unref()). */
+  unref(): this {
+    if (this.sock && !this.released) this.sock.handle.unref();
+    return this;
+  }
+
+  /** Undoes unref(). */
+  ref(): this {
+    if (this.sock && !this.released && !this.discarding) this.sock.handle.ref();
+    return this;
+  }
+
   [Symbol.asyncIterator](): this {
     return this;
   }

@@ -8,7 +8,7 @@ import * as path from 'path';
 const ROOT = path.join(__dirname, '..', '..');
 
 function node(args: string[]): string {
-  return execFileSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8' });
+  return execFileSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
 }
 
 describe('package entry points', () => {

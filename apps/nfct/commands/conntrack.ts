@@ -4,12 +4,12 @@
  * lines as conntrack-tools 1.4.7, including the summary line on stderr.
  */
 import { readFileSync } from 'fs';
-import type { Conntrack, CreateSpec, Flow, FlowFilter, UpdateSpec } from '../../../lib';
-import { formatExpectation, formatFlow, formatSave, type ConntrackFormatOptions } from '../common/conntrack-format';
-import { Cmd, CtAddr, CtRefusal, OTHER_PROBLEM, Opt, PARAMETER_PROBLEM, Parsed, hasComparison, parseConntrackArgs } from '../common/ct-parse';
+import type { Conntrack, CreateSpec, Flow, FlowEvent, TcpFlag, UpdateChanges, UpdateSpec } from '../../../lib';
+import { formatEvent, formatExpectation, formatFlow, formatSave, writeFlows, type ConntrackFormatOptions } from '../common/conntrack-format';
+import { SelectMode, Selection, protoName, select } from '../common/ct-filter';
+import { Cmd, CtRefusal, OTHER_PROBLEM, Opt, PARAMETER_PROBLEM, Parsed, hasComparison, parseConntrackArgs } from '../common/ct-parse';
 import { readVersion } from '../common/commands';
 import { openHandle } from '../common/handle';
-import { maskedEqual, sameAddress } from '../common/inet';
 import { LineWriter } from '../common/output';
 
 const SUMMARY_PREFIX = 'conntrack v1.4.7 (conntrack-tools): ';
@@ -22,12 +22,6 @@ class OpFailed extends Error {
   constructor(message: string, readonly code?: string) {
     super(message);
   }
-}
-
-/** True once the library has the calls of issue 13 (upsert, updateMatching, zeroCounters...). */
-function hasExtendedApi(ct: Conntrack): boolean {
-  const c = ct as unknown as Record<string, unknown>;
-  return typeof c.upsert === 'function' && typeof c.updateMatching === 'function';
 }
 
 /** Removes nfct's own --netns option (anywhere on the line); returns its value. */
@@ -112,26 +106,7 @@ const ERRNO_HINT: Record<string, string> = {
 };
 
 // ---------------------------------------------------------------------------------------
-// Matching (conntrack's nfct_filter): done in full here, on every flow.
-
-function protoName(p: Parsed): string | number | undefined {
-  if (!p.proto) return undefined;
-  return p.proto.kind === 'unknown' ? p.proto.num : p.proto.name;
-}
-
-/** The part of the options the library's filter can express (it also filters in the kernel). */
-function libFilter(p: Parsed, withStatus: boolean): FlowFilter {
-  const f: FlowFilter = {};
-  if (p.family) f.family = p.family;
-  const proto = protoName(p);
-  if (proto !== undefined) f.proto = proto as FlowFilter['proto'];
-  if (p.mark) f.mark = p.mark.mask === 0xffffffff ? p.mark.value : { value: (p.mark.value & p.mark.mask) >>> 0, mask: p.mark.mask };
-  if (p.zone !== undefined) f.zone = p.zone;
-  if (withStatus && (p.status.set.length || p.status.unset.length)) {
-    f.status = { set: p.status.set as never[], unset: p.status.unset as never[] };
-  }
-  return f;
-}
+// Selection (conntrack's nfct_filter) is the library's filter: see common/ct-filter.ts.
 
 function labelBits(names: string[]): number[] {
   const map = labelMap();
@@ -164,96 +139,10 @@ function labelMap(): Map<string, number> {
   return labels;
 }
 
-function natMatches(p: Parsed, f: Flow): boolean {
-  const o = p.options;
-  let checkSrc = o.has(Opt.n);
-  let checkDst = o.has(Opt.g);
-  if (o.has(Opt.j)) checkSrc = checkDst = true;
-  if (!checkSrc && !checkDst) return true;
-  const isSnat = f.status.includes('SRC_NAT') && !sameAddress(f.reply.dst, f.orig.src);
-  const isSpat = f.status.includes('SRC_NAT') && f.reply.dport !== f.orig.sport;
-  const isDnat = f.status.includes('DST_NAT') && !sameAddress(f.reply.src, f.orig.dst);
-  const isDpat = f.status.includes('DST_NAT') && f.reply.sport !== f.orig.dport;
-  const side = (spec: { address?: CtAddr; port?: number } | undefined, isAddr: boolean, isPort: boolean, addr: string, port: number | undefined): boolean => {
-    // The translated address is compared for IPv4 and IPv6 alike (conntrack compares IPv4 only).
-    if (spec?.address) {
-      if (!(isAddr && sameAddress(spec.address.address, addr))) return false;
-      if (spec.port !== undefined && !(isPort && spec.port === port)) return false;
-      return true;
-    }
-    if (spec?.port !== undefined) return isPort && spec.port === port;
-    return isAddr || isPort;
-  };
-  const spec = (which: 'src' | 'dst') => p.nat[which] ?? p.nat.any;
-  const hasSrc = checkSrc && side(spec('src'), isSnat, isSpat, f.reply.dst, f.reply.dport);
-  const hasDst = checkDst && side(spec('dst'), isDnat, isDpat, f.reply.src, f.reply.sport);
-  if (o.has(Opt.j)) return hasSrc || hasDst;
-  if (o.has(Opt.n) && o.has(Opt.g)) return hasSrc && hasDst;
-  return o.has(Opt.n) ? hasSrc : hasDst;
-}
-
-function tupleMatches(p: Parsed, f: Flow, dir: 'orig' | 'reply'): boolean {
-  const t = f[dir];
-  const a = dir === 'orig' ? [p.addr.s, p.addr.d] : [p.addr.r, p.addr.q];
-  const masked = dir === 'orig' ? [p.addr.maskSrc, p.addr.maskDst] : [undefined, undefined];
-  for (const [k, spec] of a.entries()) {
-    if (!spec) continue;
-    const addr = k === 0 ? t.src : t.dst;
-    if (masked[k]) {
-      if (f.family !== spec.family || !maskedEqual(addr, spec.address, masked[k]!.address)) return false;
-    } else if (!sameAddress(addr, spec.address)) return false;
-  }
-  const ports = dir === 'orig' ? [p.ports.sport, p.ports.dport] : [p.ports.replySport, p.ports.replyDport];
-  if (ports[0] !== undefined && t.sport !== ports[0]) return false;
-  if (ports[1] !== undefined && t.dport !== ports[1]) return false;
-  if (dir === 'orig' && (p.icmp.type !== undefined || p.icmp.code !== undefined || p.icmp.id !== undefined)) {
-    if (!t.icmp) return false;
-    if (p.icmp.type !== undefined && t.icmp.type !== p.icmp.type) return false;
-    if (p.icmp.code !== undefined && t.icmp.code !== p.icmp.code) return false;
-    if (p.icmp.id !== undefined && t.icmp.id !== p.icmp.id) return false;
-  }
-  return true;
-}
-
-function protoMatches(p: Parsed, f: Flow): boolean {
-  if (!p.proto) return true;
-  const num = typeof f.proto === 'number' ? f.proto : PROTO_NUMS[f.proto];
-  return num === p.proto.num;
-}
 const PROTO_NUMS: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, dccp: 33, gre: 47, icmpv6: 58, sctp: 132, udplite: 136 };
 
-/** True when some option filters beyond what libFilter() already guarantees. */
-function needsMatcher(p: Parsed): boolean {
-  const o = p.options;
-  const libOnly = new Set([Opt.f, Opt.p, Opt.m, Opt.w, Opt.o, Opt.z, Opt.b, Opt.e, Opt.u]);
-  for (const x of o) if (!libOnly.has(x)) return true;
-  // Protocol options (ports, ICMP fields, state) and status are checked here too.
-  return p.state !== undefined || Object.keys(p.ports).length > 0 || Object.keys(p.icmp).length > 0 || o.has(Opt.u);
-}
-
-/** conntrack's nfct_filter(): NAT, mark, labels, networks, then the compared attributes. */
-function matcher(p: Parsed, forUpdate = false): (f: Flow) => boolean {
-  const wantLabels = p.labels.length ? labelBits(p.labels) : [];
-  const compare = forUpdate || hasComparison(p);
-  return (f: Flow) => {
-    if (p.family && f.family !== p.family) return false;
-    if (!natMatches(p, f)) return false;
-    if (wantLabels.length && !wantLabels.every((b) => f.labels?.includes(b))) return false;
-    if (!tupleMatches(p, f, 'orig') || !tupleMatches(p, f, 'reply') || !protoMatches(p, f)) return false;
-    if (p.id !== undefined && f.id !== p.id) return false;
-    if (forUpdate) return true;
-    if (p.mark && ((f.mark & p.mark.mask) >>> 0) !== p.mark.value) return false;
-    if (!compare) return true;
-    if (p.status.set.some((s) => !f.status.includes(s as never))) return false;
-    if (p.status.unset.some((s) => f.status.includes(s as never))) return false;
-    if (p.secmark !== undefined && (f.secmark ?? 0) !== p.secmark) return false;
-    if (p.zone !== undefined && f.zone !== p.zone) return false;
-    if (p.origZone !== undefined && (f.orig.zone ?? 0) !== p.origZone) return false;
-    if (p.replyZone !== undefined && (f.reply.zone ?? 0) !== p.replyZone) return false;
-    if (p.state !== undefined && f.state !== p.state) return false;
-    if (p.timeout !== undefined && f.timeout !== p.timeout) return false;
-    return true;
-  };
+function selection(p: Parsed, mode: SelectMode): Selection {
+  return select(p, mode, p.labels.length ? labelBits(p.labels) : []);
 }
 
 function formatOptions(p: Parsed): ConntrackFormatOptions {
@@ -311,6 +200,9 @@ function invert(t: NonNullable<ReturnType<typeof tupleFromOptions>>, proto: stri
   return r;
 }
 
+/** The kernel's TCP state numbers (enum tcp_conntrack), in order. */
+const TCP_STATE_ORDER = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'];
+
 function createSpec(p: Parsed): CreateSpec {
   const proto = protoName(p)!;
   let orig = tupleFromOptions(p, 'orig');
@@ -328,6 +220,14 @@ function createSpec(p: Parsed): CreateSpec {
   if (p.mark) spec.mark = p.mark.value;
   if (p.zone !== undefined) spec.zone = p.zone;
   if (p.state) spec.state = p.state;
+  // conntrack -I/-A create TCP entries with window tracking off (BE_LIBERAL) and SACK
+  // permitted, in both directions (an entry made without packets has no window to check),
+  // and from TIME_WAIT on with CLOSE_INIT, so a new connection may reopen it.
+  if (proto === 'tcp') {
+    const closing = TCP_STATE_ORDER.indexOf(p.state ?? 'NONE') >= TCP_STATE_ORDER.indexOf('TIME_WAIT');
+    const flags = { flags: ['BE_LIBERAL', 'SACK_PERM', ...(closing ? ['CLOSE_INIT'] : [])] as TcpFlag[] };
+    spec.tcpWindow = { flagsOrig: flags, flagsReply: { flags: [...flags.flags] } };
+  }
   if (p.labelModify.length) spec.labels = labelBits(p.labelModify);
   const nat: NonNullable<CreateSpec['nat']> = {};
   for (const which of ['src', 'dst'] as const) {
@@ -405,42 +305,36 @@ async function execute(ct: Conntrack, p: Parsed, out: LineWriter, interactive: b
 }
 
 async function list(ct: Conntrack, p: Parsed, out: LineWriter): Promise<number> {
-  if (p.table === 'dying' || p.table === 'unconfirmed') {
-    // The library lists these tables with list({ table }) once it has them (issue 13).
-    let flows: Flow[];
-    try {
-      flows = await ct.list({ table: p.table } as FlowFilter);
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ERR_INVALID_ARGUMENT') {
-        throw new OpFailed(`-L ${p.table}: this version of the library cannot list the ${p.table} table yet`, 'ERR_UNSUPPORTED');
-      }
-      throw err;
-    }
-    const line = lineFor(p, formatOptions(p));
-    for (const f of flows) await out.line(line(f));
-    summary(`${flows.length} flow entries have been shown.`);
-    return 0;
-  }
   if (p.options.has(Opt.z) && hasComparison(p)) throw new CtRefusal(PARAMETER_PROBLEM, '-z (zero counters) cannot be combined with filters');
-  const dumpOptions: Record<string, unknown> = {};
-  if (p.options.has(Opt.z)) {
-    if (!hasExtendedApi(ct)) throw new OpFailed('-z: this version of the library cannot zero counters (IPCTNL_MSG_CT_GET_CTRZERO) yet', 'ERR_UNSUPPORTED');
-    dumpOptions.zeroCounters = true;
+  const { filter, rest } = selection(p, 'list');
+  if (p.table === 'dying' || p.table === 'unconfirmed') filter.table = p.table;
+  // Every message as the kernel sent it: conntrack -L does not drop the entries a racing
+  // dump repeats either, and skipping that check saves time on large tables.
+  const flows = ct.dump(filter, { dedupe: false, ...(p.options.has(Opt.z) ? { zeroCounters: true } : {}) });
+  let n: number;
+  if (p.output.has('xml')) {
+    const line = lineFor(p, formatOptions(p));
+    n = 0;
+    for await (const f of flows) {
+      if (rest && !rest(f)) continue;
+      if (n === 0) await out.line('<?xml version="1.0" encoding="utf-8"?>\n<conntrack>');
+      const w = out.line(line(f));
+      if (w) await w;
+      n++;
+    }
+    if (n > 0) await out.line('</conntrack>');
+  } else if (p.output.has('save')) {
+    n = await writeFlows(flows, out, (f) => formatSave(f, 'new'), rest);
+  } else {
+    n = await writeFlows(flows, out, formatOptions(p), rest);
   }
-  const match = needsMatcher(p) ? matcher(p) : undefined;
-  const line = lineFor(p, formatOptions(p));
-  let n = 0;
-  if (p.output.has('xml')) await out.line('<?xml version="1.0" encoding="utf-8"?>\n<conntrack>');
-  for await (const f of ct.dump(libFilter(p, true), dumpOptions)) {
-    if (match && !match(f)) continue;
-    const w = out.line(line(f));
-    if (w) await w;
-    n++;
-  }
-  if (p.output.has('xml') && n > 0) await out.line('</conntrack>');
   await out.flush();
   summary(`${n} flow entries have been shown.`);
   return 0;
+}
+
+function keyOf(f: Flow) {
+  return { proto: f.proto, orig: f.orig, zone: f.zone, id: f.id };
 }
 
 async function get(ct: Conntrack, p: Parsed, out: LineWriter): Promise<number> {
@@ -455,8 +349,9 @@ async function get(ct: Conntrack, p: Parsed, out: LineWriter): Promise<number> {
     if ((err as { code?: string }).code === 'ENOENT') throw new OpFailed('-G: no such entry', 'ENOENT');
     throw err;
   }
+  const { rest } = selection(p, 'get');
   let n = 0;
-  if (matcher(p)(f)) {
+  if (!rest || rest(f)) {
     await out.line(lineFor(p, formatOptions(p))(f));
     n = 1;
   }
@@ -466,14 +361,15 @@ async function get(ct: Conntrack, p: Parsed, out: LineWriter): Promise<number> {
 }
 
 async function del(ct: Conntrack, p: Parsed, out: LineWriter, interactive: boolean): Promise<number> {
-  const match = matcher(p);
+  const { filter, rest } = selection(p, 'list');
+  const line = lineFor(p, formatOptions(p), 'destroy');
+  // Printed as the dump returned them, in order, once the kernel has acked the deletes.
   const deleted: Flow[] = [];
-  const n = await ct.deleteMatching(libFilter(p, false), (f) => {
-    if (!match(f)) return false;
+  const n = await ct.deleteMatching(filter, (f) => {
+    if (rest && !rest(f)) return false;
     deleted.push(f);
     return true;
   });
-  const line = lineFor(p, formatOptions(p), 'destroy');
   for (const f of deleted) {
     const w = out.line(line(f));
     if (w) await w;
@@ -487,23 +383,8 @@ async function del(ct: Conntrack, p: Parsed, out: LineWriter, interactive: boole
 async function create(ct: Conntrack, p: Parsed, interactive: boolean): Promise<number> {
   const spec = createSpec(p);
   if (p.cmd === Cmd.CT_ADD) {
-    const c = ct as unknown as { upsert?: (s: CreateSpec) => Promise<void> };
-    if (typeof c.upsert === 'function') {
-      await c.upsert(spec);
-    } else {
-      // Until the library has upsert (one request, NLM_F_CREATE without NLM_F_EXCL):
-      // create, and update the existing entry on EEXIST.
-      try {
-        await ct.create(spec);
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'EEXIST') throw err;
-        const { reply: _r, nat: _n, helper: _h, labels, status, ...rest } = spec;
-        const upd: UpdateSpec = { ...rest } as UpdateSpec;
-        if (labels) upd.labels = labels;
-        if (status) upd.status = status;
-        await ct.update(upd);
-      }
-    }
+    // One request: NLM_F_CREATE without NLM_F_EXCL creates the entry or updates it.
+    await ct.upsert(spec);
     if (interactive) summary('1 flow entries have been added.');
     return 0;
   }
@@ -517,69 +398,49 @@ async function create(ct: Conntrack, p: Parsed, interactive: boolean): Promise<n
   return 0;
 }
 
+/** True when `after` differs from `before` in what -U changes (conntrack prints and counts those). */
+function changedBy(p: Parsed, before: Flow, after: Flow): boolean {
+  if (before.mark !== after.mark || before.statusBits !== after.statusBits || before.state !== after.state) return true;
+  if (p.timeout !== undefined && before.timeout !== p.timeout) return true;
+  const a = before.labels ?? [];
+  const b = after.labels ?? [];
+  return a.length !== b.length || a.some((x, i) => x !== b[i]);
+}
+
 async function update(ct: Conntrack, p: Parsed, out: LineWriter, interactive: boolean): Promise<number> {
-  const match = matcher(p, true);
-  const filter: FlowFilter = {};
-  if (p.family) filter.family = p.family;
-  const proto = protoName(p);
-  if (proto !== undefined) filter.proto = proto as FlowFilter['proto'];
-  const flows = (await ct.list(filter)).filter(match);
-  const addLabels = p.labelModify.length && p.options.has(Opt.labelAdd) ? labelBits(p.labelModify) : [];
-  const delLabels = p.options.has(Opt.labelDel) ? (p.labelDelAll ? undefined : labelBits(p.labelModify)) : [];
-  const results = await Promise.all(
-    flows.map(async (f) => {
-      const changes: Partial<UpdateSpec> = {};
-      let changed = false;
-      if (p.mark) {
-        const mark = (((f.mark & ~p.mark.mask) ^ p.mark.value) >>> 0);
-        if (mark !== f.mark) {
-          changes.mark = mark;
-          changed = true;
-        }
-      }
-      if (p.timeout !== undefined) {
-        changes.timeout = p.timeout;
-        changed = true;
-      }
-      if (p.status.set.length && p.status.set.some((s) => !f.status.includes(s as never))) {
-        changes.status = p.status.set as UpdateSpec['status'];
-        changed = true;
-      }
-      if (p.state !== undefined && p.state !== f.state) {
-        changes.state = p.state;
-        changed = true;
-      }
-      if (addLabels.length && addLabels.some((b) => !f.labels?.includes(b))) {
-        changes.labels = { set: addLabels };
-        changed = true;
-      }
-      if (p.options.has(Opt.labelDel) && f.labels?.length) {
-        const unset = delLabels ?? f.labels;
-        if (unset.some((b) => f.labels!.includes(b))) {
-          changes.labels = { unset };
-          changed = true;
-        }
-      }
-      if (!changed) return undefined;
-      const key = { proto: f.proto, orig: f.orig, zone: f.zone, id: f.id };
-      try {
-        await ct.update({ ...key, ...changes } as UpdateSpec);
-        return await ct.get(key);
-      } catch (err) {
-        // The entry vanished meanwhile: not an error, not counted.
-        if ((err as { code?: string }).code === 'ENOENT') return undefined;
-        throw err;
-      }
-    }),
-  );
+  const { filter, rest } = selection(p, 'update');
+  const changes: UpdateChanges = {};
+  if (p.mark) changes.mark = p.mark.mask === 0xffffffff ? p.mark.value : { value: p.mark.value, mask: p.mark.mask };
+  if (p.timeout !== undefined) changes.timeout = p.timeout;
+  if (p.status.set.length) changes.status = p.status.set as UpdateChanges['status'];
+  if (p.options.has(Opt.labelAdd)) changes.labels = { set: labelBits(p.labelModify) };
+  else if (p.options.has(Opt.labelDel)) changes.labels = p.labelDelAll ? [] : { unset: labelBits(p.labelModify) };
+  // The entries before the change: the lines conntrack prints are those the update changed.
+  const before = (await ct.list(filter)).filter((f) => !rest || rest(f));
+  let n: number;
+  if (!rest && p.state === undefined) {
+    n = await ct.updateMatching(filter, changes);
+  } else {
+    // A state (per protocol) or a selection the library's filter cannot express: by entry.
+    await Promise.all(before.map((f) => ct.update({ ...keyOf(f), ...changes, ...(p.state !== undefined ? { state: p.state } : {}) } as UpdateSpec).catch((err) => {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err; // gone meanwhile: not counted
+    })));
+    n = -1;
+  }
+  const after = await Promise.all(before.map((f) => ct.get(keyOf(f)).catch((err) => {
+    if ((err as { code?: string }).code === 'ENOENT') return undefined;
+    throw err;
+  })));
   const line = lineFor(p, formatOptions(p));
-  let n = 0;
-  for (const f of results) {
-    if (!f) continue;
+  let printed = 0;
+  for (let i = 0; i < before.length; i++) {
+    const f = after[i];
+    if (!f || !changedBy(p, before[i], f)) continue;
     const w = out.line(line(f));
     if (w) await w;
-    n++;
+    printed++;
   }
+  if (n < 0) n = printed;
   await out.flush();
   if (!interactive) return 0;
   summary(`${n} flow entries have been updated.`);
@@ -600,14 +461,20 @@ function eventTimePrefix(ns: bigint | undefined): string {
   return `[${String(sec).padStart(8, '0')}.${String(usec).padStart(6, '0')}]\t`;
 }
 
+/** One -E line: the event as conntrack prints it, after the -o timestamp prefix. */
+function eventLine(ev: FlowEvent, p: Parsed, opts: ConntrackFormatOptions): string {
+  const text = formatEvent(ev, opts, p.output.has('save'));
+  return p.output.has('timestamp') && !p.output.has('save') ? eventTimePrefix(ev.timestamp) + text : text;
+}
+
 async function events(ct: Conntrack, p: Parsed, out: LineWriter): Promise<number> {
   const types = p.eventMask.size ? [...p.eventMask] : undefined;
-  const stream = ct.events({ ...(types ? { types } : {}), ...(p.bufferSize ? { receiveBufferSize: p.bufferSize } : {}) });
+  const { filter, rest } = selection(p, 'list');
+  const stream = ct.events({ filter, ...(types ? { types } : {}), ...(p.bufferSize ? { receiveBufferSize: p.bufferSize } : {}) });
   if (p.bufferSize) {
-    process.stderr.write(`NOTICE: Netlink socket buffer size has been set to ${(stream as unknown as { receiveBufferSize?: number }).receiveBufferSize ?? p.bufferSize} bytes.\n`);
+    process.stderr.write(`NOTICE: Netlink socket buffer size has been set to ${stream.receiveBufferSize} bytes.\n`);
   }
-  const match = matcher(p);
-  const opts = { ...formatOptions(p), eventMode: true };
+  const opts = formatOptions(p);
   let n = 0;
   let stopping = false;
   const stop = () => {
@@ -623,15 +490,8 @@ async function events(ct: Conntrack, p: Parsed, out: LineWriter): Promise<number
   (stream as unknown as { on?: (e: string, f: (i: { delta: number }) => void) => void }).on?.('lost', lost);
   try {
     for await (const ev of stream) {
-      if (p.family && ev.flow.family !== p.family) continue;
-      if (!match(ev.flow)) continue;
-      let text: string;
-      if (p.output.has('save')) text = formatSave(ev.flow, ev.type, true);
-      else {
-        text = formatFlow(ev.flow, { ...opts, event: ev.type });
-        if (p.output.has('timestamp')) text = eventTimePrefix(ev.timestamp) + text;
-      }
-      await out.line(text);
+      if (rest && !rest(ev.flow)) continue;
+      await out.line(eventLine(ev, p, opts));
       await out.flush();
       n++;
     }

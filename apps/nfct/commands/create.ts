@@ -24,13 +24,8 @@ export async function run(argv: string[]): Promise<number> {
     if (values.help) return void process.stdout.write(HELP), 0;
     const spec = createSpecFromValues(values);
     return await withHandle(values.netns as string | undefined, async (ct) => {
-      if (values.upsert) {
-        const c = ct as unknown as { upsert?: (s: typeof spec) => Promise<void> };
-        if (typeof c.upsert !== 'function') throw Object.assign(new Error('--upsert needs ct.upsert(), which this version of the library does not have yet'), { code: 'ERR_UNSUPPORTED' });
-        await c.upsert(spec);
-      } else {
-        await ct.create(spec);
-      }
+      if (values.upsert) await ct.upsert(spec);
+      else await ct.create(spec);
       return 0;
     });
   } catch (err) {

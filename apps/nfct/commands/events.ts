@@ -1,6 +1,6 @@
 /** `nfct events [filters]`: the event stream; ndjson (one event per line) unless on a terminal. */
 import { FILTER_HELP, FILTER_OPTIONS, filterFromValues, helpText, parse, parseUint } from '../common/args';
-import { formatFlow } from '../common/conntrack-format';
+import { formatEvent } from '../common/conntrack-format';
 import { UsageError, reportError } from '../common/errors';
 import { withHandle } from '../common/handle';
 import { LineWriter, palette, parseOutput, toJson } from '../common/output';
@@ -47,8 +47,8 @@ export async function run(argv: string[]): Promise<number> {
           for await (const ev of stream) {
             let line: string;
             if (output === 'ndjson' || output === 'json') line = toJson(ev);
-            else if (output === 'conntrack') line = formatFlow(ev.flow, { event: ev.type, eventMode: true });
-            else line = `${(ev.type === 'destroy' ? pal.red : ev.type === 'new' ? pal.green : pal.yellow)(ev.type.toUpperCase().padEnd(7))} ${formatFlow(ev.flow, { eventMode: true })}`;
+            else if (output === 'conntrack') line = formatEvent(ev);
+            else line = `${(ev.type === 'destroy' ? pal.red : ev.type === 'new' ? pal.green : pal.yellow)(ev.type.toUpperCase().padEnd(7))} ${formatEvent(ev).replace(/^ *\[[A-Z]+\] /, '')}`;
             await out.line(line);
             await out.flush();
             if (++n >= max) break;

@@ -1,4 +1,5 @@
 /** `nfct get`: one entry named by its tuple. */
+import type { GetOptions } from '../../../lib';
 import { helpText, parse } from '../common/args';
 import { TUPLE_HELP, TUPLE_OPTIONS, keyFromValues } from '../common/entry';
 import { EXIT_FAILURE, reportError } from '../common/errors';
@@ -8,7 +9,7 @@ import { printFlows } from '../common/print';
 
 const HELP = helpText('nfct get -p PROTO --src A --dst B [--sport P --dport P] [options]', `Show one entry.
 
-${TUPLE_HELP}  --zero-counters               read the counters and zero them (needs the library's zeroCounters)
+${TUPLE_HELP}  --zero-counters               read the packet and byte counters and zero them
 `);
 
 export async function run(argv: string[]): Promise<number> {
@@ -18,7 +19,7 @@ export async function run(argv: string[]): Promise<number> {
     const output = parseOutput(values.output as string | undefined, 'table');
     const { key, direction } = keyFromValues(values);
     return await withHandle(values.netns as string | undefined, async (ct) => {
-      const opts: Record<string, unknown> = {};
+      const opts: GetOptions = {};
       if (direction === 'reply') opts.direction = 'reply';
       if (values['zero-counters']) opts.zeroCounters = true;
       try {

@@ -8,11 +8,13 @@ import { parseOutput } from '../common/output';
 const HELP = helpText('nfct list [filters] [--output table|json|ndjson|conntrack]', `List the flows of the conntrack table.
 With --output json the result is the array ct.list() returns (bigints as strings).
 
-${FILTER_HELP}`);
+${FILTER_HELP}  --zero-counters               read the packet and byte counters and zero them
+                                (conntrack -L -z; with any filter, only the matches)
+`);
 
 export async function run(argv: string[]): Promise<number> {
   try {
-    const { values } = parse(argv, FILTER_OPTIONS);
+    const { values } = parse(argv, { ...FILTER_OPTIONS, 'zero-counters': { type: 'boolean' } });
     if (values.help) {
       process.stdout.write(HELP);
       return 0;
@@ -20,7 +22,8 @@ export async function run(argv: string[]): Promise<number> {
     const output = parseOutput(values.output as string | undefined, 'table');
     const filter = filterFromValues(values);
     return await withHandle(values.netns as string | undefined, async (ct) => {
-      await printFlows(ct.dump(filter), output);
+      // dump() zeroes as the kernel dumps (family and mark filters only); list() any filter.
+      await printFlows(values['zero-counters'] ? await ct.list(filter, { zeroCounters: true }) : ct.dump(filter), output);
       return 0;
     });
   } catch (err) {

@@ -36,6 +36,9 @@ export const FILTER_OPTIONS: Options = {
   status: { type: 'string' },
   state: { type: 'string' },
   nat: { type: 'string' },
+  'src-nat': { type: 'string' },
+  'dst-nat': { type: 'string' },
+  'any-nat': { type: 'string' },
 };
 
 export const FILTER_HELP = `Filters (all combine with AND):
@@ -53,6 +56,9 @@ export const FILTER_HELP = `Filters (all combine with AND):
                                 !FLAG requires it clear
   --state NAME                  TCP/SCTP/DCCP state (ESTABLISHED, LISTEN, ...)
   --nat src|dst|any             source-NATed, destination-NATed, or either
+  --src-nat ADDR[/PREFIX][:PORT], --dst-nat ..., --any-nat ...
+                                translated to that address (and port): SNAT looks at
+                                the reply destination, DNAT at the reply source
 `;
 
 /** Parses argv; positional arguments are allowed only when `positionals` is true. */
@@ -134,15 +140,30 @@ export function filterFromValues(v: Values): FlowFilter {
     }
     f.status = (unset.length ? { set, unset } : set) as FlowFilter['status'];
   }
-  // state and nat filters are part of the filter contract (DESIGN.md); the library
-  // refuses them by field name until it supports them.
   if (s('state')) f.state = s('state')!.toUpperCase();
   if (s('nat')) {
     const n = s('nat')!.toLowerCase();
     if (n !== 'src' && n !== 'dst' && n !== 'any') throw new UsageError(`--nat: use src, dst or any, got ${JSON.stringify(s('nat'))}`, 'nat');
     f.nat = n;
   }
+  const natOpts = (['src', 'dst', 'any'] as const).filter((w) => v[`${w}-nat`] !== undefined);
+  if (natOpts.length > 1) throw new UsageError('--src-nat, --dst-nat and --any-nat: give one (use --nat any with --any-nat ADDR for either side)', 'nat');
+  if (natOpts.length === 1) {
+    const which = natOpts[0];
+    if (f.nat !== undefined && f.nat !== which) throw new UsageError(`--${which}-nat contradicts --nat ${f.nat}`, 'nat');
+    f.nat = which;
+    const { address, port } = natAddress(s(`${which}-nat`)!, `${which}-nat`);
+    if (address) f.natAddress = address;
+    if (port !== undefined) f.natPort = port;
+  }
   return f;
+}
+
+/** ADDR, ADDR/PREFIX, ADDR:PORT, [IPV6]:PORT or :PORT (the library checks the address). */
+function natAddress(text: string, field: string): { address?: string; port?: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]*)(?::(\d+))?$/.exec(text);
+  if (!m) return { address: text }; // IPv6 without brackets, without a port
+  return { ...(m[1] ? { address: m[1] } : {}), ...(m[2] !== undefined ? { port: parseUint(m[2], field, 65535) } : {}) };
 }
 
 export function helpText(usageLine: string, body: string): string {

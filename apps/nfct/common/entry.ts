@@ -1,5 +1,5 @@
 /** Options that name one entry (get/create) and the changes create/update apply. */
-import type { CreateSpec, EntryKey, UpdateSpec } from '../../../lib';
+import type { CreateSpec, EntryKey, UpdateChanges } from '../../../lib';
 import { parseFamily, parseMark, parseProto, parseUint, Values } from './args';
 import { UsageError } from './errors';
 
@@ -68,31 +68,29 @@ export const CHANGE_OPTIONS: Options = {
   timeout: { type: 'string', short: 't' },
   'set-mark': { type: 'string' },
   'set-status': { type: 'string' },
-  'set-state': { type: 'string' },
   'set-label': { type: 'string', multiple: true },
   'unset-label': { type: 'string', multiple: true },
 };
 
-export const CHANGE_HELP = `Changes:
+export const CHANGE_HELP = `Changes (ct.updateMatching):
   -t, --timeout SECONDS         new timeout
   --set-mark VALUE[/MASK]       new mark (with MASK: only those bits)
-  --set-status FLAG[,FLAG]      set status flags (ASSURED, SEEN_REPLY, FIXED_TIMEOUT);
-                                !FIXED_TIMEOUT clears it
-  --set-state NAME              new TCP/SCTP/DCCP state
+  --set-status FLAG[,FLAG]      set status flags (ASSURED, SEEN_REPLY, FIXED_TIMEOUT; the
+                                kernel never clears them)
   --set-label BIT, --unset-label BIT   connlabel bits (repeatable)
+A state is per protocol, so per entry: use nfct -U -p tcp ... --state NAME for that.
 `;
 
-export function changesFromValues(v: Values): Partial<UpdateSpec> {
-  const c: Partial<UpdateSpec> = {};
+export function changesFromValues(v: Values): UpdateChanges {
+  const c: UpdateChanges = {};
   if (v.timeout !== undefined) c.timeout = parseUint(v.timeout as string, 'timeout', 0xffffffff);
   if (v['set-mark'] !== undefined) c.mark = parseMark(v['set-mark'] as string, 'set-mark');
   if (v['set-status'] !== undefined) {
     const set: string[] = [];
     const unset: string[] = [];
     for (const n of (v['set-status'] as string).split(',').filter(Boolean)) (n.startsWith('!') ? unset : set).push(n.replace(/^!/, '').toUpperCase());
-    c.status = (unset.length ? { set, unset } : set) as UpdateSpec['status'];
+    c.status = (unset.length ? { set, unset } : set) as UpdateChanges['status'];
   }
-  if (v['set-state'] !== undefined) c.state = (v['set-state'] as string).toUpperCase();
   const bits = (k: string) => ((v[k] as string[] | undefined) ?? []).map((b) => parseUint(b, k, 127));
   const setL = bits('set-label');
   const unsetL = bits('unset-label');

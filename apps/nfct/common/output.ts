@@ -84,6 +84,18 @@ export class LineWriter {
     return wait;
   }
 
+  /** Adds text that holds its own newlines, like line(). */
+  text(s: string): Promise<void> | undefined {
+    let wait: Promise<void> | undefined;
+    const max = s.length * 3;
+    if (this.used + max > this.buf.length) {
+      wait = this.flush();
+      if (max > this.buf.length) this.buf = Buffer.allocUnsafe(max);
+    }
+    this.used += this.buf.write(s, this.used);
+    return wait;
+  }
+
   flush(): Promise<void> | undefined {
     if (this.used === 0 || this.broken) {
       this.used = 0;

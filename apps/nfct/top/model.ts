@@ -114,6 +114,9 @@ export class Sampler {
     let flows = 0;
     let withCounters = 0;
     const statsP = this.ct.stats();
+    // Awaited after the dump; if the dump fails first (q closes the handle mid-dump), its
+    // ERR_CLOSED rejection must not end the process as an unhandled one.
+    statsP.catch(() => undefined);
     for await (const f of this.ct.dump(this.options.filter)) {
       if (this.closed) break;
       flows++;

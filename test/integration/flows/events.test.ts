@@ -18,6 +18,8 @@ function collect(stream: FlowEventStream, done: (evs: FlowEvent[]) => boolean): 
     };
     stream.on('event', onEvent);
     stream.once('error', reject);
+    // Events the kernel dropped never come: fail with the count instead of waiting forever.
+    stream.once('lost', (info) => reject(new Error(`the kernel dropped ${info.lost} events after ${evs.length} arrived`)));
   });
 }
 

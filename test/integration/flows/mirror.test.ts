@@ -126,6 +126,33 @@ describe('mirror', () => {
       }
     });
   });
+  test('a refresh keeps the object of an unchanged entry and brings its timeout up to date', async () => {
+    await withNetns(async (ns) => {
+      // No event cache: the kernel announces neither the entry nor its new timeout.
+      await ns.sysctl('net.netfilter.nf_conntrack_events', 0);
+      const ct = await Conntrack.open({ netns: ns.path });
+      try {
+        await ct.create(spec(0));
+        await ns.sysctl('net.netfilter.nf_conntrack_events', 2);
+        const m = ct.mirror({ refreshInterval: 0 });
+        await m.ready;
+        const key = { proto: 'udp' as const, src: '10.1.0.0', dst: '10.99.0.1', sport: 1000, dport: 53 };
+        const held = m.get(key)!;
+        expect(held.timeout).toBeGreaterThan(500);
+        await ct.update({ proto: 'udp', orig: spec(0).orig, timeout: 30 });
+        const info = await m.refresh();
+        expect(info).toMatchObject({ added: 0, updated: 0, removed: 0, size: 1 });
+        expect(m.get(key)).toBe(held); // the same object, not a copy
+        const kernel = await ct.get({ proto: 'udp', orig: spec(0).orig });
+        expect(held.timeout).toBeLessThanOrEqual(30);
+        expect(held.timeout).toBeGreaterThanOrEqual(kernel.timeout);
+        expect(held.timeout - kernel.timeout).toBeLessThanOrEqual(2);
+        m.close();
+      } finally {
+        await ct.close();
+      }
+    });
+  });
   test('entries the kernel never announces are caught by refresh(), and by the refresh timer', async () => {
     await withNetns(async (ns) => {
       // Made while event delivery is off, these entries carry no event cache: the kernel

@@ -8,7 +8,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { Conntrack } from '../../../lib';
 import { Netns, withNetns } from '../../helpers/netns';
-import { assertBuilt, both, conntrack, nfct, normalize, spawnIn, waitFor } from './helpers';
+import { Result, Step, assertBuilt, bothAll, bothSteps, conntrack, nfct, normalize, script, spawnIn, waitFor } from './helpers';
 
 beforeAll(assertBuilt);
 
@@ -24,10 +24,17 @@ const SEED = [
 ];
 
 async function seed(ns: Netns): Promise<void> {
-  for (const line of SEED) {
-    const r = await conntrack(ns, line.split(' '));
-    if (r.code !== 0) throw new Error(`seeding failed: conntrack ${line}: ${r.stderr}`);
-  }
+  const r = await script(ns, SEED.map((line) => ({ tool: 'conntrack', args: line.split(' ') })));
+  r.forEach((x, i) => {
+    if (x.code !== 0) throw new Error(`seeding failed: conntrack ${SEED[i]}: ${x.stderr}`);
+  });
+}
+
+/** A step that lists the table as -o save (compare with saved()). */
+const SAVE: Step = { tool: 'conntrack', args: ['-L', '-o', 'save'] };
+function saved(r: Result): string[] {
+  expect(r.code).toBe(0);
+  return normalize(r.stdout);
 }
 
 /** The table as `conntrack -L -o save` shows it, timeouts masked. */
@@ -35,12 +42,6 @@ async function table(ns: Netns): Promise<string[]> {
   const r = await conntrack(ns, ['-L', '-o', 'save']);
   expect(r.code).toBe(0);
   return normalize(r.stdout);
-}
-
-async function inBatches<T, R>(items: T[], fn: (x: T) => Promise<R>, width = 6): Promise<R[]> {
-  const out: R[] = [];
-  for (let i = 0; i < items.length; i += width) out.push(...(await Promise.all(items.slice(i, i + width).map(fn))));
-  return out;
 }
 
 function expectSame(args: string, c: { code: number; stdout: string; stderr: string }, n: { code: number; stdout: string; stderr: string }, stderrToo = true): void {
@@ -65,17 +66,46 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
         '-G -p udp -s 10.0.0.1 -d 10.0.0.3 --sport 53 --dport 53', '-G -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 80',
         '-G -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 80 -o extended,id',
         '-G -p icmp -s 10.0.0.1 -d 10.0.0.4 --icmp-type 8 --icmp-code 0 --icmp-id 77',
-        '-C', '-S',
+        '-C', '-S', '-L dying', '-L unconfirmed', '-L -p tcp --state LISTEN', '-L -p tcp --state ESTABLISHED -s fd00::9',
+        '-L --src-nat fd00::99', '-L -n', '-L -g 10.9.9.9', '-L -g :8080', '-L -j 10.9.9.9', '-L -p tcp --dst-nat 10.9.9.9 --dport 2',
+        '-L -f ipv6 --src-nat', '-L --dst-nat 10.0.0.2', '-D -p tcp --state SYN_RECV', '-L -o save --any-nat',
       ];
-      // conntrack 1.4.7 cannot get an entry by its reply tuple alone (it fails); nfct can.
-      const byReply = await nfct(ns, '-G -p tcp -r 10.9.9.9 -q 10.0.0.9 --reply-port-src 8080 --reply-port-dst 1'.split(' '));
+      // The subcommands' --state and NAT filters select what conntrack's do.
+      const sub: [string, string][] = [
+        ['list --state ESTABLISHED -o conntrack', '-L -p tcp --state ESTABLISHED'],
+        ['list --proto tcp --state SYN_SENT -o conntrack', '-L -p tcp --state SYN_SENT'],
+        ['list --nat dst -o conntrack', '-L --dst-nat'],
+        ['list --nat src -o conntrack', '-L --src-nat'],
+        ['list --nat any -o conntrack', '-L --any-nat'],
+        ['list --dst-nat 10.9.9.9:8080 -o conntrack', '-L --dst-nat 10.9.9.9:8080'],
+        ['list --dst-nat 10.9.9.9:8081 -o conntrack', '-L --dst-nat 10.9.9.9:8081'],
+        ['list --any-nat 10.9.9.9 -o conntrack', '-L --any-nat 10.9.9.9'],
+        ['list --src-nat 10.9.9.9 -o conntrack', '-L --src-nat 10.9.9.9'],
+      ];
+      // Read-only commands, all in one process (starting processes dominates otherwise).
+      const steps: Step[] = [
+        ...bothSteps(cases),
+        // conntrack 1.4.7 cannot get an entry by its reply tuple alone (it fails); nfct can.
+        { tool: 'nfct', args: '-G -p tcp -r 10.9.9.9 -q 10.0.0.9 --reply-port-src 8080 --reply-port-dst 1'.split(' ') },
+        { tool: 'conntrack', args: '-L -r 10.9.9.9'.split(' ') },
+        ...sub.flatMap(([n, c]): Step[] => [{ tool: 'nfct', args: n.split(' ') }, { tool: 'conntrack', args: c.split(' ') }]),
+      ];
+      const r = await script(ns, steps);
+      cases.forEach((args, i) => expectSame(args, r[2 * i], r[2 * i + 1], r[2 * i].code === 0));
+      let k = 2 * cases.length;
+      const [byReply, viaList] = [r[k++], r[k++]];
       expect(byReply.code).toBe(0);
       // A get reply counts the reference the kernel holds while answering (use=2), as conntrack -G shows.
       const unUse = (lines: string[]) => lines.map((l) => l.replace(/ use=\d+/, ' use=U'));
-      expect(unUse(normalize(byReply.stdout))).toEqual(unUse(normalize((await conntrack(ns, '-L -r 10.9.9.9'.split(' '))).stdout)));
-      // Read-only commands: run several at once (the machine has few cores, spawning dominates).
-      const results = await inBatches(cases, (args) => both(ns, args.split(' ')));
-      cases.forEach((args, i) => expectSame(args, results[i].c, results[i].n, results[i].c.code === 0));
+      expect(unUse(normalize(byReply.stdout))).toEqual(unUse(normalize(viaList.stdout)));
+      expect(normalize(viaList.stdout)).toHaveLength(1);
+      for (const [n, c] of sub) {
+        const [a, b] = [r[k++], r[k++]];
+        expect({ n, code: a.code, lines: normalize(a.stdout) }).toEqual({ n, code: 0, lines: normalize(b.stdout) });
+      }
+      // The filters selected something where they should (the cases are not all empty).
+      expect(normalize(r[2 * cases.indexOf('-L --dst-nat 10.9.9.9:8080') + 1].stdout)).toHaveLength(1);
+      expect(normalize(r[2 * cases.indexOf('-L --src-nat fd00::99') + 1].stdout)).toHaveLength(1);
     });
   });
 
@@ -99,8 +129,10 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
         '-G -p udp -s 10.0.0.1 -d 10.0.0.3 --sport 53 --dport 54', '-D -p tcp --dport 81',
         '-I -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 80 --state ESTABLISHED -t 100', // exists
       ];
-      const before = await table(ns);
-      const results = await inBatches(refused, (args) => both(ns, args.split(' ')));
+      const lenient = ['-L -w foo', '-L -m foo', '-L -c foo', '-L -u ass', '-L -f ipv4x', '-L -s 10.1', '-L -o userspace'];
+      const r = await script(ns, [SAVE, ...bothSteps(refused), ...bothSteps(lenient), SAVE]);
+      const before = saved(r[0]);
+      const results = refused.map((_, i) => ({ c: r[1 + 2 * i], n: r[2 + 2 * i] }));
       for (const [i, args] of refused.entries()) {
         const { c, n } = results[i];
         expect({ args, code: n.code }).toEqual({ args, code: c.code });
@@ -109,11 +141,12 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
         expect(n.stderr.length).toBeGreaterThan(0);
       }
       // Lenient values conntrack 1.4.7 accepts are accepted too (with a warning from nfct).
-      for (const args of ['-L -w foo', '-L -m foo', '-L -c foo', '-L -u ass', '-L -f ipv4x', '-L -s 10.1', '-L -o userspace']) {
-        const { c, n } = await both(ns, args.split(' '));
+      for (const [i, args] of lenient.entries()) {
+        const [c, n] = [r[1 + 2 * refused.length + 2 * i], r[2 + 2 * refused.length + 2 * i]];
         expect({ args, code: n.code, lines: normalize(n.stdout) }).toEqual({ args, code: c.code, lines: normalize(c.stdout) });
       }
-      expect(await table(ns)).toEqual(before);
+      expect(saved(r[r.length - 1])).toEqual(before);
+      expect(before.length).toBe(SEED.length);
     });
   });
 
@@ -128,72 +161,136 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
         '-I -p udp -s 10.1.0.5 -d 10.1.0.6 --sport 1 --dport 2 -t 120 --src-nat 10.1.0.99:999',
         '-I -p udp -s 10.1.0.5 -d 10.1.0.7 --sport 1 --dport 2 -t 120 -u FIXED_TIMEOUT',
       ];
-      // Each tool builds the table on its own; conntrack -L shows the same.
-      const states: string[][] = [];
-      for (const tool of [conntrack, nfct]) {
-        for (const line of create) {
-          const r = await tool(ns, line.split(' '));
-          expect({ line, code: r.code, stderr: r.stderr }).toEqual({ line, code: 0, stderr: 'conntrack v1.4.7 (conntrack-tools): 1 flow entries have been created.\n' });
+      const created = 'conntrack v1.4.7 (conntrack-tools): 1 flow entries have been created.\n';
+      const emptied = { code: 0, stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): connection tracking table has been emptied.\n' };
+      const ct = await Conntrack.open({ netns: ns.path });
+      try {
+        // Each tool builds the table on its own; conntrack -L shows the same, and the TCP
+        // entries carry the window-tracking flags conntrack -I gives them.
+        const states: string[][] = [];
+        const tcpInfo: unknown[] = [];
+        for (const tool of ['conntrack', 'nfct'] as const) {
+          const r = await script(ns, [...create.map((l): Step => ({ tool, args: l.split(' ') })), SAVE]);
+          create.forEach((line, i) => expect({ line, code: r[i].code, stderr: r[i].stderr }).toEqual({ line, code: 0, stderr: created }));
+          states.push(saved(r[create.length]));
+          tcpInfo.push((await ct.list({ proto: 'tcp' })).map((f) => [f.orig.sport, f.tcp]).sort());
+          const f = await script(ns, [{ tool, args: ['-F'] }, SAVE]);
+          expect(f[0]).toEqual(emptied);
+          expect(saved(f[1])).toEqual([]);
         }
-        states.push(await table(ns));
-        const f = await tool(ns, ['-F']);
-        expect(f).toEqual({ code: 0, stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): connection tracking table has been emptied.\n' });
-        expect(await table(ns)).toEqual([]);
+        expect(states[1]).toEqual(states[0]);
+        expect(states[0].length).toBe(create.length);
+        expect(tcpInfo[1]).toEqual(tcpInfo[0]);
+        expect(JSON.stringify(tcpInfo[0])).toContain('BE_LIBERAL');
+      } finally {
+        await ct.close();
       }
-      expect(states[1]).toEqual(states[0]);
-      expect(states[0].length).toBe(create.length);
 
       // -D with filters: the same entries go, the same lines are printed.
       const seedFile = join(mkdtempSync(join(tmpdir(), 'nfct-')), 'seed');
       writeFileSync(seedFile, ['-F', ...create].join('\n') + '\n');
-      const reseed = async () => {
-        const r = await conntrack(ns, ['-R', seedFile]);
-        expect(r.code).toBe(0);
-      };
-      for (const args of ['-D -p udp', '-D -s 10.1.0.1', '-D -m 3', '-D -f ipv6', '-D -p tcp --state LISTEN', '-D -s 10.1.0.0/16 -p udp', '-D --src-nat', '-D', '-D -p udp --dport 9999']) {
-        await reseed();
-        const c = await conntrack(ns, args.split(' '));
-        const afterC = await table(ns);
-        await reseed();
-        const n = await nfct(ns, args.split(' '));
-        const afterN = await table(ns);
+      const reseed: Step = { tool: 'conntrack', args: ['-R', seedFile] };
+      const deletes = ['-D -p udp', '-D -s 10.1.0.1', '-D -m 3', '-D -f ipv6', '-D -p tcp --state LISTEN', '-D -s 10.1.0.0/16 -p udp', '-D --src-nat', '-D', '-D -p udp --dport 9999', '-D --src-nat 10.1.0.99:999', '-D -p tcp --state ESTABLISHED -r 10.1.0.2'];
+      const d = await script(ns, deletes.flatMap((args): Step[] => [reseed, { tool: 'conntrack', args: args.split(' ') }, SAVE, reseed, { tool: 'nfct', args: args.split(' ') }, SAVE]));
+      deletes.forEach((args, i) => {
+        const [rc, c, afterC, rn, n, afterN] = d.slice(6 * i, 6 * i + 6);
+        expect([rc.code, rn.code]).toEqual([0, 0]);
         expectSame(args, c, n);
-        expect({ args, table: afterN }).toEqual({ args, table: afterC });
-      }
+        expect({ args, table: saved(afterN) }).toEqual({ args, table: saved(afterC) });
+      });
 
-      // -A: adds, and on an existing entry updates it (as conntrack -A does).
-      await conntrack(ns, ['-F']);
-      for (const tool of [conntrack, nfct]) {
-        const a = await tool(ns, '-A -p udp -s 10.2.0.1 -d 10.2.0.2 --sport 1 --dport 2 -t 100'.split(' '));
-        expect(a.code).toBe(0);
-        expect(a.stderr).toBe('conntrack v1.4.7 (conntrack-tools): 1 flow entries have been added.\n');
-      }
-      expect((await table(ns)).length).toBe(1);
+      // -A: adds; on an existing entry nfct updates it in place (mark, timeout, status) in one
+      // upsert request, as conntrack -A is documented to. conntrack 1.4.7 sends -A with
+      // NLM_F_EXCL like -I, so there it changes nothing and reports 0 entries added.
+      const base = '-A -p udp -s 10.2.0.1 -d 10.2.0.2 --sport 1 --dport 2 -t 100';
+      const again = `${base.replace('-t 100', '-t 300')} -m 5 -u ASSURED`;
+      const LIST: Step = { tool: 'conntrack', args: ['-L'] };
+      const add = (tool: 'conntrack' | 'nfct'): Step[] => [{ tool: 'conntrack', args: ['-F'] }, { tool, args: base.split(' ') }, LIST, { tool, args: again.split(' ') }, LIST];
+      const a = await script(ns, [...add('conntrack'), ...add('nfct')]);
+      const added = (n: number) => ({ code: 0, stderr: `conntrack v1.4.7 (conntrack-tools): ${n} flow entries have been added.\n` });
+      for (const k of [1, 6]) expect({ code: a[k].code, stderr: a[k].stderr }).toEqual(added(1));
+      expect(normalize(a[7].stdout)).toEqual(normalize(a[2].stdout)); // the same entry created
+      expect({ code: a[3].code, stderr: a[3].stderr }).toEqual(added(0));
+      expect(normalize(a[4].stdout)).toEqual(normalize(a[2].stdout)); // conntrack 1.4.7: unchanged
+      expect({ code: a[8].code, stderr: a[8].stderr }).toEqual(added(1));
+      expect(normalize(a[9].stdout)).toEqual([normalize(a[2].stdout)[0].replace(' mark=0 ', ' [ASSURED] mark=5 ')]);
+      expect(Number(/^udp\s+17 (\d+) /.exec(a[9].stdout)![1])).toBeGreaterThan(200);
 
-      // -U: nfct changes the matching entries and prints them as conntrack would list them.
-      await reseed();
-      const u = await nfct(ns, '-U -p udp -m 42'.split(' '));
-      expect(u.code).toBe(0);
-      expect(u.stderr).toBe('conntrack v1.4.7 (conntrack-tools): 4 flow entries have been updated.\n');
-      const marked = await conntrack(ns, '-L -m 42'.split(' '));
-      // Updated entries are printed as a get returns them (use=2 while the kernel answers), as conntrack -U does.
-      const unUse = (lines: string[]) => lines.map((l) => l.replace(/ use=\d+/, ' use=U'));
-      expect(unUse(normalize(u.stdout))).toEqual(unUse(normalize(marked.stdout)));
-      expect(normalize(marked.stdout).length).toBe(4);
-      const none = await nfct(ns, '-U -p udp -m 42'.split(' ')); // nothing left to change
-      expect(none.code).toBe(1);
-      expect(none.stderr).toBe('conntrack v1.4.7 (conntrack-tools): 0 flow entries have been updated.\n');
+      // -U: the same entries change, with the same count and exit code; each changed entry is
+      // printed as a get returns it. (conntrack 1.4.7 prints only the first one it changed,
+      // and needs -f here: without it its update is sent with AF_UNSPEC, which Linux 6.18
+      // refuses.)
+      const updates = ['-U -f ipv4 -p udp -m 42', '-U -f ipv4 -p udp -m 42', '-U -f ipv4 -s 10.1.0.5 -m 0x10/0xf0', '-U -f ipv4 -p tcp -t 500', '-U -f ipv4 -p udp -u ASSURED', '-U -f ipv4 -p tcp --src-nat -m 1', '-U -f ipv4 -p tcp -s 10.1.0.1 --state ESTABLISHED', '-U -f ipv6 -p udp --dport 999 -m 1'];
+      const steps = (tool: 'conntrack' | 'nfct'): Step[] => [reseed, ...updates.flatMap((args): Step[] => [{ tool, args: args.split(' ') }, LIST])];
+      const u = await script(ns, [...steps('conntrack'), ...steps('nfct')]);
+      const half = u.length / 2;
+      updates.forEach((args, i) => {
+        const [c, listC] = [u[1 + 2 * i], u[2 + 2 * i]];
+        const [n, listN] = [u[half + 1 + 2 * i], u[half + 2 + 2 * i]];
+        expect({ args, code: n.code, stderr: n.stderr }).toEqual({ args, code: c.code, stderr: c.stderr });
+        const linesN = normalize(n.stdout);
+        const count = Number(/(\d+) flow entries have been updated/.exec(n.stderr)?.[1]);
+        expect({ args, printed: linesN.length }).toEqual({ args, printed: count });
+        for (const l of normalize(c.stdout)) expect({ args, printedByConntrack: l, nfct: linesN.includes(l) }).toEqual({ args, printedByConntrack: l, nfct: true });
+        expect({ args, table: normalize(listN.stdout) }).toEqual({ args, table: normalize(listC.stdout) });
+      });
+      expect(u[1].stderr).toBe('conntrack v1.4.7 (conntrack-tools): 3 flow entries have been updated.\n');
+      expect(normalize(u[half + 1].stdout)).toHaveLength(3);
+      expect(u[3].code).toBe(1); // nothing left to change
+      // nfct -U works without -f as well.
+      const nf = await script(ns, [reseed, { tool: 'nfct', args: '-U -p udp -m 7'.split(' ') }, { tool: 'conntrack', args: '-L -m 7'.split(' ') }]);
+      expect(nf[1].stderr).toBe('conntrack v1.4.7 (conntrack-tools): 4 flow entries have been updated.\n');
+      expect(normalize(nf[1].stdout).map((l) => l.replace(/ use=\d+/, ''))).toEqual(normalize(nf[2].stdout).map((l) => l.replace(/ use=\d+/, '')));
 
       // -R: the -o save output loads back into an empty table.
-      await reseed();
-      const saved = await conntrack(ns, ['-L', '-o', 'save']);
-      const original = await table(ns);
-      await conntrack(ns, ['-F']);
-      const r = await nfct(ns, ['-R', '-'], saved.stdout);
+      const sv = await script(ns, [reseed, SAVE, { tool: 'conntrack', args: ['-F'] }]);
+      const original = saved(sv[1]);
+      const r = await nfct(ns, ['-R', '-'], sv[1].stdout);
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
       expect(await table(ns)).toEqual(original);
       const bad = await nfct(ns, ['-R', '-'], '-L\n');
       expect(bad.code).toBe(2);
+    });
+  });
+
+  test('-z: counters read and zeroed as conntrack -L -z does; the subcommands --zero-counters', async () => {
+    await withNetns(async (ns) => {
+      await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
+      await ns.sh("nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && nft add rule inet t c ct state new counter");
+      const traffic: Step = { tool: 'sh', args: ['ping -c 2 -i 0.01 -W 1 127.0.0.1 >/dev/null && ping -6 -c 1 -W 1 ::1 >/dev/null'] };
+      const LIST: Step = { tool: 'conntrack', args: ['-L'] };
+      const r = await script(ns, [
+        traffic, LIST, { tool: 'nfct', args: ['-L', '-z'] }, LIST,
+        traffic, { tool: 'conntrack', args: ['-L', '-z'] }, LIST, { tool: 'nfct', args: ['-L', '-z'] },
+        traffic, { tool: 'nfct', args: ['list', '--zero-counters', '--family', 'ipv4', '-o', 'conntrack'] }, LIST,
+        traffic, LIST,
+      ]);
+      const packets = (text: string) => normalize(text).map((l) => [...l.matchAll(/packets=(\d+)/g)].map((m) => Number(m[1])));
+      expect(r[0].code).toBe(0);
+      // nfct -L -z prints what conntrack -L showed just before, then the counters are 0.
+      expect(normalize(r[2].stdout)).toEqual(normalize(r[1].stdout));
+      expect(r[2].stderr).toBe(`conntrack v1.4.7 (conntrack-tools): ${normalize(r[1].stdout).length} flow entries have been shown.\n`);
+      expect(packets(r[1].stdout).flat().some((p) => p > 0)).toBe(true);
+      expect(packets(r[3].stdout).flat().every((p) => p === 0)).toBe(true);
+      // After conntrack -L -z, nfct -L -z sees zeros, as conntrack's own next -L does.
+      expect(packets(r[5].stdout).flat().some((p) => p > 0)).toBe(true);
+      expect(normalize(r[7].stdout)).toEqual(normalize(r[6].stdout));
+      // list --zero-counters with a filter: only the IPv4 entries are zeroed.
+      const listed = normalize(r[9].stdout);
+      expect(listed.length).toBeGreaterThan(0);
+      expect(listed.every((l) => l.startsWith('icmp '))).toBe(true);
+      expect(listed.some((l) => / packets=[1-9]/.test(l))).toBe(true);
+      const after = normalize(r[10].stdout);
+      expect(after.filter((l) => l.startsWith('icmp ')).every((l) => !/ packets=[1-9]/.test(l))).toBe(true);
+      expect(after.filter((l) => l.startsWith('icmpv6 ')).some((l) => / packets=[1-9]/.test(l))).toBe(true);
+      // get --zero-counters -o json: the counters before zeroing, then 0.
+      const line = normalize(r[12].stdout).find((l) => l.startsWith('icmp ') && / packets=[1-9]/.test(l))!;
+      const [, id] = /type=8 code=0 id=(\d+)/.exec(line)!;
+      const key = ['-p', 'icmp', '--src', '127.0.0.1', '--dst', '127.0.0.1', '--icmp-type', '8', '--icmp-id', id];
+      const g = await script(ns, [{ tool: 'nfct', args: ['get', ...key, '--zero-counters', '-o', 'json'] }, { tool: 'nfct', args: ['get', ...key, '-o', 'json'] }]);
+      expect(g.map((x) => x.code)).toEqual([0, 0]);
+      expect(BigInt(JSON.parse(g[0].stdout).counters.orig.packets)).toBeGreaterThan(0n);
+      expect(JSON.parse(g[1].stdout).counters.orig.packets).toBe('0');
     });
   });
 
@@ -224,6 +321,15 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
         await ns.run('ping', ['-c', '1', '-W', '1', '127.0.0.1']);
         await ns.run('node', ['-e', "const s=require('dgram').createSocket('udp4');s.send('x',4444,'127.0.0.1',()=>s.close())"]);
         await waitFor(() => procs.every((x) => x.out.includes('dport=4444') || x.out.includes('--dport 4444')), 'the UDP event');
+        // Events a netlink request caused: [USERSPACE] portid=N progname=..., and the mark
+        // the kernel sends with them even when it is 0.
+        const orig = { src: '10.9.0.7', dst: '10.9.0.8', sport: 7777, dport: 7 };
+        await probe.create({ proto: 'udp', orig, timeout: 30 });
+        await probe.update({ proto: 'udp', orig, mark: 5 });
+        await probe.update({ proto: 'udp', orig, mark: 0 });
+        await probe.delete({ proto: 'udp', orig });
+        const count = (s: string) => s.split('10.9.0.7').length - 1;
+        await waitFor(() => procs.every((x) => count(x.out.slice(mark[procs.indexOf(x)])) >= (x.v.includes('-e') ? 1 : 4)), 'the netlink-made events');
         await new Promise((r) => setTimeout(r, 300));
         for (const x of procs) x.p.kill('SIGINT');
         await Promise.all(procs.map((x) => new Promise((r) => (x.p.exitCode !== null ? r(null) : x.p.on('close', r)))));
@@ -234,6 +340,8 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
           const linesN = normalize(n.out.slice(mark[i + 1]));
           expect({ args: c.v.join(' '), lines: linesN }).toEqual({ args: c.v.join(' '), lines: linesC });
           expect(linesC.length).toBeGreaterThan(0);
+          expect(linesN.filter((l) => l.includes('10.9.0.7')).every((l) => / \[USERSPACE\] portid=\d+ progname=\S+$/.test(l))).toBe(true);
+          if (!c.v.includes('save')) expect(linesN.filter((l) => l.includes('10.9.0.7') && !l.includes('DESTROY')).every((l) => / mark=\d+ /.test(l))).toBe(true);
           expect(n.p.exitCode).toBe(c.p.exitCode);
           // conntrack prints its closing notice on stdout too; the summary line goes to stderr.
           const summaryC = c.err.trim().split('\n').pop()!.replace(/\d+ flow events/, 'N flow events');
@@ -262,10 +370,8 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
         const xs = await ct.expectations.list();
         expect(xs.map((x) => x.tuple.proto)).toEqual(['tcp']);
         expect(xs[0]).toMatchObject({ tuple: { src: '10.0.0.1', dst: '10.0.0.2', dport: 5000 }, master: { dport: 21 }, helper: 'ftp' });
-        for (const args of ['-L expect', '-C expect', '-S expect']) {
-          const { c, n } = await both(ns, args.split(' '));
-          expectSame(args, c, n);
-        }
+        const lines = ['-L expect', '-C expect', '-S expect'];
+        (await bothAll(ns, lines)).forEach(({ c, n }, i) => expectSame(lines[i], c, n));
         // -G/-D expect name the expected tuple; -D exits 1 like conntrack (it counts printed lines).
         const g = await nfct(ns, '-G expect -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 0 --dport 5000 --reply-port-src 1 --reply-port-dst 1'.split(' '));
         expect(g.code).toBe(0);
@@ -274,7 +380,7 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
         expect(d.code).toBe(1);
         expect(await ct.expectations.list()).toEqual([]);
         await nfct(ns, make.split(' '));
-        const { c, n } = await both(ns, ['-F', 'expect']);
+        const [{ c, n }] = await bothAll(ns, ['-F expect']);
         expectSame('-F expect', c, n);
         expect(await ct.expectations.list()).toEqual([]);
       } finally {

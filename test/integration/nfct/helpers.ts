@@ -33,6 +33,34 @@ export function runIn(ns: Netns, cmd: string, args: string[], input?: string): P
 export const conntrack = (ns: Netns, args: string[], input?: string) => runIn(ns, 'conntrack', args, input);
 export const nfct = (ns: Netns, args: string[], input?: string) => runIn(ns, process.execPath, [NFCT, ...args], input);
 
+export type Step = { tool: 'conntrack' | 'nfct' | 'sh'; args: string[]; input?: string };
+
+const RUNNER = join(__dirname, 'runner.js');
+
+/**
+ * Runs the steps in order inside the namespace in one process (see runner.js): conntrack
+ * and sh steps as child processes, nfct steps through the built bin's main(). Resolves with
+ * one Result per step.
+ */
+export function script(ns: Netns, steps: Step[]): Promise<Result[]> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('nsenter', [`--net=${ns.path}`, '--', process.execPath, RUNNER, NFCT], { maxBuffer: 256 << 20, env: { ...process.env, NO_COLOR: '1' } }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`runner failed: ${stderr || err.message}`));
+      resolve(JSON.parse(stdout) as Result[]);
+    });
+    child.stdin!.end(JSON.stringify(steps));
+  });
+}
+
+/** Steps that run each argument line with both tools: conntrack first, then nfct. */
+export const bothSteps = (lines: string[]): Step[] => lines.flatMap((l) => [{ tool: 'conntrack' as const, args: l.split(' ') }, { tool: 'nfct' as const, args: l.split(' ') }]);
+
+/** Runs each line with both tools in one process; returns the pairs in order. */
+export async function bothAll(ns: Netns, lines: string[]): Promise<{ c: Result; n: Result }[]> {
+  const r = await script(ns, bothSteps(lines));
+  return lines.map((_, i) => ({ c: r[2 * i], n: r[2 * i + 1] }));
+}
+
 export function spawnIn(ns: Netns, cmd: string, args: string[]): ChildProcess {
   return spawn('nsenter', [`--net=${ns.path}`, '--', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
 }

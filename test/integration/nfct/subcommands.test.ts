@@ -4,7 +4,7 @@
  */
 import { Conntrack, FlowEvent } from '../../../lib';
 import { withNetns } from '../../helpers/netns';
-import { NFCT, assertBuilt, conntrack, nfct, normalize, spawnIn } from './helpers';
+import { NFCT, Step, assertBuilt, conntrack, nfct, normalize, script, spawnIn } from './helpers';
 
 beforeAll(assertBuilt);
 
@@ -20,19 +20,22 @@ describe('nfct subcommands', () => {
         await ct.create({ proto: 'tcp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 80 }, timeout: 100, state: 'ESTABLISHED', mark: 3 });
         await ct.create({ proto: 'udp', orig: { src: 'fd00::1', dst: 'fd00::2', sport: 5, dport: 53 }, timeout: 100, zone: 4 });
         await ct.create({ proto: 'icmp', orig: { src: '10.0.0.1', dst: '10.0.0.9', icmp: { type: 8, id: 3 } }, timeout: 100 });
-        const [json, ndjson, table, conn, count, countF, get, stats, help, bad, watch] = await Promise.all([
-          nfct(ns, ['list', '--output', 'json']),
-          nfct(ns, ['list', '--output', 'ndjson', '--family', 'ipv6']),
-          nfct(ns, ['list', '--proto', 'tcp']),
-          nfct(ns, ['list', '-o', 'conntrack']),
-          nfct(ns, ['count']),
-          nfct(ns, ['count', '--dst', '10.0.0.0/24', '--output', 'json']),
-          nfct(ns, ['get', '-p', 'tcp', '--src', '10.0.0.1', '--dst', '10.0.0.2', '--sport', '1', '--dport', '80', '-o', 'json']),
-          nfct(ns, ['stats', '-o', 'json']),
-          nfct(ns, ['list', '--help']),
-          nfct(ns, ['list', '--sport', '70000']),
-          nfct(ns, ['watch', '--count', '2', '--interval', '0.1', '-o', 'ndjson']),
-        ]);
+        // One process runs them all (the bin's main() per command; see runner.js).
+        const [json, ndjson, table, conn, connL, count, countF, get, stats, help, bad, watch, missing] = await script(ns, [
+          ['list', '--output', 'json'],
+          ['list', '--output', 'ndjson', '--family', 'ipv6'],
+          ['list', '--proto', 'tcp'],
+          ['list', '-o', 'conntrack'],
+          'conntrack',
+          ['count'],
+          ['count', '--dst', '10.0.0.0/24', '--output', 'json'],
+          ['get', '-p', 'tcp', '--src', '10.0.0.1', '--dst', '10.0.0.2', '--sport', '1', '--dport', '80', '-o', 'json'],
+          ['stats', '-o', 'json'],
+          ['list', '--help'],
+          ['list', '--sport', '70000'],
+          ['watch', '--count', '2', '--interval', '0.1', '-o', 'ndjson'],
+          ['get', '-p', 'udp', '--src', '1.1.1.1', '--dst', '2.2.2.2', '--sport', '1', '--dport', '2'],
+        ].map((a): Step => (a === 'conntrack' ? { tool: 'conntrack', args: ['-L'] } : { tool: 'nfct', args: a as string[] })));
         const listed = await ct.list();
         expect(json.code).toBe(0);
         expect(withoutTimeout(JSON.parse(json.stdout))).toEqual(withoutTimeout(bigintsAsStrings(listed)));
@@ -41,7 +44,7 @@ describe('nfct subcommands', () => {
         expect(table.stdout).toMatch(/^PROTO\s+ORIGINAL/);
         expect(table.stdout).toContain('10.0.0.1:1 -> 10.0.0.2:80');
         expect(table.stdout).not.toContain('\x1b['); // not a terminal: no colour
-        expect(normalize(conn.stdout)).toEqual(normalize((await conntrack(ns, ['-L'])).stdout));
+        expect(normalize(conn.stdout)).toEqual(normalize(connL.stdout));
         expect(count.stdout).toBe('3\n');
         expect(JSON.parse(countF.stdout)).toEqual({ count: 2 });
         expect(JSON.parse(get.stdout)).toMatchObject({ proto: 'tcp', mark: 3, state: 'ESTABLISHED' });
@@ -51,7 +54,6 @@ describe('nfct subcommands', () => {
         expect(bad.code).toBe(2);
         expect(bad.stderr).toContain('--sport');
         expect(watch.stdout.trim().split('\n').filter(Boolean).length).toBe(6);
-        const missing = await nfct(ns, ['get', '-p', 'udp', '--src', '1.1.1.1', '--dst', '2.2.2.2', '--sport', '1', '--dport', '2']);
         expect(missing.code).toBe(1);
         expect(missing.stderr).toContain('[ENOENT]');
         // --netns works from outside the namespace too.
@@ -72,26 +74,54 @@ describe('nfct subcommands', () => {
         [['create', '-p', 'tcp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '--dport', '2', '-t', '60', '--state', 'ESTABLISHED'], 0],
         [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '--dport', '2', '-t', '60'], 1], // exists
         [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '-t', '60'], 2], // no dport
+        // --upsert: the existing entry is updated in place (ct.upsert, one request).
+        [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '--dport', '2', '-t', '90', '--mark', '4', '--upsert'], 0],
+        [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.4', '--sport', '1', '--dport', '2', '-t', '60', '--upsert'], 0],
       ];
-      for (const [args, code] of steps) expect({ args, code: (await nfct(ns, args)).code }).toEqual({ args, code });
-      const l1 = (await conntrack(ns, ['-L'])).stdout;
+      const LIST: Step = { tool: 'conntrack', args: ['-L'] };
+      const r1 = await script(ns, [...steps.map(([args]): Step => ({ tool: 'nfct', args })), LIST]);
+      steps.forEach(([args, code], i) => expect({ args, code: r1[i].code }).toEqual({ args, code }));
+      const l1 = r1[steps.length].stdout;
       expect(l1).toContain('src=10.9.0.1 dst=10.1.0.1 sport=99 dport=1');
-      const upd = await nfct(ns, ['update', '--proto', 'udp', '--set-mark', '7', '-t', '300', '-o', 'json']);
-      expect(JSON.parse(upd.stdout)).toEqual({ updated: 2 });
-      expect((await conntrack(ns, ['-L', '-m', '7'])).stdout.trim().split('\n').length).toBe(2);
-      const noChange = await nfct(ns, ['update', '--proto', 'udp']);
-      expect(noChange.code).toBe(2);
-      const delNone = await nfct(ns, ['delete']);
-      expect(delNone.code).toBe(2); // needs a filter or --all
-      const del = await nfct(ns, ['delete', '--dst', '10.1.0.3']);
-      expect(del.stdout).toBe('1 entries deleted\n');
-      expect((await conntrack(ns, ['-C'])).stdout).toBe('2\n');
-      const fl = await nfct(ns, ['flush', '--mark', '7']);
-      expect(fl.code).toBe(0);
-      expect((await conntrack(ns, ['-L'])).stdout).toContain('tcp');
-      expect((await conntrack(ns, ['-C'])).stdout).toBe('1\n');
-      await nfct(ns, ['flush']);
-      expect((await conntrack(ns, ['-C'])).stdout).toBe('0\n');
+      expect(l1).toMatch(/udp +17 (8\d|90) src=10\.1\.0\.1 dst=10\.1\.0\.2 .* mark=4 /);
+      expect(l1).toContain('dst=10.1.0.4');
+
+      // update: ct.updateMatching; the count is what conntrack -U reports for the same change.
+      const r2 = await script(ns, [
+        { tool: 'nfct', args: ['update', '--proto', 'udp', '--set-mark', '7', '-t', '300', '-o', 'json'] },
+        { tool: 'conntrack', args: ['-L', '-m', '7'] },
+        { tool: 'nfct', args: ['update', '--proto', 'udp'] },
+        { tool: 'nfct', args: ['update', '--proto', 'udp', '--set-mark', '7'] }, // nothing left to change
+        { tool: 'conntrack', args: ['-U', '-f', 'ipv4', '-p', 'udp', '-m', '7'] },
+        { tool: 'nfct', args: ['update', '--proto', 'udp', '--dst', '10.1.0.2', '--set-mark', '0x10/0xf0'] },
+        { tool: 'conntrack', args: ['-U', '-f', 'ipv4', '-p', 'udp', '-d', '10.1.0.3', '-m', '0x10/0xf0'] },
+        { tool: 'nfct', args: ['update', '--nat', 'dst', '--set-mark', '0x20'] },
+        { tool: 'conntrack', args: ['-L', '--dst-nat', '-m', '0x20'] },
+        { tool: 'nfct', args: ['delete'] },
+        { tool: 'nfct', args: ['delete', '--dst', '10.1.0.3'] },
+        { tool: 'conntrack', args: ['-C'] },
+        { tool: 'nfct', args: ['flush', '--mark', '0x17'] },
+        LIST,
+        { tool: 'conntrack', args: ['-C'] },
+        { tool: 'nfct', args: ['flush'] },
+        { tool: 'conntrack', args: ['-C'] },
+      ]);
+      expect(JSON.parse(r2[0].stdout)).toEqual({ updated: 3 });
+      expect(normalize(r2[1].stdout)).toHaveLength(3);
+      expect(r2[2].code).toBe(2); // nothing to change given
+      expect({ code: r2[3].code, out: r2[3].stdout }).toEqual({ code: 0, out: '0 entries updated\n' });
+      expect(r2[4].stderr).toBe('conntrack v1.4.7 (conntrack-tools): 0 flow entries have been updated.\n');
+      expect(r2[5].stdout).toBe('1 entries updated\n');
+      expect(r2[6].stderr).toBe('conntrack v1.4.7 (conntrack-tools): 1 flow entries have been updated.\n');
+      expect(r2[7].stdout).toBe('1 entries updated\n');
+      expect(normalize(r2[8].stdout)).toEqual([expect.stringContaining('src=10.9.0.1')]);
+      expect(r2[9].code).toBe(2); // needs a filter or --all
+      expect(r2[10].stdout).toBe('1 entries deleted\n');
+      expect(r2[11].stdout).toBe('3\n');
+      expect(r2[12].code).toBe(0);
+      expect(r2[13].stdout).toContain('tcp');
+      expect(r2[14].stdout).toBe('2\n');
+      expect(r2[16].stdout).toBe('0\n');
     });
   });
 

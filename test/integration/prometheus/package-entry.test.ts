@@ -6,7 +6,7 @@ import { execFileSync } from 'child_process';
 import * as path from 'path';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
-const node = (args: string[]): string => execFileSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8' });
+const node = (args: string[]): string => execFileSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
 
 describe('conntrack/prometheus entry point', () => {
   test('require and import resolve it, with its types', () => {

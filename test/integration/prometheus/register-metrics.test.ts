@@ -4,6 +4,10 @@
  * through their labels, close() takes everything away again, and bad options are refused
  * before anything is registered.
  */
+import { spawn } from 'child_process';
+import { mkdtempSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import * as path from 'path';
 import { Counter, Registry } from 'prom-client';
 import { Conntrack, ConntrackError } from '../../../lib';
 import { registerMetrics } from '../../../apps/prometheus';
@@ -48,6 +52,10 @@ describe('registerMetrics in a user registry', () => {
 
   test('beside the user\'s own metrics; follows creates and deletes; close() removes it', async () => {
     const { ns, ct } = await namespace();
+    // Event caches for entries made before anyone listens: in the default mode (2) the
+    // kernel gives an entry one only if some process on the host listens at that moment,
+    // and without one the delete of udp(1) below would be silent.
+    await ns.sysctl('net.netfilter.nf_conntrack_events', 1);
     await ct.create(udp(1));
     await ct.create(tcp(2, 'ESTABLISHED'));
 
@@ -193,5 +201,114 @@ describe('registerMetrics in a user registry', () => {
     }
     expect(Object.keys(await reg2.getMetricsAsJSON())).toHaveLength(1);
     expect(() => registerMetrics({} as never)).toThrow(expect.objectContaining({ field: 'ct' }));
+  });
+
+  test('events are counted on the mirror\'s socket (no second one); with mirror: false on a stream of its own', async () => {
+    const { ns, ct } = await namespace();
+    await ns.sysctl('net.netfilter.nf_conntrack_events', 1);
+    const alone = ct.mirror();
+    await alone.ready;
+    const mirrorOnly = ct.children.size; // a mirror and its event stream
+    alone.close();
+    const registry = new Registry();
+    const metrics = registerMetrics(ct, { registry });
+    cleanup.push(() => metrics.close());
+    await metrics.mirror!.ready;
+    expect(ct.children.size).toBe(mirrorOnly); // no second event stream beside the mirror's
+    for (let i = 0; i < 4; i++) await ct.create(udp(100 + i));
+    await ct.update({ ...udp(100), mark: 3 });
+    await ct.delete(udp(101));
+    await metrics.mirror!.settle();
+    let f = parseExposition(await registry.metrics());
+    expect([0, 1, 2].map((k) => valueOf(f, 'conntrack_events_total', { type: ['new', 'update', 'destroy'][k] }))).toEqual([4, 1, 1]);
+    expect(metrics.mirror!.stats.received).toEqual({ new: 4, update: 1, destroy: 1 });
+    metrics.close();
+    expect(ct.children.size).toBe(0);
+
+    const reg2 = new Registry();
+    const noFlows = registerMetrics(ct, { registry: reg2, mirror: false });
+    cleanup.push(() => noFlows.close());
+    expect(noFlows.mirror).toBeUndefined();
+    expect(ct.children.size).toBe(1); // the counting stream
+    await ct.create(udp(200));
+    await ct.delete(udp(200));
+    f = await scrapeUntil(reg2, (x) => valueOf(x, 'conntrack_events_total', { type: 'destroy' }) === 1);
+    expect(valueOf(f, 'conntrack_events_total', { type: 'new' })).toBe(1);
+    expect(valueOf(f, 'conntrack_events_total', { type: 'destroy' })).toBe(1);
+    expect(valueOf(f, 'conntrack_events_lost_total')).toBe(0);
+    expect(f.has('conntrack_flows')).toBe(false);
+    noFlows.close();
+    expect(ct.children.size).toBe(0);
+  });
+
+  test('bytes: a flow that ends moves from conntrack_flow_* to conntrack_finished_flow_*_total (no double count)', async () => {
+    const { ns, ct } = await namespace();
+    await ns.sysctl('net.netfilter.nf_conntrack_events', 1);
+    await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
+    await ns.sh("nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && nft add rule inet t c ct state new counter");
+    // One UDP flow from a fixed port to a port nobody listens on: `n` datagrams of 100 bytes each time.
+    const send = (n: number): Promise<unknown> => ns.run('node', ['-e', `
+      const u = require('dgram').createSocket('udp4');
+      u.bind(40124, '127.0.0.1', async () => {
+        for (let i = 0; i < ${n}; i++) await new Promise((r) => u.send(Buffer.alloc(100), 9998, '127.0.0.1', r));
+        u.close();
+      });`]);
+    const key = { proto: 'udp' as const, orig: { src: '127.0.0.1', dst: '127.0.0.1', sport: 40124, dport: 9998 } };
+    await send(3);
+    const registry = new Registry();
+    const metrics = registerMetrics(ct, { registry, events: false });
+    cleanup.push(() => metrics.close());
+    const live = { proto: 'udp', family: 'ipv4', direction: 'orig' };
+    let f = parseExposition(await registry.metrics()); // the first scrape waits for the mirror's dump
+    expect(valueOf(f, 'conntrack_flow_packets', live)).toBe(3);
+    expect(valueOf(f, 'conntrack_flow_bytes', live)).toBe(3 * 128); // 100 bytes of data, 8 of UDP, 20 of IP
+    await send(2);
+    const final = (await ct.get(key)).counters!;
+    expect(final.orig.packets).toBe(5n);
+    await ct.delete(key);
+    await metrics.mirror!.settle();
+    f = parseExposition(await registry.metrics());
+    // The ended flow's final counters (from its DESTROY event) are in the finished totals,
+    // and what the mirror held for it (3 packets, from its dump) left the live gauge.
+    expect(valueOf(f, 'conntrack_finished_flow_packets_total', live)).toBe(5);
+    expect(valueOf(f, 'conntrack_finished_flow_bytes_total', live)).toBe(Number(final.orig.bytes));
+    expect(valueOf(f, 'conntrack_flow_packets', live)).toBe(0);
+    expect(valueOf(f, 'conntrack_flow_bytes', live)).toBe(0);
+    // A reconciling dump agrees with what the events kept.
+    await metrics.mirror!.refresh();
+    f = parseExposition(await registry.metrics());
+    expect(valueOf(f, 'conntrack_flow_packets', live) ?? 0).toBe(0); // the recount drops empty groups
+    expect(valueOf(f, 'conntrack_finished_flow_packets_total', live)).toBe(5);
+  });
+
+  test('what registerMetrics opens does not keep the process alive', async () => {
+    const root = path.join(__dirname, '../../..');
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'ct-prom-')), 'child.js');
+    writeFileSync(file, `
+      const { Conntrack } = require(${JSON.stringify(path.join(root, 'dist/lib'))});
+      const { registerMetrics } = require(${JSON.stringify(path.join(root, 'dist/apps/prometheus'))});
+      const { Registry } = require('prom-client');
+      (async () => {
+        const ct = await Conntrack.open();
+        await ct.create({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, timeout: 100 });
+        const registry = new Registry();
+        registerMetrics(ct, { registry });
+        const text = await registry.metrics();
+        console.log(/^node_nf_conntrack_entries 1$/m.test(text) ? 'scraped' : text);
+        // Neither closed: the mirror (and its refresh timer) must not hold the process.
+      })().catch((e) => { console.error(e); process.exit(1); });`);
+    const r = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>((resolve) => {
+      const env = { ...process.env, NODE_PATH: path.join(root, 'node_modules') };
+      const child = spawn('unshare', ['-n', process.execPath, file], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root, env });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal, out });
+      });
+    });
+    expect(r).toEqual({ code: 0, signal: null, out: 'scraped\n' });
   });
 });

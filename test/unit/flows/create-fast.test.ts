@@ -1,0 +1,119 @@
+/**
+ * lib/flows/entry-spec.ts writeCreateFast(): the hand-written encoder bulk creates use for
+ * their common shape must accept only specs writeCreate() accepts, and write the same bytes.
+ */
+import fc from 'fast-check';
+import { writeCreate, writeCreateFast } from '../../../lib/flows/entry-spec';
+import { AttrWriter } from '../../../lib/wire/netlink';
+import { AF_INET, AF_INET6 } from '../../../lib/wire/enums';
+
+/** writeCreate()'s bytes and family, or undefined when it refuses the spec. */
+function general(spec: unknown): { family: number; bytes: Buffer } | undefined {
+  const w = new AttrWriter(16);
+  try {
+    const { family } = writeCreate(w, spec as never);
+    return { family, bytes: w.finish() };
+  } catch {
+    return undefined;
+  }
+}
+
+function fast(spec: unknown): { family: number; bytes: Buffer } | undefined {
+  const w = new AttrWriter(16);
+  const family = writeCreateFast(w, spec);
+  if (family < 0) {
+    expect(w.length).toBe(0); // nothing written when it declines
+    return undefined;
+  }
+  return { family, bytes: w.finish() };
+}
+
+const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((b) => b.join('.'));
+const v6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map((w) => w.map((x) => x.toString(16)).join(':'));
+const oddValue = fc.oneof(
+  fc.constant(undefined), fc.constant(null), fc.constant(-1), fc.constant(1.5), fc.constant(NaN), fc.constant('80'),
+  fc.constant(0), fc.constant(65535), fc.constant(65536), fc.constant(0xffffffff), fc.constant(2 ** 32), fc.constant(10n), fc.constant([]),
+);
+const port = fc.oneof(fc.nat(65535), oddValue);
+const u32 = fc.oneof(fc.nat(0xffffffff), oddValue);
+const proto = fc.oneof(
+  fc.constantFrom('tcp', 'udp', 'udplite', 'sctp', 'dccp', 'icmp', 'gre', 'UDP', 'igmp', 'nope'),
+  fc.constantFrom(6, 17, 136, 132, 33, 1, 47, 256, -1),
+);
+const address = fc.oneof({ weight: 4, arbitrary: v4 }, { weight: 2, arbitrary: v6 }, fc.constantFrom('::1', '10.0.0.01', '1.2.3', '', 'x', '::ffff:1.2.3.4'), oddValue);
+const tuple = fc.record(
+  { src: address, dst: address, sport: port, dport: port, zone: fc.nat(3), icmp: fc.constant({ type: 8 }), extra: fc.constant(1) },
+  { requiredKeys: [] },
+);
+const spec = fc.record(
+  {
+    proto, orig: fc.oneof({ weight: 5, arbitrary: tuple }, oddValue), timeout: u32, mark: u32, zone: fc.oneof(fc.nat(65535), oddValue),
+    reply: tuple, status: fc.constant(['ASSURED']), labels: fc.constant([1]), colour: fc.constant('red'),
+  },
+  { requiredKeys: [] },
+);
+/** Mostly specs of the common shape, so the accepting branch is exercised often. */
+const common = fc.record(
+  {
+    proto: fc.constantFrom('tcp', 'udp', 'udplite', 'sctp', 'dccp', 6, 17),
+    orig: fc.record({ src: v4, dst: v4, sport: fc.nat(65535), dport: fc.nat(65535) }),
+    timeout: fc.integer({ min: 1, max: 0xffffffff }),
+    mark: fc.option(fc.nat(0xffffffff), { nil: undefined }),
+    zone: fc.option(fc.nat(65535), { nil: undefined }),
+  },
+  { requiredKeys: ['proto', 'orig', 'timeout'] },
+);
+
+describe('writeCreateFast', () => {
+  test('writes what writeCreate() writes for the common shape (IPv4 and IPv6)', () => {
+    const cases = [
+      { proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 1000 }, timeout: 600, mark: 1 },
+      { proto: 'tcp', orig: { src: '2001:db8::1', dst: 'fd00::2', sport: 443, dport: 65535 }, timeout: 1, zone: 7 },
+      { proto: 132, orig: { src: '192.0.2.1', dst: '192.0.2.2', sport: 0, dport: 0 }, timeout: 0xffffffff, mark: 0, zone: 0 },
+    ];
+    for (const s of cases) {
+      const f = fast(s);
+      expect(f).toBeDefined();
+      expect(f).toEqual(general(s));
+    }
+    expect(fast(cases[0])!.family).toBe(AF_INET);
+    expect(fast(cases[1])!.family).toBe(AF_INET6);
+  });
+
+  test('declines what it does not handle, leaving it to writeCreate()', () => {
+    const base = { proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, timeout: 30 };
+    for (const s of [
+      { ...base, reply: { src: '10.0.0.2', dst: '10.0.0.1', sport: 2, dport: 1 } }, // accepted by writeCreate, not fast
+      { ...base, status: ['ASSURED'] },
+      { ...base, proto: 'icmp' },
+      { ...base, orig: { ...base.orig, zone: 1 } },
+      { ...base, timeout: 0 },
+      { ...base, orig: { ...base.orig, dst: '::1' } },
+      null,
+      [base],
+    ]) {
+      expect(fast(s)).toBeUndefined();
+    }
+  });
+
+  test('on generated common specs: always accepts, same bytes as writeCreate()', () => {
+    fc.assert(
+      fc.property(common, (s) => {
+        const f = fast(s);
+        expect(f).toBeDefined();
+        expect(f).toEqual(general(s));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('on generated specs of any shape: accepts only what writeCreate() accepts, with the same bytes', () => {
+    fc.assert(
+      fc.property(spec, (s) => {
+        const f = fast(s);
+        if (f !== undefined) expect(f).toEqual(general(s));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
