@@ -349,8 +349,10 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
       case CTA_TIMESTAMP_EVENT: if (l >= 12) flow.eventTimestamp = buf.readBigUInt64BE(s); break;
       case CTA_LABELS: {
         const bits: number[] = [];
-        // The kernel sends the label bitmap as host-order 32-bit words (little endian here).
-        for (let w = 0; w + 4 <= l - 4; w += 4) {
+        // The kernel sends the label bitmap as host-order 32-bit words (little endian here),
+        // 128 bits at most (NF_CT_LABELS_MAX_SIZE): a longer attribute is flagged, not read on.
+        if (l - 4 > 16) pushUnknown(flow, CTA_LABELS);
+        for (let w = 0; w + 4 <= l - 4 && w < 16; w += 4) {
           const word = buf.readUInt32LE(s + w);
           if (word === 0) continue;
           for (let b = 0; b < 32; b++) if (word & (1 << b)) bits.push(w * 8 + b);

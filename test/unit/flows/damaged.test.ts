@@ -39,3 +39,17 @@ test('a 16-byte message (its family byte would lie past its end) is flagged, not
   expect(f.unknown).toEqual([-1]);
   expect(f.family).toBe('ipv4'); // not ipv6 from the next message's byte
 });
+
+test('a label bitmap longer than 128 bits (found by the fuzz properties) yields labels 0-127 only, and is flagged', () => {
+  // An entry with a 24-byte CTA_LABELS (the kernel sends at most 16): bits 3 and 131.
+  const labels = Buffer.alloc(4 + 24);
+  labels.writeUInt16LE(28, 0);
+  labels.writeUInt16LE(22 /* CTA_LABELS */, 2);
+  labels.writeUInt32LE(1 << 3, 4);
+  labels.writeUInt32LE(1 << 3, 4 + 16); // bit 128 + 3
+  const m = Buffer.concat([v4, labels]);
+  m.writeUInt32LE(m.length, 0);
+  const f = decodeFlow(m, 0, m.length);
+  expect(f.labels).toEqual([3]);
+  expect(f.unknown).toContain(22);
+});

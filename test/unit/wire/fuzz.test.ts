@@ -13,9 +13,9 @@ const seed = process.env.FUZZ_SEED === undefined ? undefined : Number(process.en
 describe('mutated kernel messages', () => {
   for (const name of names) {
     // The long run (npm run fuzz) needs more than Jest's default per-test allowance.
-    test(`${name}: never throws, every field typed (${numRuns} inputs)`, () => {
+    test(`${name}: never throws, every field typed (${numRuns} inputs)`, async () => {
       const started = Date.now();
-      properties[name]({ numRuns, seed });
+      await properties[name]({ numRuns, seed });
       if (long) console.log(`${name}: ${numRuns} inputs in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }, long ? 24 * 3600 * 1000 : undefined);
   }
