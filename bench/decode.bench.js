@@ -10,7 +10,7 @@
  */
 const { execFileSync } = require('child_process');
 const path = require('path');
-const { Netns, fillUdp, printTable, machine, OUT } = require('./lib');
+const { sandbox, fillUdp, printTable, machine, OUT } = require('./lib');
 
 const FLOWS = Number(process.argv[2] ?? 200000);
 
@@ -41,10 +41,10 @@ async function main() {
     '-o', addonPath, path.join(__dirname, 'c', 'napi_objects.cc')], { stdio: 'inherit' });
   const addon = require(addonPath);
 
-  const ns = await Netns.create();
-  fillUdp(ns, FLOWS);
+  const ns = await sandbox();
+  await fillUdp(ns, FLOWS);
   const buf = await captureDump(ns.path);
-  ns.destroy();
+  await ns.close();
   const offs = [];
   for (let p = 0; p + 16 <= buf.length; p += (buf.readUInt32LE(p) + 3) & ~3) {
     if (buf.readUInt16LE(p + 4) === 0x100) offs.push(p, buf.readUInt32LE(p));

@@ -15,7 +15,7 @@
  * Usage: node --expose-gc bench/dump.bench.js [flows] [rounds]   (after `npm run build`)
  */
 const { spawnSync } = require('child_process');
-const { Netns, compileC, fillUdp, since, printTable, machine, withConntrackMax } = require('./lib');
+const { sandbox, timed, compileC, fillUdp, since, printTable, machine, withConntrackMax } = require('./lib');
 
 const FLOWS = Number(process.argv[2] ?? 200000);
 const ROUNDS = Number(process.argv[3] ?? (FLOWS > 500000 ? 3 : 5));
@@ -51,15 +51,14 @@ async function streamOnce(ct) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
-  const { Conntrack } = require('../dist/lib');
   const floorBin = compileC('c/dump_floor.c', 'dump_floor');
-  const ns = await Netns.create();
+  const ns = await sandbox();
   const t0 = process.hrtime.bigint();
-  const count = fillUdp(ns, FLOWS);
+  const count = await fillUdp(ns, FLOWS);
   console.log(`${machine()}\nfilled ${count} flows in ${since(t0).toFixed(2)} s`);
   if (count < FLOWS * 0.99) throw new Error(`only ${count} of ${FLOWS} flows were created (nf_conntrack_max?)`);
 
-  const ct = await Conntrack.open({ netns: ns.path });
+  const ct = ns.ct;
   // First, a streaming dump in a fresh process (nothing allocated yet): its RSS growth is
   // the honest one; later rounds run in a heap that list() already grew.
   const cold = await streamOnce(ct);
@@ -79,7 +78,7 @@ async function main() {
   let dumpRss = 0;
   let seen = { list: 0, dump: 0, floor: 0 };
   for (let r = 0; r < ROUNDS; r++) {
-    const [n, secs] = ns.run(floorBin, ['1']).trim().split(' ');
+    const [n, secs] = (await ns.run(floorBin, ['1'])).stdout.trim().split(' ');
     seen.floor = Number(n);
     times.floor.push(Number(secs));
 
@@ -98,11 +97,10 @@ async function main() {
     h ^= d.h;
     if (h === 0.5) console.log(h); // keep h alive
 
-    times.cli.push(ns.time('sh', ['-c', 'conntrack -L >/dev/null 2>&1']));
+    times.cli.push(await timed(ns, 'sh', ['-c', 'conntrack -L >/dev/null 2>&1']));
     global.gc?.();
   }
-  await ct.close();
-  ns.destroy();
+  await ns.close();
 
   const best = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, Math.min(...v)]));
   const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));

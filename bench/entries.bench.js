@@ -17,13 +17,12 @@
  * which a loaded machine disturbs less. BENCH_BASE=/path/to/other/dist/lib adds the same
  * rows for another build in the same process (A/B on the same machine state).
  */
-const { Netns, compileC, since, printTable, machine } = require('./lib');
+const { sandbox, timed, compileC, since, printTable, machine } = require('./lib');
 
 const N = Number(process.argv[2] ?? 100000);
 const ROUNDS = Number(process.argv[3] ?? 3);
 const ONLY = process.argv[4];
 const CLI_N = 250; // the most entries conntrack 1.4.7 -U updates here before ENOBUFS
-const { spawnSync } = require('child_process');
 const os = require('os');
 const WINDOW = 1024; // the library's window with the 8 MB receive buffer it gets as root
 
@@ -40,34 +39,32 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const best = (xs) => Math.min(...xs);
 
 async function main() {
-  const { Conntrack } = require('../dist/lib');
   const floor = compileC('c/entries_floor.c', 'entries_floor');
-  const ns = await Netns.create();
-  ns.sh(`sysctl -q -w net.netfilter.nf_conntrack_max=${Math.max(262144, N * 2)} 2>/dev/null || true`);
-  const ct = await Conntrack.open({ netns: ns.path });
+  const ns = await sandbox();
+  await ns.sh(`sysctl -q -w net.netfilter.nf_conntrack_max=${Math.max(262144, N * 2)} 2>/dev/null || true`);
+  const ct = ns.ct;
   console.log(`${machine()}\n${N} entries, ${ROUNDS} rounds, window ${WINDOW}`);
 
   let floorCpu = 0;
-  const runFloor = (op, mark = 1) => {
-    const [ok, errs, secs, cpu] = ns.run(floor, [op, String(N), String(WINDOW), String(mark)]).trim().split(' ').map(Number);
+  const runFloor = async (op, mark = 1) => {
+    const [ok, errs, secs, cpu] = (await ns.run(floor, [op, String(N), String(WINDOW), String(mark)])).stdout.trim().split(' ').map(Number);
     if (ok !== N || errs !== 0) throw new Error(`floor ${op}: ${ok} ok, ${errs} errors`);
     floorCpu = cpu;
     return secs;
   };
-  const count = () => Number(ns.sh('conntrack -C').trim());
+  const count = async () => Number((await ns.sh('conntrack -C')).stdout.trim());
 
   if (ONLY === 'create') {
     await createOnly(ns, ct, runFloor, () => floorCpu, count);
-    await ct.close();
-    ns.destroy();
+    await ns.close();
     return;
   }
 
   const um = { floor: [], lib: [], cli: [] };
   for (let r = 0; r < ROUNDS; r++) {
     // updateMatching: the table filled by the floor (mark 1), then every entry to another mark.
-    runFloor('create', 1);
-    let [ok, errs, secs] = ns.run(floor, ['update-matching', '0', String(WINDOW), '7']).trim().split(' ').map(Number);
+    await runFloor('create', 1);
+    let [ok, errs, secs] = (await ns.run(floor, ['update-matching', '0', String(WINDOW), '7'])).stdout.trim().split(' ').map(Number);
     if (ok !== N || errs !== 0) throw new Error(`floor update-matching: ${ok} ok, ${errs} errors`);
     um.floor.push(secs);
     const t0 = process.hrtime.bigint();
@@ -77,11 +74,11 @@ async function main() {
     // conntrack 1.4.7 -U stops with ENOBUFS after 256 updates here: it leaves a reply
     // unread on its update socket per entry until the default 208 KB buffer overflows. So
     // it is timed on CLI_N entries (what it completes) and its rate compared per entry.
-    const full = spawnSync('nsenter', [`--net=${ns.path}`, '--', 'conntrack', '-U', '-f', 'ipv4', '-p', 'udp', '-m', '9'], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
-    um.cliFull = `${full.status === 0 ? 'completed' : 'failed'}: ${full.stderr.trim().split('\n').pop()}`;
-    runFloor('delete');
-    ns.run(floor, ['create', String(CLI_N), String(WINDOW), '1']);
-    um.cli.push(ns.time('sh', ['-c', 'conntrack -U -f ipv4 -p udp -m 9 >/dev/null 2>&1']) * (N / CLI_N));
+    const full = await ns.run('conntrack', ['-U', '-f', 'ipv4', '-p', 'udp', '-m', '9'], { allowFailure: true });
+    um.cliFull = `${full.code === 0 ? 'completed' : 'failed'}: ${full.stderr.trim().split('\n').pop()}`;
+    await runFloor('delete');
+    await ns.run(floor, ['create', String(CLI_N), String(WINDOW), '1']);
+    um.cli.push(await timed(ns, 'sh', ['-c', 'conntrack -U -f ipv4 -p udp -m 9 >/dev/null 2>&1']) * (N / CLI_N));
     if ((await ct.list({ mark: 9 })).length !== CLI_N) throw new Error('conntrack -U did not change every entry');
     await ct.flush();
   }
@@ -95,8 +92,7 @@ async function main() {
     printTable(`bulk update of ${N} entries by filter (best of ${ROUNDS}; ratio = method / C floor)`, ['method', 'seconds', 'entries/s', 'vs floor'], umRows((x) => Math.round(N / x).toLocaleString('en-US')));
     umNote();
     console.log(`\ntarget: updateMatching >= 0.7x floor ${best(um.floor) / best(um.lib) >= 0.7 ? 'met' : 'MISSED'}`);
-    await ct.close();
-    ns.destroy();
+    await ns.close();
     return;
   }
 
@@ -104,24 +100,24 @@ async function main() {
   const dm = { noCache: { dm: [], dmExact: [], dmDump: [], cli: [], flush: [] }, cache: { dm: [], dmExact: [], dmDump: [], cli: [], flush: [] } };
   for (let r = 0; r < ROUNDS; r++) {
     // C floor.
-    t.cCreate.push(runFloor('create'));
-    t.cUpdate.push(runFloor('update', 7));
-    t.cDelete.push(runFloor('delete'));
-    if (count() !== 0) throw new Error('floor left entries behind');
+    t.cCreate.push(await runFloor('create'));
+    t.cUpdate.push(await runFloor('update', 7));
+    t.cDelete.push(await runFloor('delete'));
+    if ((await count()) !== 0) throw new Error('floor left entries behind');
 
     // Library.
     const keys = Array.from({ length: N }, (_, i) => key(i));
     let t0 = process.hrtime.bigint();
     await Promise.all(keys.map((k) => ct.create({ ...k, timeout: 600, mark: 1 })));
     t.jsCreate.push(since(t0));
-    if (count() !== N) throw new Error('create: wrong count');
+    if ((await count()) !== N) throw new Error('create: wrong count');
     t0 = process.hrtime.bigint();
     await Promise.all(keys.map((k) => ct.update({ ...k, mark: 7 })));
     t.jsUpdate.push(since(t0));
     t0 = process.hrtime.bigint();
     await Promise.all(keys.map((k) => ct.delete(k)));
     t.jsDelete.push(since(t0));
-    if (count() !== 0) throw new Error('delete: entries left');
+    if ((await count()) !== 0) throw new Error('delete: entries left');
 
     // Library, at most 2048 promises outstanding (what a careful bulk caller does).
     t0 = process.hrtime.bigint();
@@ -133,56 +129,55 @@ async function main() {
     t0 = process.hrtime.bigint();
     await pool(N, 2048, (i) => ct.delete(keys[i]));
     t.pDelete.push(since(t0));
-    if (count() !== 0) throw new Error('pooled delete: entries left');
+    if ((await count()) !== 0) throw new Error('pooled delete: entries left');
 
     // Library bulk calls: createMany / deleteMany (one promise per call, items pipelined).
     const specs = keys.map((k) => ({ ...k, timeout: 600, mark: 1 }));
     t0 = process.hrtime.bigint();
     const made = await ct.createMany(specs);
     t.bCreate.push(since(t0));
-    if (made.ok !== N || count() !== N) throw new Error(`createMany: ${made.ok} ok, ${made.errors.length} errors`);
+    if (made.ok !== N || (await count()) !== N) throw new Error(`createMany: ${made.ok} ok, ${made.errors.length} errors`);
     t0 = process.hrtime.bigint();
     const gone = await ct.deleteMany(keys);
     t.bDelete.push(since(t0));
-    if (gone.ok !== N || count() !== 0) throw new Error(`deleteMany: ${gone.ok} ok, ${gone.errors.length} errors`);
+    if (gone.ok !== N || (await count()) !== 0) throw new Error(`deleteMany: ${gone.ok} ok, ${gone.errors.length} errors`);
 
     // Bulk delete by mark: library vs conntrack -D (tables filled by the floor), for entries
     // made without and with an event cache (nf_conntrack_events 0 / 1 while they are made;
     // back to the default 2 for the delete). The kernel's flush costs about 3x more per
     // entry that has one, whoever deletes it.
     for (const state of ['noCache', 'cache']) {
-      const fill = () => {
-        ns.sh(`sysctl -q -w net.netfilter.nf_conntrack_events=${state === 'cache' ? 1 : 0}`);
-        runFloor('create', 1);
-        ns.sh('sysctl -q -w net.netfilter.nf_conntrack_events=2');
+      const fill = async () => {
+        await ns.sysctl('net.netfilter.nf_conntrack_events', state === 'cache' ? 1 : 0);
+        await runFloor('create', 1);
+        await ns.sysctl('net.netfilter.nf_conntrack_events', 2);
       };
       const d = dm[state];
-      fill();
+      await fill();
       t0 = process.hrtime.bigint();
       const removed = await ct.deleteMatching({ mark: 1 });
       d.dm.push(since(t0));
-      if (removed !== N || count() !== 0) throw new Error(`deleteMatching removed ${removed}`);
-      fill();
+      if (removed !== N || (await count()) !== 0) throw new Error(`deleteMatching removed ${removed}`);
+      await fill();
       t0 = process.hrtime.bigint();
       const exact = await ct.deleteMatching({ mark: 1 }, undefined, { exact: true });
       d.dmExact.push(since(t0));
-      if (exact !== N || count() !== 0) throw new Error(`deleteMatching (exact: true) removed ${exact}`);
-      fill();
+      if (exact !== N || (await count()) !== 0) throw new Error(`deleteMatching (exact: true) removed ${exact}`);
+      await fill();
       t0 = process.hrtime.bigint();
       const dumped = await ct.deleteMatching({ mark: 1 }, () => true);
       d.dmDump.push(since(t0));
-      if (dumped !== N || count() !== 0) throw new Error(`deleteMatching (dump path) removed ${dumped}`);
-      fill();
-      d.cli.push(ns.time('sh', ['-c', 'conntrack -D -m 1 >/dev/null 2>&1']));
-      if (count() !== 0) throw new Error('conntrack -D left entries');
-      fill();
+      if (dumped !== N || (await count()) !== 0) throw new Error(`deleteMatching (dump path) removed ${dumped}`);
+      await fill();
+      d.cli.push(await timed(ns, 'sh', ['-c', 'conntrack -D -m 1 >/dev/null 2>&1']));
+      if ((await count()) !== 0) throw new Error('conntrack -D left entries');
+      await fill();
       t0 = process.hrtime.bigint();
       await ct.flush({ mark: 1 });
       d.flush.push(since(t0));
-      if (count() !== 0) throw new Error('flush left entries');
+      if ((await count()) !== 0) throw new Error('flush left entries');
     }
   }
-  await ct.close();
 
   const ops = (s) => Math.round(N / s).toLocaleString('en-US');
   const rows = [];
@@ -216,7 +211,7 @@ async function main() {
     `deleteMatching >= 5x conntrack -D ${dmOk ? 'met' : 'MISSED'} (${dmRatio('noCache').toFixed(1)}x) for entries without an event cache; ` +
     `with one ${dmRatio('cache').toFixed(1)}x, where the kernel's flush by itself reaches ${dmRatio('cache', 'flush').toFixed(1)}x; ` +
     `updateMatching >= 0.7x floor ${best(um.floor) / best(um.lib) >= 0.7 ? 'met' : 'MISSED'} (${(best(um.floor) / best(um.lib)).toFixed(2)}x)`);
-  ns.destroy();
+  await ns.close();
 }
 
 /** The create rows only, interleaved per round, wall and CPU time (see the usage above). */
@@ -238,12 +233,12 @@ async function createOnly(ns, ct, runFloor, lastFloorCpu, count) {
     const wall = since(t0);
     const c = process.cpuUsage(c0);
     add(name, wall, (c.user + c.system) / 1e6);
-    if (count() !== N) throw new Error(`${name}: wrong count`);
-    runFloor('delete');
+    if ((await count()) !== N) throw new Error(`${name}: wrong count`);
+    await runFloor('delete');
   };
   for (let r = 0; r < ROUNDS; r++) {
-    add('C floor', runFloor('create'), lastFloorCpu());
-    runFloor('delete');
+    add('C floor', await runFloor('create'), lastFloorCpu());
+    await runFloor('delete');
     for (const [tag, c] of libs) {
       await timed(`createMany${tag}`, async () => {
         const made = await c.createMany(specs);

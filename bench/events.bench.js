@@ -17,8 +17,7 @@
  * and the flood runs with the buffers the namespace allows.
  * Usage: node bench/events.bench.js [events=100000] [flood=200000]   (after `npm run build`)
  */
-const { spawn } = require('child_process');
-const { Netns, compileC, fillUdp, sendUdp, since, printTable, machine } = require('./lib');
+const { sandbox, compileC, fillUdp, sendUdp, since, printTable, machine } = require('./lib');
 
 const N = Number(process.argv[2] ?? 100000);
 const FLOOD = Number(process.argv[3] ?? 200000);
@@ -55,7 +54,7 @@ async function drain(stream, mode) {
 
 /** Starts the C listener in flood mode (reads until told to stop); resolves once it listens. */
 async function startFloor(floorBin, ns, rcvbuf) {
-  const child = spawn('nsenter', [`--net=${ns.path}`, '--', floorBin, '0', String(rcvbuf)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = ns.spawn(floorBin, ['0', String(rcvbuf)], { stdio: ['pipe', 'pipe', 'inherit'], ref: true });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 5));
@@ -119,10 +118,9 @@ async function floodRuns(ct, ns, floorBin) {
 }
 
 async function main() {
-  const { Conntrack } = require('../dist/lib');
   const floorBin = compileC('c/events_floor.c', 'events_floor');
-  const ns = await Netns.create();
-  const ct = await Conntrack.open({ netns: ns.path });
+  const ns = await sandbox();
+  const ct = ns.ct;
   console.log(machine());
   const a = ct.events({ types: ['new'], receiveBufferSize: RCVBUF }).pause();
   const b = ct.events({ types: ['new'], receiveBufferSize: RCVBUF }).pause();
@@ -131,8 +129,7 @@ async function main() {
     a.close();
     b.close();
     await floodRuns(ct, ns, floorBin);
-    await ct.close();
-    ns.destroy();
+    await ns.close();
     return;
   }
 
@@ -150,13 +147,13 @@ async function main() {
   }
   await ct.flush({ proto: 'tcp' });
 
-  const floor = spawn('nsenter', [`--net=${ns.path}`, '--', floorBin, String(N), String(RCVBUF)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const floor = ns.spawn(floorBin, [String(N), String(RCVBUF)], { stdio: ['pipe', 'pipe', 'inherit'], ref: true });
   let out = '';
   floor.stdout.on('data', (d) => (out += d));
   while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 5));
 
   const t0 = process.hrtime.bigint();
-  const count = fillUdp(ns, N);
+  const count = await fillUdp(ns, N);
   console.log(`queued ${count} NEW events (real UDP flows) in ${since(t0).toFixed(2)} s; kernel buffer ${(a.kernelQueuedBytes / (1 << 20)).toFixed(1)} MB per socket`);
   if (count < N) throw new Error(`only ${count} of ${N} flows were created (nf_conntrack_max?)`);
 
@@ -185,8 +182,7 @@ async function main() {
   const ok = rate(it.n, it.secs) / floorRate >= 0.9 && it.lost === 0 && bt.lost === 0;
   console.log(`target (for await >= 0.9x the C listener, nothing lost): ${ok ? 'met' : 'NOT met'}`);
   await floodRuns(ct, ns, floorBin);
-  await ct.close();
-  ns.destroy();
+  await ns.close();
 }
 
 main().catch((e) => {

@@ -10,7 +10,7 @@
  * Usage: node --expose-gc bench/mirror.bench.js [flood=1000000]   (after `npm run build`)
  */
 const fs = require('fs');
-const { Netns, fillUdp, sendUdp, since, printTable, machine } = require('./lib');
+const { sandbox, fillUdp, sendUdp, since, printTable, machine } = require('./lib');
 
 const FLOOD = Number(process.argv[2] ?? 1000000);
 const MB = 1 << 20;
@@ -22,14 +22,13 @@ async function settledGc() {
 }
 
 async function main() {
-  const { Conntrack } = require('../dist/lib');
   const max = Number(fs.readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim());
-  const ns = await Netns.create();
+  const ns = await sandbox();
   let t0 = process.hrtime.bigint();
-  const filled = fillUdp(ns, max);
+  const filled = await fillUdp(ns, max);
   console.log(`${machine()}\nfilled ${filled} flows (nf_conntrack_max ${max}) in ${since(t0).toFixed(2)} s`);
 
-  const ct = await Conntrack.open({ netns: ns.path });
+  const ct = ns.ct;
   await settledGc();
   const before = process.memoryUsage();
   t0 = process.hrtime.bigint();
@@ -61,12 +60,11 @@ async function main() {
   await m.settle();
   clearInterval(sampler);
   peak = Math.max(peak, process.memoryUsage().rss);
-  const kernel = Number(ns.run('cat', ['/proc/sys/net/netfilter/nf_conntrack_count']).trim());
+  const kernel = Number(await ns.sysctl('net.netfilter.nf_conntrack_count'));
   const size1 = m.size;
   const lost = m.lost;
   m.close();
-  await ct.close();
-  ns.destroy();
+  await ns.close();
 
   const perEntry = (a, b) => ((b - a) / size0).toFixed(0);
   printTable(`mirror of ${size0} entries, then a flood of ${sent} new flows in ${floodSecs.toFixed(2)} s`,

@@ -7,7 +7,7 @@
  */
 const path = require('path');
 const { execFileSync } = require('child_process');
-const { Netns, fillUdp, since, printTable, machine } = require('./lib');
+const { sandbox, timed, fillUdp, since, printTable, machine } = require('./lib');
 
 const FLOWS = Number(process.argv[2] ?? 200000);
 const ROUNDS = Number(process.argv[3] ?? 3);
@@ -15,20 +15,20 @@ const NFCT = path.join(__dirname, '../dist/apps/nfct/main.js');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
-  const ns = await Netns.create();
+  const ns = await sandbox();
   try {
     const t0 = process.hrtime.bigint();
-    const count = fillUdp(ns, FLOWS);
+    const count = await fillUdp(ns, FLOWS);
     console.log(`${machine()}\nfilled ${count} flows in ${since(t0).toFixed(2)} s`);
     const times = { cli: [], nfct: [] };
     for (let r = 0; r < ROUNDS; r++) {
-      times.cli.push(ns.time('sh', ['-c', 'conntrack -L >/dev/null 2>&1']));
-      times.nfct.push(ns.time('sh', ['-c', `${process.execPath} ${NFCT} -L >/dev/null 2>&1`]));
+      times.cli.push(await timed(ns, 'sh', ['-c', 'conntrack -L >/dev/null 2>&1']));
+      times.nfct.push(await timed(ns, 'sh', ['-c', `${process.execPath} ${NFCT} -L >/dev/null 2>&1`]));
     }
     // Same lines from both (a check that the bench compares like with like).
     const strip = (s) => s.split('\n').map((l) => l.replace(/^(\S+\s+\d+ )\d+ /, '$1T ')).sort().join('\n');
-    const a = ns.run('sh', ['-c', 'conntrack -L 2>/dev/null | head -1000']);
-    const b = ns.run('sh', ['-c', `${process.execPath} ${NFCT} -L 2>/dev/null | head -1000`]);
+    const a = (await ns.sh('conntrack -L 2>/dev/null | head -1000')).stdout;
+    const b = (await ns.sh(`${process.execPath} ${NFCT} -L 2>/dev/null | head -1000`)).stdout;
     if (strip(a).split('\n').length !== strip(b).split('\n').length) throw new Error('conntrack -L and nfct -L printed different line counts');
     // Interleaved with a bare `node -e 0`: most of a cold start is Node's own.
     const version = [];
@@ -51,7 +51,7 @@ async function main() {
       ['node -e 0', (best(bare) * 1000).toFixed(0), (median(bare) * 1000).toFixed(0)],
     ]);
   } finally {
-    ns.destroy();
+    await ns.close();
   }
 }
 

@@ -8,7 +8,7 @@
  *     scrape instead of keeping the counts from the mirror's events.
  * Prints median / p95 / max in ms. Usage: node bench/prometheus.bench.js [flows=200000] [scrapes=50]
  */
-const { Netns, since, printTable, machine, rssMB } = require('./lib');
+const { sandbox, since, printTable, machine, rssMB } = require('./lib');
 
 const N = Number(process.argv[2] ?? 200000);
 const SCRAPES = Number(process.argv[3] ?? 50);
@@ -37,19 +37,18 @@ async function timeIt(n, fn) {
 }
 
 async function main() {
-  const { Conntrack } = require('../dist/lib');
   const { registerMetrics, startExporter } = require('../dist/apps/prometheus');
   const { Registry } = require('prom-client');
-  const ns = await Netns.create();
-  ns.sh(`sysctl -q -w net.netfilter.nf_conntrack_max=${Math.max(262144, N * 2)} 2>/dev/null || true`);
-  const ct = await Conntrack.open({ netns: ns.path });
+  const ns = await sandbox();
+  await ns.sh(`sysctl -q -w net.netfilter.nf_conntrack_max=${Math.max(262144, N * 2)} 2>/dev/null || true`);
+  const ct = ns.ct;
   console.log(`${machine()}\n${N} flows, ${SCRAPES} scrapes per method`);
 
   let t0 = process.hrtime.bigint();
   const { ok, errors } = await ct.createMany(Array.from({ length: N }, (_, i) => spec(i)));
   const created = since(t0);
   if (ok !== N) throw new Error(`createMany: ${ok} ok, ${errors.length} refused (${errors[0]?.error?.message})`);
-  const count = Number(ns.run('conntrack', ['-C']).trim());
+  const count = Number((await ns.run('conntrack', ['-C'])).stdout.trim());
   if (count !== N) throw new Error(`conntrack -C says ${count}, expected ${N}`);
   console.log(`created ${N} entries in ${created.toFixed(2)} s`);
 
@@ -94,8 +93,7 @@ async function main() {
   console.log(`exposition: ${first.length} bytes, ${first.split('\n').filter((l) => l && !l.startsWith('#')).length} samples`);
 
   metrics.close();
-  await ct.close();
-  ns.destroy();
+  await ns.close();
 }
 
 main().catch((err) => {

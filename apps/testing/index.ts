@@ -44,6 +44,8 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** Kill the command after this many ms (rejects with code ETIMEDOUT). */
   timeout?: number;
+  /** The command's environment. Default: this process's (process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface RunResult {
@@ -329,7 +331,7 @@ class SandboxImpl implements Sandbox {
   run(cmd: string, args: string[] = [], options: RunOptions = {}): Promise<RunResult> {
     if (this.closing) return Promise.reject(new ConntrackError('ERR_CLOSED', 'sandbox.run: the sandbox is closed'));
     return new Promise((resolve, reject) => {
-      const child = spawnChild('nsenter', [`--net=${this.path}`, '--', cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawnChild('nsenter', [`--net=${this.path}`, '--', cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: options.env });
       this.children.add(child);
       const out: Buffer[] = [];
       const err: Buffer[] = [];

@@ -1,10 +1,10 @@
 'use strict';
 /**
- * Shared helpers for the benchmarks in bench/: a throwaway network namespace, compiling
+ * Shared helpers for the benchmarks in bench/: a throwaway network namespace (a sandbox), compiling
  * and running a C floor program, filling a table with real flows, and printing tables.
  * Plain CommonJS so every bench runs standalone with `node bench/x.bench.js`.
  */
-const { execFileSync, spawn, spawnSync } = require('child_process');
+const { execFileSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -20,60 +20,19 @@ function compileC(sources, name, libs = ['-lmnl']) {
   return out;
 }
 
-/** A network namespace held open by `unshare -n sleep infinity`. */
-class Netns {
-  constructor(child) {
-    this.child = child;
-    this.pid = child.pid;
-    this.path = `/proc/${child.pid}/ns/net`;
-  }
+/**
+ * A throwaway network namespace: conntrack/testing's sandbox() from the build (dist/), so
+ * the benches use the same namespaces, commands and cleanup as the package's own tests.
+ */
+function sandbox(options) {
+  return require('../../dist/apps/testing').sandbox(options);
+}
 
-  static async create() {
-    const child = spawn('unshare', ['-n', '--', 'sleep', 'infinity'], { stdio: 'ignore' });
-    const own = fs.readlinkSync('/proc/self/ns/net');
-    for (let i = 0; i < 1000; i++) {
-      if (child.exitCode !== null) throw new Error('unshare -n failed: run as root or under `unshare -Urn`');
-      let theirs = '';
-      try {
-        theirs = fs.readlinkSync(`/proc/${child.pid}/ns/net`);
-      } catch {
-        /* not yet */
-      }
-      if (theirs && theirs !== own) break;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const ns = new Netns(child);
-    ns.run('ip', ['link', 'set', 'lo', 'up']);
-    process.on('exit', () => ns.destroy());
-    return ns;
-  }
-
-  /** Runs a command inside the namespace synchronously; returns stdout. */
-  run(cmd, args, options = {}) {
-    return execFileSync('nsenter', [`--net=${this.path}`, '--', cmd, ...args], {
-      maxBuffer: 1 << 30,
-      encoding: options.encoding ?? 'utf8',
-      stdio: options.stdio,
-      input: options.input,
-    });
-  }
-
-  sh(script) {
-    return this.run('sh', ['-c', script]);
-  }
-
-  /** Runs a command inside the namespace and returns its wall time in seconds. */
-  time(cmd, args) {
-    const t0 = process.hrtime.bigint();
-    const r = spawnSync('nsenter', [`--net=${this.path}`, '--', cmd, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
-    const t = Number(process.hrtime.bigint() - t0) / 1e9;
-    if (r.status !== 0) throw new Error(`${cmd} exited with ${r.status}`);
-    return t;
-  }
-
-  destroy() {
-    if (this.child.exitCode === null && !this.child.killed) this.child.kill('SIGKILL');
-  }
+/** Runs a command inside the sandbox and returns its wall time in seconds. */
+async function timed(sb, cmd, args) {
+  const t0 = process.hrtime.bigint();
+  await sb.run(cmd, args);
+  return since(t0);
 }
 
 /**
@@ -81,28 +40,27 @@ class Netns {
  * conntrack, a long UDP timeout so the entries outlive the run, and a C sender on loopback.
  * Returns the number of entries the kernel reports afterwards.
  */
-function fillUdp(ns, count) {
+async function fillUdp(sb, count) {
   const sender = compileC('lib/fill_udp.c', 'fill_udp', []);
-  ns.sh('sysctl -q -w net.netfilter.nf_conntrack_udp_timeout=3600 net.netfilter.nf_conntrack_udp_timeout_stream=3600');
-  ns.run('nft', ['-f', '-'], {
-    input:
-      'table inet bench {\n' +
+  await sb.sysctls({ 'net.netfilter.nf_conntrack_udp_timeout': 3600, 'net.netfilter.nf_conntrack_udp_timeout_stream': 3600 });
+  await sb.nft(
+    'table inet bench {\n' +
       '  chain out { type filter hook output priority 0; ct state new counter; }\n' +
       '  chain in { type filter hook input priority 0; meta l4proto udp drop; }\n' +
       '}\n',
-  });
-  ns.run(sender, [String(count)]);
-  return Number(ns.run('cat', ['/proc/sys/net/netfilter/nf_conntrack_count']).trim());
+  );
+  await sb.run(sender, [String(count)]);
+  return Number(await sb.sysctl('net.netfilter.nf_conntrack_count'));
 }
 
 /**
  * Starts sending `count` more UDP datagrams to new destinations (index `first` on) in the
  * background (fillUdp must have set up the namespace); resolves with the sent count.
  */
-function sendUdp(ns, count, first) {
+function sendUdp(sb, count, first) {
   const sender = compileC('lib/fill_udp.c', 'fill_udp', []);
   return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', [`--net=${ns.path}`, '--', sender, String(count), String(first)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = sb.spawn(sender, [String(count), String(first)], { stdio: ['ignore', 'pipe', 'inherit'], ref: true });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('error', reject);
@@ -155,4 +113,4 @@ function machine() {
   return `${os.cpus().length} cpus (${os.cpus()[0].model.trim()}), Linux ${os.release()}, node ${process.version}`;
 }
 
-module.exports = { compileC, Netns, fillUdp, sendUdp, withConntrackMax, since, rssMB, printTable, machine, OUT };
+module.exports = { compileC, sandbox, timed, fillUdp, sendUdp, withConntrackMax, since, rssMB, printTable, machine, OUT };

@@ -1,9 +1,22 @@
 /**
- * Runs a script in a child Node process against the built package (dist/lib), for what a
- * test cannot observe inside Jest: process-level uncaught exceptions, exit codes, crashes.
+ * Child processes in tests: the stdout of one that must exit 0, and scripts run in a child
+ * Node process against the built package (dist/lib), for what a test cannot observe inside
+ * Jest: process-level uncaught exceptions, exit codes, crashes.
  */
-import { execFile } from 'child_process';
+import { ChildProcess, execFile } from 'child_process';
 import * as path from 'path';
+
+/** Resolves with a child process's stdout once it exits 0; rejects with the exit code and stderr otherwise. */
+export function stdoutOf(child: ChildProcess): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let o = '';
+    let e = '';
+    child.stdout!.on('data', (d) => (o += d));
+    child.stderr!.on('data', (d) => (e += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(o) : reject(new Error(`child exited ${code}: ${e}`))));
+  });
+}
 
 export const DIST = path.join(__dirname, '..', '..', 'dist', 'lib');
 

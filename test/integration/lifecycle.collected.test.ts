@@ -10,7 +10,7 @@ import * as v8 from 'v8';
 import * as vm from 'vm';
 import { Conntrack, ConntrackError } from '../../lib';
 import { native } from '../../lib/wire/native';
-import { Netns } from '../helpers/netns';
+import { Sandbox, sandbox } from '../../apps/testing';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -28,12 +28,12 @@ async function collect(done: () => boolean, rounds = 300): Promise<void> {
 }
 
 const TABLE = 20000;
-let ns: Netns;
+let ns: Sandbox;
 
 // Objects are made in functions of their own: a local of the test's own async function
 // could stay reachable from its suspended frame.
 beforeAll(async () => {
-  ns = await Netns.create();
+  ns = await sandbox();
   // More entries than a dump reads ahead (a batch of 1 MiB) before it pauses.
   const ct = await Conntrack.open({ netns: ns.path });
   const r = await ct.createMany(
@@ -46,7 +46,7 @@ beforeAll(async () => {
   await warm.list();
   await warm.close();
 });
-afterAll(() => ns?.destroy());
+afterAll(() => ns?.close());
 afterEach(() => native().testing.reset());
 
 describe('dropped handles are collected', () => {
@@ -135,7 +135,7 @@ describe('socket failures seen from the library', () => {
     [...Array(n).keys()].map((i) => ({ proto: 'udp' as const, orig: { src: `10.${b}.${i >> 8}.${i & 255}`, dst: '10.90.0.1', sport: 2000, dport: 53 }, timeout: 600 }));
 
   test('a batch that fails part-way: the items sent get their true answers, only the rest fail', async () => {
-    const inner = await Netns.create();
+    const inner = await sandbox();
     const ct = await Conntrack.open({ netns: inner.path });
     try {
       // The 1500th allocation of the first requestBatch() (one per message, one per datagram
@@ -156,12 +156,12 @@ describe('socket failures seen from the library', () => {
       expect(idx[0]).toBeGreaterThan(0);
     } finally {
       await ct.close();
-      inner.destroy();
+      await inner.close();
     }
   });
 
   test('the sender thread failing a block fails only that block\'s requests', async () => {
-    const inner = await Netns.create();
+    const inner = await sandbox();
     const ct = await Conntrack.open({ netns: inner.path });
     try {
       native().testing.failSend(1, ENOBUFS);
@@ -173,7 +173,7 @@ describe('socket failures seen from the library', () => {
       expect(r.ok + r.errors.length).toBe(3000);
     } finally {
       await ct.close();
-      inner.destroy();
+      await inner.close();
     }
   });
 

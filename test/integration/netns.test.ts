@@ -9,14 +9,15 @@ import { closeSync, existsSync, openSync, readlinkSync } from 'fs';
 import * as path from 'path';
 import { promisify } from 'util';
 import { Conntrack, ConntrackError, readProcStats } from '../../lib';
-import { Netns } from '../helpers/netns';
+import { Sandbox, sandbox } from '../../apps/testing';
+import { stdoutOf } from '../helpers/child';
 
 const execFileP = promisify(execFile);
 const DIST = path.join(__dirname, '../../dist/lib');
 const own = (): string => readlinkSync('/proc/thread-self/ns/net');
 
-let a: Netns;
-let b: Netns;
+let a: Sandbox;
+let b: Sandbox;
 const name = `nsjs-${process.pid}`;
 
 /** `conntrack -I` of a UDP entry from `src`, run inside the namespace at `nsPath`. */
@@ -27,7 +28,7 @@ async function insert(nsPath: string, src: string): Promise<void> {
 const sources = async (ct: Conntrack): Promise<string[]> => (await ct.list()).map((f) => f.orig.src).sort();
 
 beforeAll(async () => {
-  [a, b] = await Promise.all([Netns.create(), Netns.create()]);
+  [a, b] = await Promise.all([sandbox(), sandbox()]);
   await execFileP('ip', ['netns', 'add', name]);
   await Promise.all([
     insert(a.path, '10.71.0.1'),
@@ -38,8 +39,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  a?.destroy();
-  b?.destroy();
+  await Promise.all([a?.close(), b?.close()]);
   await execFileP('ip', ['netns', 'del', name]).catch(() => undefined);
 });
 
@@ -83,13 +83,13 @@ describe('each way of naming a namespace sees that table and not the caller\'s',
   });
 
   test('the namespace is pinned at open(): the caller may close its fd, and the process may exit', async () => {
-    const c = await Netns.create();
+    const c = await sandbox();
     await insert(c.path, '10.74.0.1');
     const fd = openSync(c.path, 'r');
     const byFd = await Conntrack.open({ netns: { fd } });
     const byPid = await Conntrack.open({ netns: c.pid });
     closeSync(fd);
-    c.destroy(); // the only process in the namespace is gone; the handles still hold it
+    await c.close(); // the only process in the namespace is gone; the handles still hold it
     while (existsSync(`/proc/${c.pid}`)) await new Promise((r) => setTimeout(r, 5));
     try {
       // New sockets (each dump has its own) are made after the process exited.
@@ -207,15 +207,7 @@ describe('errors name the namespace and what to do', () => {
     const fd = openSync(a.path, 'r');
     let stdout: string;
     try {
-      stdout = await new Promise<string>((resolve, reject) => {
-        const child = spawn('unshare', ['-Urn', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe', fd] });
-        let o = '';
-        let e = '';
-        child.stdout!.on('data', (d) => (o += d));
-        child.stderr!.on('data', (d) => (e += d));
-        child.on('error', reject);
-        child.on('close', (code) => (code === 0 ? resolve(o) : reject(new Error(`child exited ${code}: ${e}`))));
-      });
+      stdout = await stdoutOf(spawn('unshare', ['-Urn', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe', fd] }));
     } finally {
       closeSync(fd);
     }

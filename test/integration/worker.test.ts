@@ -5,7 +5,7 @@
  */
 import { Worker } from 'worker_threads';
 import * as path from 'path';
-import { withNetns } from '../helpers/netns';
+import { withSandbox } from '../../apps/testing';
 
 const DIST = path.join(__dirname, '..', '..', 'dist', 'lib');
 
@@ -21,7 +21,7 @@ function runWorker(code: string, workerData: unknown): Promise<unknown> {
 
 describe('worker threads', () => {
   test('two workers list the same namespace at once, each with its own addon instance', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh('conntrack -I -p udp -s 192.0.2.1 -d 192.0.2.2 --sport 5000 --dport 53 -t 60');
       const code = `
         const { parentPort, workerData } = require('worker_threads');
@@ -42,7 +42,7 @@ describe('worker threads', () => {
   });
 
   test('a worker that exits with an open handle and a running dump is cleaned up', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh('for p in $(seq 1000 1200); do conntrack -I -p udp -s 192.0.2.1 -d 192.0.2.2 --sport $p --dport 53 -t 60 2>/dev/null; done');
       const code = `
         const { parentPort, workerData } = require('worker_threads');

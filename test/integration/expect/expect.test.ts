@@ -1,6 +1,6 @@
 import { ChildProcess } from 'child_process';
 import { Conntrack, ConntrackError, Expectation } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 
 /** nft ruleset that hands port-21 connections to the kernel's ftp helper (first packet is in OUTPUT on loopback). */
 const FTP_RULES = `table inet t {
@@ -50,7 +50,7 @@ srv.listen(21, '127.0.0.1', () => {
 setInterval(() => {}, 1 << 30); // stays until killed
 `;
 
-async function startFtp(ns: Netns, mode: 'pasv' | 'port'): Promise<{ child: ChildProcess; clientPort: number; dataPort: number }> {
+async function startFtp(ns: Sandbox, mode: 'pasv' | 'port'): Promise<{ child: ChildProcess; clientPort: number; dataPort: number }> {
   await ns.run('nft', ['-f', '-'], { input: FTP_RULES });
   const child = ns.spawn('node', ['-e', FTP_SCRIPT, mode]);
   const line = await new Promise<string>((resolve, reject) => {
@@ -91,7 +91,7 @@ function cliExpectations(text: string) {
     });
 }
 
-async function cliList(ns: Netns) {
+async function cliList(ns: Sandbox) {
   return cliExpectations((await ns.run('conntrack', ['-L', 'expect'])).stdout);
 }
 
@@ -113,7 +113,7 @@ async function ftpMaster(ct: Conntrack, orig = MASTER, extra: Record<string, unk
 
 describe('expectations against the kernel', () => {
   test('the ftp helper creates an expectation from a real PASV exchange; listed with tuple, mask, master and helper', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const events = ct.expectations.events({ types: ['new'] });
       const ftp = await startFtp(ns, 'pasv');
@@ -150,7 +150,7 @@ describe('expectations against the kernel', () => {
   });
 
   test('an active-mode PORT command makes an expectation from the server side', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const ftp = await startFtp(ns, 'port');
       try {
@@ -171,7 +171,7 @@ describe('expectations against the kernel', () => {
   });
 
   test('create, get, delete and flush agree with conntrack -L expect', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ftpMaster(ct);
@@ -246,7 +246,7 @@ describe('expectations against the kernel', () => {
   });
 
   test('IPv6 expectations and zones', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const orig = { src: 'fd00::1', dst: 'fd00::2', sport: 40000, dport: 21 };
@@ -280,7 +280,7 @@ describe('expectations against the kernel', () => {
   });
 
   test('kernel refusals are explained: no master, master without helper, duplicate', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const tuple = { src: '10.1.0.2', dst: '10.1.0.1', dport: 50000 };
@@ -314,7 +314,7 @@ describe('expectations against the kernel', () => {
   });
 
   test('events report new and destroy; types select them; lost stays 0', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       // Subscribe before the master exists: the kernel only reports expectations of
       // masters created while someone listened (see docs/expectations.md).
@@ -352,7 +352,7 @@ describe('expectations against the kernel', () => {
   });
 
   test('an AbortSignal ends the event stream and Conntrack.close() closes it', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const ac = new AbortController();
       const ev = ct.expectations.events({ signal: ac.signal });
@@ -371,7 +371,7 @@ describe('expectations against the kernel', () => {
   });
 
   test('stats() reports per-CPU create and delete counters', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const before = await ct.expectations.stats();
@@ -391,7 +391,7 @@ describe('expectations against the kernel', () => {
   });
 
   test('bad specs are refused with the field named, and nothing is sent', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const sent = jest.spyOn(ct.sock, 'request');
       try {

@@ -6,14 +6,14 @@
  */
 import { Conntrack } from '../../../lib';
 import type { Flow } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 import { CliFlow, parseCli } from './dump.cli';
 
 const key = (f: { orig: { src: string; dst: string; sport?: number; dport?: number } }): string =>
   `${f.orig.src}|${f.orig.dst}|${f.orig.sport ?? ''}|${f.orig.dport ?? ''}`;
 const keys = (fs: Array<Flow | CliFlow>): string[] => fs.map(key).sort();
 
-async function cli(ns: Netns, args: string): Promise<CliFlow[]> {
+async function cli(ns: Sandbox, args: string): Promise<CliFlow[]> {
   const { stdout } = await ns.sh(`conntrack -L -o extended,id ${args} 2>/dev/null`);
   return parseCli(stdout);
 }
@@ -34,7 +34,7 @@ async function natTable(ct: Conntrack): Promise<void> {
 
 describe('NAT filters', () => {
   test("nat: 'src' | 'dst' | 'any' select what conntrack -L --src-nat / --dst-nat / --any-nat select, IPv4 and IPv6", async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await natTable(ct);
@@ -57,7 +57,7 @@ describe('NAT filters', () => {
   });
 
   test('natAddress / natPort: the translated address and port, as --src-nat ADDR[:PORT] means them; IPv6 compared too', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await natTable(ct);
@@ -91,7 +91,7 @@ describe('NAT filters', () => {
   });
 
   test('refusals name the field', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await expect(ct.list({ nat: 'both' as never })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'filter.nat' });
@@ -108,7 +108,7 @@ describe('NAT filters', () => {
 
 describe('state filter', () => {
   test('state names select what conntrack -L --state selects, including the CLI alias LISTEN; SCTP and arrays', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const states = ['ESTABLISHED', 'SYN_SENT', 'TIME_WAIT', 'ESTABLISHED', 'SYN_SENT2', 'CLOSE'];
@@ -144,7 +144,7 @@ describe('state filter', () => {
   });
 
   test('events take the state filter too (checked by the library after the kernel filter)', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const ev = ct.events({ types: ['new'], filter: { proto: 'tcp', state: 'ESTABLISHED' } });
@@ -164,7 +164,7 @@ describe('state filter', () => {
 
 describe('protocol names from /etc/protocols', () => {
   test("proto: 'igmp' is 2 (as conntrack -p igmp), Flow.proto shows the number, aliases and case are accepted", async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.create({ proto: 'igmp', orig: { src: '10.0.0.1', dst: '224.0.0.1' }, timeout: 300 });
@@ -186,7 +186,7 @@ describe('protocol names from /etc/protocols', () => {
 
 describe('entries named by their reply tuple', () => {
   test('get and delete take { proto, reply }, like conntrack -G / -D --reply-src ... ; IPv4 and IPv6, NAT entries', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await natTable(ct);

@@ -5,11 +5,11 @@
  */
 import { Conntrack } from '../../../lib';
 import type { CreateSpec, Flow } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 import { parseCli } from './dump.cli';
 
 /** Real UDP flows with counters: `perPort` datagrams to each port (IPv4 and IPv6). */
-async function traffic(ns: Netns, ports: number[], perPort: number): Promise<void> {
+async function traffic(ns: Sandbox, ports: number[], perPort: number): Promise<void> {
   await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
   await ns.run('nft', ['-f', '-'], {
     input: 'table inet t {\n chain out {\n type filter hook output priority 0;\n ct state new counter\n }\n}\n',
@@ -28,7 +28,7 @@ async function traffic(ns: Netns, ports: number[], perPort: number): Promise<voi
 }
 
 /** `conntrack -L [table] -o extended,id [args]` (the table must follow -L directly). */
-async function cli(ns: Netns, args: string, table = ''): Promise<ReturnType<typeof parseCli>> {
+async function cli(ns: Sandbox, args: string, table = ''): Promise<ReturnType<typeof parseCli>> {
   const { stdout } = await ns.sh(`conntrack -L ${table} -o extended,id ${args} 2>/dev/null`);
   return parseCli(stdout);
 }
@@ -37,7 +37,7 @@ const packets = (f: Flow): bigint => f.counters!.orig.packets;
 
 describe('zeroCounters', () => {
   test('list({}, { zeroCounters }) returns the counters before zeroing, as conntrack -L -z shows them; IPv4 and IPv6', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await traffic(ns, [7001, 7002], 3);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -66,7 +66,7 @@ describe('zeroCounters', () => {
   });
 
   test('with a filter the kernel cannot apply, only the matching entries are zeroed (conntrack -z refuses filters)', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await traffic(ns, [7001, 7002, 7003], 2);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -100,7 +100,7 @@ describe('zeroCounters', () => {
 
 describe('dying and unconfirmed tables', () => {
   test("table 'dying' lists entries whose DESTROY event is waiting for redelivery, as conntrack -L dying does", async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         // A reliable listener (NETLINK_BROADCAST_ERROR) that does not read: its small buffer
@@ -130,7 +130,7 @@ describe('dying and unconfirmed tables', () => {
   });
 
   test("table 'unconfirmed' is an empty dump on this kernel (as conntrack -L unconfirmed); other operations refuse table", async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.create({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, timeout: 300 });

@@ -7,7 +7,7 @@
  */
 import { Conntrack } from '../../../lib';
 import type { CreateSpec, Flow } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 
 function table(): CreateSpec[] {
   const out: CreateSpec[] = [];
@@ -27,8 +27,8 @@ function table(): CreateSpec[] {
 const picture = (fs: Flow[]): string[] =>
   fs.map((f) => `${f.proto} ${f.orig.src} ${f.orig.sport} mark=${f.mark} ${f.status.filter((s) => s !== 'CONFIRMED').join(',')}`).sort();
 
-async function twins(fn: (a: { ns: Netns; ct: Conntrack }, b: { ns: Netns; ct: Conntrack }) => Promise<void>): Promise<void> {
-  await withNetns(async (nsA) => withNetns(async (nsB) => {
+async function twins(fn: (a: { ns: Sandbox; ct: Conntrack }, b: { ns: Sandbox; ct: Conntrack }) => Promise<void>): Promise<void> {
+  await withSandbox(async (nsA) => withSandbox(async (nsB) => {
     const a = await Conntrack.open({ netns: nsA.path });
     const b = await Conntrack.open({ netns: nsB.path });
     try {
@@ -43,7 +43,7 @@ async function twins(fn: (a: { ns: Netns; ct: Conntrack }, b: { ns: Netns; ct: C
 }
 
 /** The count `conntrack -U ...` reports. */
-async function cliUpdate(ns: Netns, args: string): Promise<number> {
+async function cliUpdate(ns: Sandbox, args: string): Promise<number> {
   // Exit status 1 when nothing was updated; the count is on stderr either way.
   const { stdout } = await ns.sh(`conntrack -U ${args} 2>&1 || true`);
   const m = /(\d+) flow entries have been updated/.exec(stdout);
@@ -91,7 +91,7 @@ describe('updateMatching', () => {
   });
 
   test('labels under a mask (the namespace has label space)', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh("nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && nft add rule inet t c ct label set 127");
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -109,7 +109,7 @@ describe('updateMatching', () => {
   });
 
   test('entries that vanish meanwhile are not errors; a concurrent flush leaves a consistent count', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const specs: CreateSpec[] = [];
@@ -129,7 +129,7 @@ describe('updateMatching', () => {
   });
 
   test('refusals name the field and nothing is changed', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.create({ proto: 'tcp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, timeout: 300, state: 'ESTABLISHED', mark: 1 });

@@ -4,10 +4,10 @@
  */
 import { Conntrack } from '../../../lib';
 import type { CreateSpec, Flow } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 import { parseCli } from './dump.cli';
 
-async function cliLine(ns: Netns, args: string): Promise<ReturnType<typeof parseCli>> {
+async function cliLine(ns: Sandbox, args: string): Promise<ReturnType<typeof parseCli>> {
   const { stdout } = await ns.sh(`conntrack -L -o extended,id ${args} 2>/dev/null`);
   return parseCli(stdout);
 }
@@ -19,7 +19,7 @@ const fams = [
 
 describe('upsert', () => {
   test.each(fams)('$family: creates, then updates in place (same id), as conntrack -A does', async ({ src, dst, flag }) => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const spec: CreateSpec = { proto: 'udp', orig: { src, dst, sport: 5000, dport: 53 }, timeout: 120, mark: 1 };
@@ -59,7 +59,7 @@ describe('upsert', () => {
   });
 
   test('on an existing entry: NAT refused (ENOTSUP, field nat) and nothing changed; status keeps SEEN_REPLY/ASSURED', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const orig = { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 };
@@ -92,7 +92,7 @@ describe('upsert', () => {
   });
 
   test('upsertMany: new and existing entries in one call; a bad item refuses the call before anything is sent', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const spec = (i: number, mark: number): CreateSpec => ({
@@ -124,7 +124,7 @@ describe('upsert', () => {
 
 describe('TCP window flags and scales', () => {
   test('create sets per-direction flags as conntrack -I does (BE_LIBERAL, SACK_PERM), and window scales', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ns.sh('conntrack -I -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1 --dport 2 -t 100 --state ESTABLISHED');
@@ -153,7 +153,7 @@ describe('TCP window flags and scales', () => {
   });
 
   test('update changes only the masked flags; scales need WINDOW_SCALE on both sides; refusals name the field', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const orig = { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 };

@@ -1,9 +1,9 @@
 import { Conntrack, ConntrackError } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 
 describe('dump and list against the kernel', () => {
   test('lists entries created with the conntrack CLI, IPv4 and IPv6', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh(
         'conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53 -t 100 && ' +
           'conntrack -I -p tcp -s fd00::1 -d fd00::2 --sport 40000 --dport 443 -t 200 --state ESTABLISHED -m 7 -w 3',
@@ -28,7 +28,7 @@ describe('dump and list against the kernel', () => {
   });
 
   test('a bad filter is refused with the field named, before anything is sent', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         expect(() => ct.dump({ orig: { sport: 70000 } })).toThrow(ConntrackError);

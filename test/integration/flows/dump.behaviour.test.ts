@@ -7,12 +7,13 @@ import { readdirSync } from 'fs';
 import * as path from 'path';
 import { promisify } from 'util';
 import { Conntrack, ConntrackError } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
+import { waitFor } from '../../helpers/wait';
 
 const execFileP = promisify(execFile);
 
 /** Real UDP flows on loopback: `count` datagrams to distinct ports (nft ct rule loaded). */
-async function fillUdp(ns: Netns, count: number): Promise<void> {
+async function fillUdp(ns: Sandbox, count: number): Promise<void> {
   await ns.sysctl('net.netfilter.nf_conntrack_udp_timeout', 600);
   await ns.run('nft', ['-f', '-'], {
     input: 'table inet t {\n chain out {\n type filter hook output priority 0;\n ct state new counter\n }\n chain in {\n type filter hook input priority 0;\n meta l4proto udp drop\n }\n}\n',
@@ -34,13 +35,9 @@ async function fillUdp(ns: Netns, count: number): Promise<void> {
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-}
-
 describe('dump behaviour', () => {
   test('an early break leaves no open socket and a second dump sees the whole table', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await fillUdp(ns, 6000);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -53,7 +50,7 @@ describe('dump behaviour', () => {
         expect(n).toBe(10);
         // The rest of the kernel dump is drained without decoding, then the socket closes.
         const dumps = ct.children;
-        await until(() => dumps.size === 0 && openFds() <= fdsBefore);
+        await waitFor(() => dumps.size === 0 && openFds() <= fdsBefore, 'the dump socket to close');
         expect(dumps.size).toBe(0);
         expect(openFds()).toBeLessThanOrEqual(fdsBefore);
         const all = await ct.list();
@@ -66,7 +63,7 @@ describe('dump behaviour', () => {
   });
 
   test('an AbortSignal aborts a running dump with ERR_ABORTED', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await fillUdp(ns, 4000);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -87,7 +84,7 @@ describe('dump behaviour', () => {
   });
 
   test('Conntrack.open({ netns }) accepts a pid number', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.run('conntrack', ['-I', '-p', 'udp', '-s', '10.9.0.1', '-d', '10.9.0.2', '--sport', '1', '--dport', '2', '-t', '60']);
       const ct = await Conntrack.open({ netns: ns.pid });
       try {

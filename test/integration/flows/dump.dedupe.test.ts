@@ -4,11 +4,11 @@
  * non-boolean is refused naming the field.
  */
 import { Conntrack } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 
 describe('dump({ dedupe })', () => {
   test('with and without the filter, a quiet table dumps each entry once; bad values are refused', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const specs = Array.from({ length: 300 }, (_, i) => ({ proto: 'udp' as const, orig: { src: '10.7.0.1', dst: '10.7.0.2', sport: 1000 + i, dport: 53 }, timeout: 600 }));

@@ -5,7 +5,7 @@
  * and zones, with accounting and timestamps on.
  */
 import { Conntrack, Flow } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 import { CliFlow, parseCli } from './dump.cli';
 
 const RULESET = `
@@ -57,7 +57,7 @@ async function oneway(type, host) {
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
-async function populate(ns: Netns): Promise<void> {
+async function populate(ns: Sandbox): Promise<void> {
   await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
   await ns.sysctl('net.netfilter.nf_conntrack_timestamp', 1);
   await ns.run('nft', ['-f', '-'], { input: RULESET });
@@ -91,7 +91,7 @@ function expectTuple(kind: string, proto: string, got: Flow['orig'], want: CliFl
 
 describe('list() matches conntrack -L field by field', () => {
   test('mixed IPv4/IPv6 TCP/UDP/ICMP: real traffic and netlink-created entries, accounting, timestamps, marks, zones', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await populate(ns);
       const ct = await Conntrack.open({ netns: ns.path });
       try {

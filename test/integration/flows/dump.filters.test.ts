@@ -3,7 +3,7 @@
  * table (real loopback traffic plus netlink-created entries with marks and zones).
  */
 import { Conntrack, FlowFilter } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 import { parseCli } from './dump.cli';
 
 const CASES: [string, FlowFilter, string[]][] = [
@@ -27,7 +27,7 @@ const CASES: [string, FlowFilter, string[]][] = [
 
 describe('filters agree with conntrack -L', () => {
   test('every filter returns the same flows as the CLI', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.run('nft', ['-f', '-'], {
         input: 'table inet t {\n chain c {\n type filter hook output priority 0;\n ct state new counter\n meta l4proto icmp ct mark set 0x10\n }\n}\n',
       });

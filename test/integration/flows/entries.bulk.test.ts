@@ -4,9 +4,9 @@
  */
 import { Conntrack } from '../../../lib/conntrack';
 import { ConntrackError } from '../../../lib/common/errors';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 
-async function cliLines(ns: Netns): Promise<string[]> {
+async function cliLines(ns: Sandbox): Promise<string[]> {
   const { stdout } = await ns.run('conntrack', ['-L', '-o', 'extended']);
   return stdout.split('\n').filter((l) => /^ipv[46]\s/.test(l));
 }
@@ -16,7 +16,7 @@ const v6 = (i: number) => ({ proto: 'tcp' as const, orig: { src: 'fd00::1', dst:
 
 describe('bulk create and delete', () => {
   test('createMany makes every entry of a mixed IPv4/IPv6 batch, as the CLI sees it', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const specs = [];
@@ -36,7 +36,7 @@ describe('bulk create and delete', () => {
   });
 
   test('refusals are reported by index and the rest still happen', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.create({ ...v4(5), timeout: 60 });
@@ -60,7 +60,7 @@ describe('bulk create and delete', () => {
   });
 
   test('one bad item refuses the whole call before anything is sent', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.create({ ...v4(1), timeout: 60 });
@@ -81,7 +81,7 @@ describe('bulk create and delete', () => {
   });
 
   test('a Flow from list() deletes by tuple and id, so a re-created entry is spared', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.createMany([1, 2, 3].map((i) => ({ ...v4(i), timeout: 60 })));
@@ -106,7 +106,7 @@ describe('bulk create and delete', () => {
   });
 
   test('an empty batch resolves at once', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         expect(await ct.createMany([])).toEqual({ ok: 0, errors: [] });

@@ -3,7 +3,7 @@
  * and go, and including entries the kernel sends no events for.
  */
 import { Conntrack } from '../../../lib/conntrack';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 
 const udp = (i: number) => ({ proto: 'udp' as const, orig: { src: '10.2.0.1', dst: '10.2.0.2', sport: 1000 + i, dport: 53 } });
 
@@ -15,7 +15,7 @@ async function count(ns: { run(c: string, a: string[]): Promise<{ stdout: string
 
 describe('deleteMatching counts', () => {
   test('with exact: true the kernel flush is counted exactly while other entries are created at the same time', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.createMany(Array.from({ length: 3000 }, (_, i) => ({ ...udp(i), timeout: 300, mark: i % 3 === 0 ? 1 : 2 })));
@@ -37,7 +37,7 @@ describe('deleteMatching counts', () => {
   });
 
   test('20,000 entries removed by one flush are all counted', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         // Far more DESTROY events than a default socket buffer holds: the count must not
@@ -56,7 +56,7 @@ describe('deleteMatching counts', () => {
   });
 
   test('entries the kernel sends no events for (created with delivery off) are counted too', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       // Entries created while nf_conntrack_events is 0 carry no event cache: the kernel never
       // announces their removal. Half of the entries below are such, half are not.
       await ns.sysctl('net.netfilter.nf_conntrack_events', 0);

@@ -1,7 +1,7 @@
 import { Conntrack } from '../../../lib/conntrack';
 import { ConntrackError } from '../../../lib/common/errors';
 import type { Flow } from '../../../lib/flows/flow';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 
 /** One line of `conntrack -L -o extended,id`, parsed. */
 interface CliEntry {
@@ -45,7 +45,7 @@ function parseCli(out: string): CliEntry[] {
   return entries;
 }
 
-async function cliList(ns: Netns, args = ''): Promise<CliEntry[]> {
+async function cliList(ns: Sandbox, args = ''): Promise<CliEntry[]> {
   const { stdout } = await ns.sh(`conntrack -L -o extended,id ${args} 2>/dev/null`);
   return parseCli(stdout);
 }
@@ -58,7 +58,7 @@ async function snapshot(ct: Conntrack): Promise<string[]> {
     .sort();
 }
 
-async function open(ns: Netns): Promise<Conntrack> {
+async function open(ns: Sandbox): Promise<Conntrack> {
   return Conntrack.open({ netns: ns.path });
 }
 
@@ -66,7 +66,7 @@ const udp = (dport: number, src = '10.0.0.1') => ({ proto: 'udp' as const, orig:
 
 describe('get', () => {
   test('finds by original tuple, by reply tuple, within a zone; ENOENT when absent', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh(
         'conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53 -t 100 -m 9 && ' +
           'conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53 -t 100 -w 7 -m 10',
@@ -96,7 +96,7 @@ describe('get', () => {
 
 describe('create', () => {
   test('IPv4 UDP, IPv6 TCP with state, ICMP, mark and zone, as conntrack -L sees them', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await open(ns);
       try {
         await ct.create({ ...udp(53), timeout: 120, mark: 42 });
@@ -127,7 +127,7 @@ describe('create', () => {
   });
 
   test('a duplicate rejects with EEXIST and leaves the first entry alone', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await open(ns);
       try {
         await ct.create({ ...udp(53), timeout: 120, mark: 1 });
@@ -144,7 +144,7 @@ describe('create', () => {
   });
 
   test('NAT: SNAT rewrites reply.dst/dport and sets SRC_NAT, DNAT rewrites reply.src/sport and sets DST_NAT', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await open(ns);
       try {
         await ct.create({ ...udp(53), timeout: 60, nat: { src: { address: '192.0.2.7', port: 3333 } } });
@@ -169,7 +169,7 @@ describe('create', () => {
   });
 
   test('labels: refused (and nothing kept) without label space; stored once a ruleset uses ct label', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await open(ns);
       try {
         const before = await snapshot(ct);
@@ -199,7 +199,7 @@ describe('create', () => {
 
 describe('update', () => {
   test('mark with and without mask, timeout, TCP state, status, checked with conntrack -L', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh(
         'conntrack -I -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1 --dport 2 -t 100 --state SYN_SENT -m 0x13 && ' +
           'conntrack -I -p udp -s fd00::1 -d fd00::2 --sport 1 --dport 2 -t 100 -w 4',
@@ -229,7 +229,7 @@ describe('update', () => {
   });
 
   test('with the id of an entry that was deleted and re-created, the new entry is not touched', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await open(ns);
       try {
         await ct.create({ ...udp(53), timeout: 100, mark: 1 });
@@ -258,7 +258,7 @@ describe('update', () => {
 
 describe('delete', () => {
   test('by tuple, by Flow (tuple + id), in a zone; ENOENT when absent', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh(
         'conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53 -t 100 && ' +
           'conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53 -t 100 -w 5 && ' +
@@ -285,7 +285,7 @@ describe('delete', () => {
 });
 
 describe('flush and deleteMatching', () => {
-  async function populate(ns: Netns): Promise<void> {
+  async function populate(ns: Sandbox): Promise<void> {
     await ns.sh(
       [
         'conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1 --dport 53 -t 100 -m 0x101',
@@ -299,7 +299,7 @@ describe('flush and deleteMatching', () => {
   }
 
   test('flush by mark with mask, by status, by family, by zone, then everything', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await populate(ns);
       const ct = await open(ns);
       try {
@@ -325,7 +325,7 @@ describe('flush and deleteMatching', () => {
   });
 
   test('deleteMatching counts what it removed, with filters and a predicate', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await populate(ns);
       const ct = await open(ns);
       try {
@@ -349,7 +349,7 @@ describe('flush and deleteMatching', () => {
   });
 
   test('deleteMatching removes thousands with pipelined deletes; an AbortSignal stops it', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await open(ns);
       try {
         const n = 3000;
@@ -371,7 +371,7 @@ describe('flush and deleteMatching', () => {
 
 describe('concurrency', () => {
   test('5000 concurrent creates, then 5000 concurrent deletes (some absent) all settle correctly', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await open(ns);
       try {
         const n = 5000;

@@ -1,6 +1,6 @@
 import { Conntrack } from '../../../lib/conntrack';
 import { ConntrackError } from '../../../lib/common/errors';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 
 /**
  * Every bad input is refused with ERR_INVALID_ARGUMENT naming the field, and the table
@@ -62,7 +62,7 @@ const cases: Case[] = [
 
 describe('validation of entry operations', () => {
   test.each(cases)('%s is refused and the table is unchanged', async (_name, op, arg, field) => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh(
         'conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53 -t 100 -m 5 && ' +
           'conntrack -I -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53 -t 100 --state ESTABLISHED',
@@ -97,7 +97,7 @@ describe('validation of entry operations', () => {
   });
 
   test('update listing a flag the entry does not have is refused before anything changes', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh('conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53 -t 100 -m 5');
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -111,7 +111,7 @@ describe('validation of entry operations', () => {
   });
 
   test('a kernel refusal carries errno and code, and nothing is created', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         // No such helper is registered: the kernel refuses with ENOTSUP.

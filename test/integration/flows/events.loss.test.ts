@@ -8,7 +8,7 @@ import { existsSync, readFileSync, statSync, writeFileSync, mkdtempSync } from '
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { Conntrack, FlowEvent } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { isRealRoot, withSandbox } from '../../../apps/testing';
 
 const ROOT = path.join(__dirname, '../../..');
 const DIST = path.join(ROOT, 'dist', 'lib');
@@ -40,8 +40,6 @@ function runChild(cmd: string, args: string[], script: string, timeoutMs = 60000
     });
   });
 }
-
-const isRealRoot = (): boolean => readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/).join(' ') === '0 0 4294967295';
 
 beforeAll(() => ensureDist());
 
@@ -107,7 +105,7 @@ describe('event loss accounting', () => {
       expect(isRealRoot()).toBe(false);
       return;
     }
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const s = ct.events({ types: ['new'], receiveBufferSize: 64 << 20 });

@@ -1,7 +1,7 @@
 import { pipeline, Writable } from 'stream';
 import { promisify } from 'util';
 import { Conntrack, ConntrackError, FlowEvent, FlowEventStream } from '../../../lib';
-import { withNetns, Netns } from '../../helpers/netns';
+import { withSandbox, Sandbox } from '../../../apps/testing';
 
 const pipelineP = promisify(pipeline);
 
@@ -49,13 +49,13 @@ u.bind(0, '127.0.0.1', () => {
   });
 });`;
 
-async function trackTraffic(ns: Netns): Promise<void> {
+async function trackTraffic(ns: Sandbox): Promise<void> {
   await ns.sh("nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && nft add rule inet t c ct state new counter");
 }
 
 describe('conntrack events against the kernel', () => {
   test('netlink-made entries give new, update and destroy events with their fields', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_timestamp', 1);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -90,7 +90,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('real loopback UDP and TCP traffic gives new events, TCP updates and destroy on flush', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await trackTraffic(ns);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -122,7 +122,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('a filter keeps unwanted events out at the socket (kernel BPF), not only in the library', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const all = ct.events();
@@ -153,7 +153,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('a filter part BPF cannot express (status) is applied by the library', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const s = ct.events({ types: ['new'], filter: { status: ['ASSURED'] } });
@@ -171,7 +171,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('the stream is an AsyncIterable, an EventEmitter and a Readable', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const specs = await udpSpecs(6);
@@ -224,7 +224,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('an AbortSignal ends the stream: a waiting next() rejects with ERR_ABORTED', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const ac = new AbortController();
@@ -242,7 +242,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('bad options are refused with the field named, before any socket is opened', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const cases: [unknown, string][] = [
@@ -273,7 +273,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('ct.close() closes its event streams; a closed stream reports done', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const s = ct.events();
       expect(ct.children.has(s)).toBe(true);
@@ -286,7 +286,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('receiveBufferSize is reported and grows on overrun up to growBuffer.max', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const s = ct.events({ types: ['new'], receiveBufferSize: 65536, growBuffer: { max: 1 << 20 }, highWaterMark: 1 });
@@ -313,7 +313,7 @@ describe('conntrack events against the kernel', () => {
   });
 
   test('reliable mode: every DESTROY arrives even when the buffer overflows', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         // Subscribed before the entries exist, as a monitoring agent is: with the default

@@ -7,13 +7,13 @@ import { readFileSync } from 'fs';
 import * as path from 'path';
 import { Conntrack, FlowEvent, readProcStats } from '../../../lib';
 import { decodeExpectation } from '../../../lib/expect/decode';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 
 const UDP = { proto: 'udp' as const, orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 4000, dport: 53 } };
 
 describe('JSON.stringify against the kernel', () => {
   test('a flow and its events: bigints become decimal strings that round-trip', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
       await ns.sysctl('net.netfilter.nf_conntrack_timestamp', 1);
       const ct = await Conntrack.open({ netns: ns.path });

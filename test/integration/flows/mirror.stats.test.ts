@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, statSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { Conntrack, Flow, Mirror } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 
 const ROOT = path.join(__dirname, '../../..');
 const DIST = path.join(ROOT, 'dist', 'lib');
@@ -47,13 +47,13 @@ function runChild(script: string, killAfterMs: number): Promise<{ code: number |
 
 const spec = (i: number, base = 1) => ({ proto: 'udp' as const, orig: { src: `10.${base}.${i >> 8}.${i & 255}`, dst: '10.99.0.1', sport: 1000, dport: 53 }, timeout: 600 });
 
-async function count(ns: Netns): Promise<number> {
+async function count(ns: Sandbox): Promise<number> {
   return Number((await ns.run('conntrack', ['-C'])).stdout.trim());
 }
 
 describe('mirror.stats', () => {
   test('counts what its event socket received by type, exactly', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_events', 1);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -79,7 +79,7 @@ describe('mirror.stats', () => {
   });
 
   test('through a flood that overran it, received + lost is every event the kernel produced', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_events', 1);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -116,7 +116,7 @@ describe('mirror.stats', () => {
 
 describe("the mirror's 'delete'", () => {
   test('passes the merged DESTROY view and the copy it held (with the counters of the last dump)', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_events', 1);
       await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
       await ns.sh("nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && nft add rule inet t c ct state new counter");
@@ -159,7 +159,7 @@ describe("the mirror's 'delete'", () => {
   });
 
   test('a delete found by a reconciling dump passes the held copy as both', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_events', 0); // no event cache: the delete is silent
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -184,7 +184,7 @@ describe("the mirror's 'delete'", () => {
 
 describe('mirror.settle() through an overflow', () => {
   test('the barrier reply lost with the events: settle() resyncs, then resolves, equal to the kernel', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_events', 1);
       const ct = await Conntrack.open({ netns: ns.path });
       try {

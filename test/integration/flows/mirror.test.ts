@@ -1,8 +1,8 @@
 import { Conntrack, DEFAULT_REFRESH_INTERVAL, Flow, Mirror, ResyncInfo } from '../../../lib';
-import { withNetns, Netns } from '../../helpers/netns';
+import { withSandbox, Sandbox } from '../../../apps/testing';
 
 /** The table as `conntrack -L -o id` prints it: "proto src dst sport dport id" lines. */
-async function kernelTable(ns: Netns): Promise<string[]> {
+async function kernelTable(ns: Sandbox): Promise<string[]> {
   const { stdout } = await ns.run('conntrack', ['-L', '-o', 'id']);
   const rows: string[] = [];
   for (const line of stdout.split('\n')) {
@@ -29,7 +29,7 @@ function track(m: Mirror): string[] {
 
 describe('mirror', () => {
   test('starts from the table, then follows adds, updates and deletes; lookup by id and tuple', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       // With event delivery on, every entry gets an event cache when it is created; in the
       // default mode (2) only while some process on the host listens, which a test cannot
       // control (the 'refresh' test below covers entries without one).
@@ -66,7 +66,7 @@ describe('mirror', () => {
   });
 
   test('after a flood that overran it, the mirror resynchronises and equals conntrack -L', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       // Event caches for the 300 entries made before the mirror: without them their deletes
       // below are silent, and a resync dump taken before the last delete keeps a few (that is
       // what refresh() is for, tested below; this test is about overruns).
@@ -106,7 +106,7 @@ describe('mirror', () => {
   });
 
   test('a filtered mirror holds only matching entries', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.create(spec(1));
@@ -127,7 +127,7 @@ describe('mirror', () => {
     });
   });
   test('a refresh keeps the object of an unchanged entry and brings its timeout up to date', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       // No event cache: the kernel announces neither the entry nor its new timeout.
       await ns.sysctl('net.netfilter.nf_conntrack_events', 0);
       const ct = await Conntrack.open({ netns: ns.path });
@@ -154,7 +154,7 @@ describe('mirror', () => {
     });
   });
   test('entries the kernel never announces are caught by refresh(), and by the refresh timer', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       // Made while event delivery is off, these entries carry no event cache: the kernel
       // will never report their changes or their removal.
       await ns.sysctl('net.netfilter.nf_conntrack_events', 0);

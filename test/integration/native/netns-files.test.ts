@@ -4,20 +4,20 @@
  * error per file.
  */
 import { readFileSync, openSync, closeSync } from 'fs';
-import { Netns } from '../../helpers/netns';
+import { Sandbox, sandbox } from '../../../apps/testing';
 import { addon, insertUdp } from './addon';
 
 const SYSCTL = '/proc/sys/net/netfilter';
-let ns: Netns;
+let ns: Sandbox;
 
 beforeAll(async () => {
-  ns = await Netns.create();
+  ns = await sandbox();
   await ns.run('conntrack', ['-L']); // loads nf_conntrack for the namespace if needed
   await ns.sysctl('net.netfilter.nf_conntrack_tcp_loose', 0);
   await Promise.all(['10.3.0.1', '10.3.0.2', '10.3.0.3'].map((s) => insertUdp(ns, s)));
 });
 
-afterAll(() => ns?.destroy());
+afterAll(() => ns?.close());
 
 const cat = async (file: string): Promise<string> => (await ns.run('cat', [file])).stdout;
 

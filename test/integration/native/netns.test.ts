@@ -6,20 +6,20 @@
 import { execFile, spawn } from 'child_process';
 import { closeSync, openSync, readlinkSync } from 'fs';
 import * as path from 'path';
-import { Netns } from '../../helpers/netns';
+import { Sandbox, sandbox } from '../../../apps/testing';
+import { stdoutOf } from '../../helpers/child';
 import { addon, client, clientAsync, insertUdp } from './addon';
 
-let a: Netns;
-let b: Netns;
+let a: Sandbox;
+let b: Sandbox;
 
 beforeAll(async () => {
-  [a, b] = await Promise.all([Netns.create(), Netns.create()]);
+  [a, b] = await Promise.all([sandbox(), sandbox()]);
   await Promise.all([insertUdp(a, '10.1.0.1'), insertUdp(a, '10.1.0.2'), insertUdp(b, '10.2.0.1')]);
 });
 
-afterAll(() => {
-  a?.destroy();
-  b?.destroy();
+afterAll(async () => {
+  await Promise.all([a?.close(), b?.close()]);
 });
 
 const own = (): string => readlinkSync('/proc/thread-self/ns/net');
@@ -157,15 +157,7 @@ describe('errors name the namespace and what to do', () => {
       })();`;
     let stdout: string;
     try {
-      stdout = await new Promise<string>((resolve, reject) => {
-        const child = spawn('unshare', ['-U', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe', fd] });
-        let o = '';
-        let e = '';
-        child.stdout!.on('data', (d) => (o += d));
-        child.stderr!.on('data', (d) => (e += d));
-        child.on('error', reject);
-        child.on('close', (code) => (code === 0 ? resolve(o) : reject(new Error(`child exited ${code}: ${e}`))));
-      });
+      stdout = await stdoutOf(spawn('unshare', ['-U', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe', fd] }));
     } finally {
       closeSync(fd);
     }

@@ -6,17 +6,18 @@
 import { promises as fsp, readdirSync } from 'fs';
 import * as v8 from 'v8';
 import * as vm from 'vm';
-import { Netns } from '../../helpers/netns';
+import { Sandbox, sandbox } from '../../../apps/testing';
+import { waitFor } from '../../helpers/wait';
 import { AF_INET, CT_GET, Client, NLM_F_ACK, NLM_F_REQUEST, addon, client } from './addon';
 
 const ENOMEM = 12;
 const ENOBUFS = 105;
-let ns: Netns;
+let ns: Sandbox;
 
 beforeAll(async () => {
-  ns = await Netns.create();
+  ns = await sandbox();
 });
-afterAll(() => ns?.destroy());
+afterAll(() => ns?.close());
 afterEach(() => addon.testing.reset());
 
 /** `count` payloads of one unknown (ignored) attribute of `size` bytes each, and their ends. */
@@ -41,10 +42,6 @@ function answered(c: Client, seq: number): boolean {
 async function drain(c: Client): Promise<void> {
   const seq = c.sock.request(CT_GET, NLM_F_REQUEST | NLM_F_ACK, AF_INET);
   await c.answer(seq);
-}
-
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 5));
 }
 
 describe('requestBatch when a send fails part-way', () => {
@@ -75,7 +72,7 @@ describe('requestBatch when a send fails part-way', () => {
     const first = c.sock.requestBatch(CT_GET, NLM_F_REQUEST | NLM_F_ACK, AF_INET, payloads, ends);
     // The sender thread reports the block it could not send as a negative errno whose
     // batch lists the block's sequence numbers.
-    await until(() => c.errors.includes(-ENOBUFS));
+    await waitFor(() => c.errors.includes(-ENOBUFS), 'the ENOBUFS error');
     await drain(c);
     expect(c.failedSeqs).toEqual([3, 4, 5].map((i) => (first + i) >>> 0));
     const got = [...Array(9).keys()].map((i) => answered(c, (first + i) >>> 0));
@@ -149,7 +146,7 @@ describe('allocation failure fails the call or the socket, never the process', (
       c.sock.start();
       addon.testing.failAllocation(point); // 1: the request, 2: the receive block, 3: the copy for JS
       c.sock.request(CT_GET, NLM_F_REQUEST | NLM_F_ACK, AF_INET);
-      await until(() => c.errors.length > 0);
+      await waitFor(() => c.errors.length > 0, 'an error');
       expect(c.errors).toEqual([ENOMEM]);
       c.sock.close();
     }
@@ -159,7 +156,7 @@ describe('allocation failure fails the call or the socket, never the process', (
     const c = client({ netns: ns.path, threaded: true });
     addon.testing.failAllocation(1); // the thread's first block
     c.sock.start();
-    await until(() => c.errors.length > 0);
+    await waitFor(() => c.errors.length > 0, 'an error');
     expect(c.errors).toEqual([ENOMEM]);
     c.sock.close();
   });
@@ -170,7 +167,7 @@ describe('allocation failure fails the call or the socket, never the process', (
     addon.testing.failSend(1, ENOBUFS);
     addon.testing.failAllocation(3); // 1: the message, 2: the copy, 3: the sender's list of failed requests
     c.sock.request(CT_GET, NLM_F_REQUEST | NLM_F_ACK, AF_INET);
-    await until(() => c.errors.includes(ENOMEM));
+    await waitFor(() => c.errors.includes(ENOMEM), 'the ENOMEM error');
     expect(c.errors).toEqual([-ENOBUFS, ENOMEM]);
     expect(() => c.sock.request(CT_GET, NLM_F_REQUEST | NLM_F_ACK, AF_INET)).toThrow(expect.objectContaining({ errno: ENOMEM }));
     c.sock.close();
@@ -232,7 +229,7 @@ describe('dropped sockets are collected', () => {
     await collect(() => false, 5); // nothing to wait for: a few collections
     sock.start();
     sock.request(CT_GET, NLM_F_REQUEST | NLM_F_ACK, AF_INET);
-    await until(() => calls > 0);
+    await waitFor(() => calls > 0, 'the callback');
     expect(calls).toBeGreaterThan(0);
     sock.close();
   });

@@ -7,8 +7,9 @@ import { mkdtempSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Conntrack } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
-import { Result, Step, assertBuilt, bothAll, bothSteps, conntrack, nfct, normalize, script, spawnIn, waitFor } from './helpers';
+import { Sandbox, withSandbox } from '../../../apps/testing';
+import { Result, Step, assertBuilt, bothAll, bothSteps, conntrack, nfct, normalize, script, spawnIn } from './helpers';
+import { waitFor } from '../../helpers/wait';
 
 beforeAll(assertBuilt);
 
@@ -23,7 +24,7 @@ const SEED = [
   '-I -p 2 -s 10.0.0.1 -d 10.0.0.2 -t 100',
 ];
 
-async function seed(ns: Netns): Promise<void> {
+async function seed(ns: Sandbox): Promise<void> {
   const r = await script(ns, SEED.map((line) => ({ tool: 'conntrack', args: line.split(' ') })));
   r.forEach((x, i) => {
     if (x.code !== 0) throw new Error(`seeding failed: conntrack ${SEED[i]}: ${x.stderr}`);
@@ -38,7 +39,7 @@ function saved(r: Result): string[] {
 }
 
 /** The table as `conntrack -L -o save` shows it, timeouts masked. */
-async function table(ns: Netns): Promise<string[]> {
+async function table(ns: Sandbox): Promise<string[]> {
   const r = await conntrack(ns, ['-L', '-o', 'save']);
   expect(r.code).toBe(0);
   return normalize(r.stdout);
@@ -52,7 +53,7 @@ function expectSame(args: string, c: { code: number; stdout: string; stderr: str
 
 describe('nfct with conntrack options against conntrack 1.4.7', () => {
   test('-L, -G, -C, -S: same lines, summary line and exit code, for every output format and filter', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await seed(ns);
       const cases = [
         '-L', '-L conntrack', '-L -o extended', '-L -o id', '-L -o extended,id', '-L -o save', '-L -o ktimestamp', '-L -o e',
@@ -110,7 +111,7 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
   });
 
   test('refusals: what conntrack refuses nfct refuses, with the same exit code and a message of its own', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await seed(ns);
       const refused = [
         '-I -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1 --dport 2 -t 10', // no --state
@@ -151,7 +152,7 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
   });
 
   test('-I, -A, -D, -F, -U, -R: same effect on the table, exit code and printed lines', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const create = [
         '-I -p udp -s 10.1.0.1 -d 10.1.0.2 --sport 100 --dport 200 -t 120 -m 3',
         '-I -p tcp -s 10.1.0.1 -d 10.1.0.2 --sport 100 --dport 200 --state LISTEN -t 120 -u ASSURED',
@@ -254,7 +255,7 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
   });
 
   test('-z: counters read and zeroed as conntrack -L -z does; the subcommands --zero-counters', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
       await ns.sh("nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && nft add rule inet t c ct state new counter");
       const traffic: Step = { tool: 'sh', args: ['ping -c 2 -i 0.01 -W 1 127.0.0.1 >/dev/null && ping -6 -c 1 -W 1 ::1 >/dev/null'] };
@@ -295,7 +296,7 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
   });
 
   test('-E: the same event lines as conntrack -E for real traffic, and the same summary on SIGINT', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh("nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && nft add rule inet t c ct state new counter");
       const variants = [['-E'], ['-E', '-o', 'extended,id'], ['-E', '-e', 'NEW', '-p', 'udp'], ['-E', '-o', 'save']];
       const procs = variants.flatMap((v) => [
@@ -356,7 +357,7 @@ describe('nfct with conntrack options against conntrack 1.4.7', () => {
   });
 
   test('expectations: -I/-L/-G/-C/-S/-D/-F expect', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.create({ proto: 'tcp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 4000, dport: 21 }, timeout: 100, state: 'ESTABLISHED', helper: 'ftp' });

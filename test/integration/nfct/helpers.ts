@@ -2,10 +2,10 @@
  * Runs the real `conntrack` and the built `nfct` (dist/apps/nfct/main.js) inside a test
  * namespace, and normalises what changes from one second to the next (timeouts).
  */
-import { execFile, spawn, ChildProcess } from 'child_process';
+import { ChildProcess } from 'child_process';
 import { existsSync } from 'fs';
 import { join } from 'path';
-import type { Netns } from '../../helpers/netns';
+import type { Sandbox } from '../../../apps/testing';
 
 export const NFCT = join(__dirname, '../../../dist/apps/nfct/main.js');
 
@@ -19,19 +19,16 @@ export interface Result {
   stderr: string;
 }
 
+const ENV = { ...process.env, NO_COLOR: '1' };
+
 /** Runs a command inside the namespace and resolves with its exit code and output (never rejects). */
-export function runIn(ns: Netns, cmd: string, args: string[], input?: string): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = execFile('nsenter', [`--net=${ns.path}`, '--', cmd, ...args], { maxBuffer: 256 << 20, env: { ...process.env, NO_COLOR: '1' } }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: unknown }).code as number) ?? 1 : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-    });
-    if (input !== undefined) child.stdin?.end(input);
-  });
+export async function runIn(ns: Sandbox, cmd: string, args: string[], input?: string): Promise<Result> {
+  const r = await ns.run(cmd, args, { input, allowFailure: true, env: ENV });
+  return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
-export const conntrack = (ns: Netns, args: string[], input?: string) => runIn(ns, 'conntrack', args, input);
-export const nfct = (ns: Netns, args: string[], input?: string) => runIn(ns, process.execPath, [NFCT, ...args], input);
+export const conntrack = (ns: Sandbox, args: string[], input?: string) => runIn(ns, 'conntrack', args, input);
+export const nfct = (ns: Sandbox, args: string[], input?: string) => runIn(ns, process.execPath, [NFCT, ...args], input);
 
 export type Step = { tool: 'conntrack' | 'nfct' | 'sh'; args: string[]; input?: string };
 
@@ -42,27 +39,23 @@ const RUNNER = join(__dirname, 'runner.js');
  * and sh steps as child processes, nfct steps through the built bin's main(). Resolves with
  * one Result per step.
  */
-export function script(ns: Netns, steps: Step[]): Promise<Result[]> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('nsenter', [`--net=${ns.path}`, '--', process.execPath, RUNNER, NFCT], { maxBuffer: 256 << 20, env: { ...process.env, NO_COLOR: '1' } }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`runner failed: ${stderr || err.message}`));
-      resolve(JSON.parse(stdout) as Result[]);
-    });
-    child.stdin!.end(JSON.stringify(steps));
-  });
+export async function script(ns: Sandbox, steps: Step[]): Promise<Result[]> {
+  const r = await ns.run(process.execPath, [RUNNER, NFCT], { input: JSON.stringify(steps), env: ENV, allowFailure: true });
+  if (r.code !== 0) throw new Error(`runner failed: ${r.stderr || `exit ${r.code ?? 'by a signal'}`}`);
+  return JSON.parse(r.stdout) as Result[];
 }
 
 /** Steps that run each argument line with both tools: conntrack first, then nfct. */
 export const bothSteps = (lines: string[]): Step[] => lines.flatMap((l) => [{ tool: 'conntrack' as const, args: l.split(' ') }, { tool: 'nfct' as const, args: l.split(' ') }]);
 
 /** Runs each line with both tools in one process; returns the pairs in order. */
-export async function bothAll(ns: Netns, lines: string[]): Promise<{ c: Result; n: Result }[]> {
+export async function bothAll(ns: Sandbox, lines: string[]): Promise<{ c: Result; n: Result }[]> {
   const r = await script(ns, bothSteps(lines));
   return lines.map((_, i) => ({ c: r[2 * i], n: r[2 * i + 1] }));
 }
 
-export function spawnIn(ns: Netns, cmd: string, args: string[]): ChildProcess {
-  return spawn('nsenter', [`--net=${ns.path}`, '--', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+export function spawnIn(ns: Sandbox, cmd: string, args: string[]): ChildProcess {
+  return ns.spawn(cmd, args, { env: ENV });
 }
 
 /** Lines with the timeout (and delta-time) masked, sorted: the two tools list in the same order, but a second may tick between runs. */
@@ -82,16 +75,8 @@ export function normalize(text: string): string[] {
 }
 
 /** Both tools on the same arguments; the comparison the tests make. */
-export async function both(ns: Netns, args: string[]): Promise<{ c: Result; n: Result }> {
+export async function both(ns: Sandbox, args: string[]): Promise<{ c: Result; n: Result }> {
   const c = await conntrack(ns, args);
   const n = await nfct(ns, args);
   return { c, n };
-}
-
-export async function waitFor(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }

@@ -3,7 +3,7 @@
  * same flows as ct.events(), and each subcommand's effect is checked with conntrack -L.
  */
 import { Conntrack, FlowEvent } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 import { NFCT, Step, assertBuilt, conntrack, nfct, normalize, script, spawnIn } from './helpers';
 
 beforeAll(assertBuilt);
@@ -13,7 +13,7 @@ const withoutTimeout = (flows: { timeout?: number }[]) => flows.map(({ timeout: 
 
 describe('nfct subcommands', () => {
   test('list/get/count/stats/watch: json equals list(), conntrack output equals conntrack -L, help and errors', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -67,7 +67,7 @@ describe('nfct subcommands', () => {
   });
 
   test('create/update/delete/flush change the table as conntrack -L shows it', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const steps: [string[], number][] = [
         [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.2', '--sport', '1', '--dport', '2', '-t', '60', '--mark', '1'], 0],
         [['create', '-p', 'udp', '--src', '10.1.0.1', '--dst', '10.1.0.3', '--sport', '1', '--dport', '2', '-t', '60', '--dnat', '10.9.0.1:99'], 0],
@@ -126,7 +126,7 @@ describe('nfct subcommands', () => {
   });
 
   test('events --output ndjson: one event per line, the same flows as ct.events(); expect subcommands', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const p = spawnIn(ns, process.execPath, [NFCT, 'events', '--output', 'ndjson', '--count', '4']);
       let out = '';
@@ -178,7 +178,7 @@ describe('nfct subcommands', () => {
   });
 
   test('the bin: --version, --help, unknown commands, a cold start that loads no native code', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const v = await nfct(ns, ['--version']);
       expect(v).toEqual({ code: 0, stdout: expect.stringMatching(/^nfct v\d+\.\d+\.\d+/), stderr: '' });
       const h = await nfct(ns, ['--help']);

@@ -9,10 +9,11 @@
  * Needs prebuilds/ (`npm run build:prebuilds`); the arm64 load test also needs
  * qemu-aarch64-static and `scripts/arm64-node-sysroot.sh` (both done by .ci/run).
  */
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { sandbox } from '../../../apps/testing';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const PREBUILD = 'conntrack.glibc.node';
@@ -163,24 +164,12 @@ describe('npm install on a machine without a compiler or python', () => {
   });
 
   test('require("conntrack") loads the x64 prebuild and lists the flows of a fresh namespace', async () => {
-    const holder: ChildProcess = spawn('unshare', ['-n', '--', 'sleep', 'infinity'], { stdio: 'ignore' });
+    const sb = await sandbox();
     try {
-      const ns = `/proc/${holder.pid}/ns/net`;
-      const own = fs.readlinkSync('/proc/self/ns/net');
-      for (let i = 0; i < 400; i++) {
-        let theirs = '';
-        try {
-          theirs = fs.readlinkSync(ns);
-        } catch {
-          /* not started yet */
-        }
-        if (holder.exitCode !== null) throw new Error('unshare -n failed: run the tests as root or under `unshare -Urn`');
-        if (theirs && theirs !== own) break;
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      execFileSync('nsenter', [`--net=${ns}`, '--', 'conntrack', '-I', '-p', 'udp', '-s', '10.11.0.1', '-d', '10.11.0.2',
-        '--sport', '5353', '--dport', '53', '--timeout', '120', '--mark', '42'], { stdio: 'pipe' });
-      const cli = execFileSync('nsenter', [`--net=${ns}`, '--', 'conntrack', '-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const ns = sb.path;
+      await sb.run('conntrack', ['-I', '-p', 'udp', '-s', '10.11.0.1', '-d', '10.11.0.2',
+        '--sport', '5353', '--dport', '53', '--timeout', '120', '--mark', '42']);
+      const cli = (await sb.run('conntrack', ['-L'])).stdout;
       expect(cli).toMatch(/src=10\.11\.0\.1 dst=10\.11\.0\.2 sport=5353 dport=53/);
 
       const result = JSON.parse(run('node', [path.join(app, 'list.js'), ns], { cwd: app, env: bareEnv() }));
@@ -195,7 +184,7 @@ describe('npm install on a machine without a compiler or python', () => {
         reply: { src: '10.11.0.2', dst: '10.11.0.1', sport: 53, dport: 5353 },
       });
     } finally {
-      holder.kill('SIGKILL');
+      await sb.close();
     }
   });
 });

@@ -6,8 +6,9 @@
 import { PassThrough } from 'stream';
 import { run, parseListen } from '../../../apps/nfct/commands/exporter';
 import { wantsOpenMetrics } from '../../../apps/prometheus';
-import { Netns } from '../../helpers/netns';
-import { parseExposition, sleep, valueOf } from './helpers';
+import { Sandbox, sandbox } from '../../../apps/testing';
+import { parseExposition, valueOf } from './helpers';
+import { sleep } from '../../helpers/wait';
 
 function capture(): { stream: PassThrough; text: () => string } {
   const stream = new PassThrough();
@@ -58,10 +59,10 @@ describe('nfct exporter command', () => {
   });
 
   test('several --netns behind one server, each with its netns label; stopping closes everything', async () => {
-    const a = await Netns.create();
-    cleanup.push(() => a.destroy());
-    const b = await Netns.create();
-    cleanup.push(() => b.destroy());
+    const a = await sandbox();
+    cleanup.push(() => a.close());
+    const b = await sandbox();
+    cleanup.push(() => b.close());
     await a.sh('conntrack -I -p udp -s 10.4.0.1 -d 10.4.0.2 --sport 1 --dport 53 -t 600 >/dev/null 2>&1');
     await b.sh('for p in 1 2 3; do conntrack -I -p tcp -s 10.4.0.1 -d 10.4.0.2 --sport $p --dport 80 -t 600 --state ESTABLISHED >/dev/null 2>&1; done');
 

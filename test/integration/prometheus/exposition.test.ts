@@ -6,7 +6,7 @@
  */
 import { execFile } from 'child_process';
 import { Conntrack } from '../../../lib';
-import { Netns } from '../../helpers/netns';
+import { Sandbox, sandbox } from '../../../apps/testing';
 import { Children, cliCount, nsGet, nsGetRetry, parseExposition, seedTable, startExporter, valueOf } from './helpers';
 
 const EXPORTER = '[::1]:9940';
@@ -23,16 +23,16 @@ function promtool(input: string): Promise<{ code: number; output: string }> {
 
 describe('exporter exposition', () => {
   const children = new Children();
-  let ns: Netns | undefined;
+  let ns: Sandbox | undefined;
 
   afterEach(async () => {
     await children.stopAll();
-    ns?.destroy();
+    await ns?.close();
     ns = undefined;
   });
 
   test('the node_nf_conntrack_* metrics match prometheus-node-exporter --collector.conntrack on the same namespace', async () => {
-    ns = await Netns.create();
+    ns = await sandbox();
     await seedTable(ns);
     await startExporter(children, ns, ['--listen', EXPORTER]);
     children.start(ns, 'node_exporter', 'prometheus-node-exporter', ['--collector.disable-defaults', '--collector.conntrack', `--web.listen-address=${NODE_EXPORTER}`]);
@@ -59,7 +59,7 @@ describe('exporter exposition', () => {
   });
 
   test('the text exposition passes promtool check metrics, with every family populated', async () => {
-    ns = await Netns.create();
+    ns = await sandbox();
     await seedTable(ns);
     // An expectation (on a master with the ftp helper), so conntrack_expectations has a series.
     const ct = await Conntrack.open({ netns: ns.path });
@@ -97,7 +97,7 @@ describe('exporter exposition', () => {
   });
 
   test('OpenMetrics on request, /healthz, 404, and a clean stop on SIGTERM', async () => {
-    ns = await Netns.create();
+    ns = await sandbox();
     await seedTable(ns);
     const exporter = await startExporter(children, ns, ['--listen', EXPORTER]);
     const text = await nsGet(ns, `http://${EXPORTER}/metrics`);

@@ -5,7 +5,8 @@
  */
 import { ChildProcess } from 'child_process';
 import * as path from 'path';
-import { Netns } from '../../helpers/netns';
+import { Sandbox } from '../../../apps/testing';
+import { sleep } from '../../helpers/wait';
 
 export const EXPORTER_ENTRY = path.join(__dirname, 'exporter-entry.js');
 
@@ -55,7 +56,7 @@ export class NsChild {
 export class Children {
   private list: NsChild[] = [];
 
-  start(ns: Netns, name: string, cmd: string, args: string[]): NsChild {
+  start(ns: Sandbox, name: string, cmd: string, args: string[]): NsChild {
     const c = new NsChild(name, ns.spawn(cmd, args));
     this.list.push(c);
     return c;
@@ -67,10 +68,8 @@ export class Children {
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /** Starts the exporter command (built dist) inside the namespace and waits until it serves. */
-export async function startExporter(children: Children, ns: Netns, args: string[]): Promise<NsChild> {
+export async function startExporter(children: Children, ns: Sandbox, args: string[]): Promise<NsChild> {
   const c = children.start(ns, 'exporter', process.execPath, [EXPORTER_ENTRY, ...args]);
   await c.waitFor(/serving http:\/\/\S+\/metrics/);
   return c;
@@ -89,13 +88,13 @@ fetch(url, { headers: accept ? { accept } : {} }).then(async (r) => {
 }, (e) => { process.stderr.write(String(e && e.cause || e)); process.exit(3); });`;
 
 /** GET from inside the namespace (its loopback is not reachable from the test process). */
-export async function nsGet(ns: Netns, url: string, accept?: string): Promise<HttpResult> {
+export async function nsGet(ns: Sandbox, url: string, accept?: string): Promise<HttpResult> {
   const { stdout } = await ns.run(process.execPath, ['-e', FETCH, url, accept ?? '']);
   return JSON.parse(stdout) as HttpResult;
 }
 
 /** GET that retries while the server is not up yet. */
-export async function nsGetRetry(ns: Netns, url: string, ms = 20000): Promise<HttpResult> {
+export async function nsGetRetry(ns: Sandbox, url: string, ms = 20000): Promise<HttpResult> {
   const end = Date.now() + ms;
   for (;;) {
     try {
@@ -112,7 +111,7 @@ export async function nsGetRetry(ns: Netns, url: string, ms = 20000): Promise<Ht
  * only, so the tests' HTTP over ::1 is not tracked and the table stays still), and
  * entries made with `conntrack -I` in several protocols and states, IPv4 and IPv6.
  */
-export async function seedTable(ns: Netns): Promise<void> {
+export async function seedTable(ns: Sandbox): Promise<void> {
   await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
   await ns.sysctl('net.netfilter.nf_conntrack_icmp_timeout', 600);
   await ns.run('nft', ['-f', '-'], {
@@ -135,7 +134,7 @@ export async function seedTable(ns: Netns): Promise<void> {
 }
 
 /** Counts of `conntrack -L` (all families) by protocol and state ('' when none is shown). */
-export async function cliCounts(ns: Netns): Promise<Map<string, number>> {
+export async function cliCounts(ns: Sandbox): Promise<Map<string, number>> {
   const { stdout } = await ns.run('conntrack', ['-L']);
   const out = new Map<string, number>();
   for (const line of stdout.split('\n')) {
@@ -148,7 +147,7 @@ export async function cliCounts(ns: Netns): Promise<Map<string, number>> {
   return out;
 }
 
-export async function cliCount(ns: Netns): Promise<number> {
+export async function cliCount(ns: Sandbox): Promise<number> {
   return Number((await ns.run('conntrack', ['-C'])).stdout.trim());
 }
 

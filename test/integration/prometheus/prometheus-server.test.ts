@@ -6,8 +6,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
-import { Netns } from '../../helpers/netns';
-import { Children, cliCount, cliCounts, nsGet, seedTable, sleep, startExporter } from './helpers';
+import { Sandbox, sandbox } from '../../../apps/testing';
+import { Children, cliCount, cliCounts, nsGet, seedTable, startExporter } from './helpers';
+import { sleep } from '../../helpers/wait';
 
 const EXPORTER = '[::1]:9940';
 const PROMETHEUS = '[::1]:9090';
@@ -17,7 +18,7 @@ interface QueryResult {
   value: [number, string];
 }
 
-async function query(ns: Netns, expr: string): Promise<QueryResult[]> {
+async function query(ns: Sandbox, expr: string): Promise<QueryResult[]> {
   const r = await nsGet(ns, `http://${PROMETHEUS}/api/v1/query?query=${encodeURIComponent(expr)}`);
   if (r.status !== 200) throw new Error(`query ${expr}: HTTP ${r.status}: ${r.body}`);
   const body = JSON.parse(r.body) as { status: string; data: { result: QueryResult[] } };
@@ -27,19 +28,19 @@ async function query(ns: Netns, expr: string): Promise<QueryResult[]> {
 
 describe('a real Prometheus server scraping the exporter', () => {
   const children = new Children();
-  let ns: Netns | undefined;
+  let ns: Sandbox | undefined;
   let dir: string | undefined;
 
   afterEach(async () => {
     await children.stopAll();
-    ns?.destroy();
+    await ns?.close();
     ns = undefined;
     if (dir) rmSync(dir, { recursive: true, force: true });
     dir = undefined;
   });
 
   test('node_nf_conntrack_entries equals conntrack -C and flows by state equal conntrack -L', async () => {
-    ns = await Netns.create();
+    ns = await sandbox();
     await seedTable(ns);
     const exporter = await startExporter(children, ns, ['--listen', EXPORTER]);
 

@@ -11,8 +11,9 @@ import * as path from 'path';
 import { Counter, Registry } from 'prom-client';
 import { Conntrack, ConntrackError } from '../../../lib';
 import { registerMetrics } from '../../../apps/prometheus';
-import { Netns } from '../../helpers/netns';
-import { cliCount, cliCounts, parseExposition, sleep, valueOf } from './helpers';
+import { Sandbox, sandbox } from '../../../apps/testing';
+import { cliCount, cliCounts, parseExposition, valueOf } from './helpers';
+import { sleep } from '../../helpers/wait';
 
 const udp = (sport: number) => ({ proto: 'udp' as const, orig: { src: '10.3.0.1', dst: '10.3.0.2', sport, dport: 53 }, timeout: 600 });
 const tcp = (sport: number, state: 'ESTABLISHED' | 'SYN_SENT') => ({ proto: 'tcp' as const, orig: { src: '10.3.0.1', dst: '10.3.0.2', sport, dport: 443 }, timeout: 600, state });
@@ -42,9 +43,13 @@ describe('registerMetrics in a user registry', () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
 
-  async function namespace(): Promise<{ ns: Netns; ct: Conntrack }> {
-    const ns = await Netns.create();
-    cleanup.push(() => ns.destroy());
+  async function namespace(): Promise<{ ns: Sandbox; ct: Conntrack }> {
+    // Every entry gets an event cache, also those made before registerMetrics subscribes:
+    // with the default (2) that depends on whether any ctnetlink listener exists on the host
+    // at that moment (the kernel tracks listeners globally), and without one a delete sends
+    // no DESTROY event.
+    const ns = await sandbox({ sysctls: { 'net.netfilter.nf_conntrack_events': 1 } });
+    cleanup.push(() => ns.close());
     const ct = await Conntrack.open({ netns: ns.path });
     cleanup.push(() => ct.close());
     return { ns, ct };

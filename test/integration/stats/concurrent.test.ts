@@ -1,8 +1,8 @@
 import { Conntrack, ConntrackStats, ExpectationCpuStats, PressureSample } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 
 /** `conntrack -S` / `conntrack -S expect` output: one record per CPU. */
-async function cliStats(ns: Netns, ...args: string[]): Promise<Record<string, number>[]> {
+async function cliStats(ns: Sandbox, ...args: string[]): Promise<Record<string, number>[]> {
   const { stdout } = await ns.run('conntrack', ['-S', ...args]);
   return stdout
     .split('\n')
@@ -14,7 +14,7 @@ const spec = (i: number) => ({ proto: 'udp' as const, orig: { src: `10.31.0.${i}
 
 describe('dump requests on one handle', () => {
   test('many concurrent stats(), expectations.stats() and list() calls all succeed with the kernel\'s numbers', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         for (let i = 1; i <= 20; i++) await ct.create(spec(i));
@@ -53,7 +53,7 @@ describe('dump requests on one handle', () => {
   });
 
   test('a pressure monitor sampling every 10 ms while stats() is called in a loop: no request fails', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ct.create(spec(1));
@@ -81,7 +81,7 @@ describe('dump requests on one handle', () => {
   });
 
   test('dump requests still queued when the handle closes reject with ERR_CLOSED', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const calls = Array.from({ length: 10 }, () => ct.stats().then(() => 'ok', (err) => err.code));
       await ct.close();

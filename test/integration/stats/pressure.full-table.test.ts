@@ -6,9 +6,9 @@
 import { once } from 'events';
 import { readFileSync } from 'fs';
 import { Conntrack, ConntrackStats, PressureWarning, ProcStats, readProcStats } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { isRealRoot, withSandbox } from '../../../apps/testing';
 
-const realRoot = readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/).join(' ') === '0 0 4294967295';
+const realRoot = isRealRoot();
 if (!realRoot) {
   // eslint-disable-next-line no-console
   console.log('pressure.full-table: skipped: lowering nf_conntrack_max needs real root in the initial user namespace (/proc/self/uid_map is not "0 0 4294967295")');
@@ -44,7 +44,7 @@ srv.listen(0, '127.0.0.1', async () => {
 
 describe('a full table (real root)', () => {
   rootTest('max lowered to 7: ten connects, three time out; stats report 7 of 7 and drops; the monitor warns', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh(
         "nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && nft add rule inet t c ct state new counter",
       );

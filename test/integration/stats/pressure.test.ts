@@ -1,12 +1,12 @@
 import { once } from 'events';
 import { Conntrack, ConntrackError, PressureSample, PressureWarning } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 
 const ourTimers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
 describe('pressure monitor against the kernel', () => {
   test('samples count and max; warns once when the fill passes warnAt; recovers', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const { max } = await ct.stats();
@@ -46,7 +46,7 @@ describe('pressure monitor against the kernel', () => {
   });
 
   test('async iteration yields samples; leaving the loop closes the monitor', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         await ns.sh('conntrack -I -p tcp -s 10.6.0.1 -d 10.6.0.2 --sport 5 --dport 6 -t 60 --state ESTABLISHED');
@@ -66,7 +66,7 @@ describe('pressure monitor against the kernel', () => {
   });
 
   test('timers: unref() lets the process exit, close() and abort clear them, ct.close() closes monitors', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         // Timers are counted process-wide, and the test runner may hold one of its own for a
@@ -119,7 +119,7 @@ describe('pressure monitor against the kernel', () => {
   });
 
   test('bad options are refused with the field named', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const cases: [unknown, string][] = [

@@ -8,7 +8,7 @@ import { execFileSync, spawn } from 'child_process';
 import { closeSync, existsSync, openSync, statSync } from 'fs';
 import * as path from 'path';
 import { Conntrack, ProcStats, parseProcStats, readProcStats } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox } from '../../../apps/testing';
 
 const ROOT = path.join(__dirname, '../../..');
 const DIST = path.join(ROOT, 'dist', 'lib');
@@ -54,7 +54,7 @@ const spec = (i: number) => ({ proto: 'udp' as const, orig: { src: `10.41.0.${i}
 
 describe('readProcStats({ netns })', () => {
   test('a pid or /proc/PID/ns/net is read without joining the namespace (no CAP_SYS_ADMIN needed); a descriptor joins it', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.pid });
       const fd = openSync(ns.path, 'r');
       try {
@@ -87,7 +87,7 @@ describe('readProcStats({ netns })', () => {
 
   test('a pid that has exited: ENOENT naming the pid', async () => {
     let gone = 0;
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       gone = ns.pid;
     });
     while (existsSync(`/proc/${gone}`)) await new Promise((r) => setTimeout(r, 5));

@@ -1,15 +1,15 @@
 import { readFileSync } from 'fs';
 import { Conntrack, ConntrackError } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox } from '../../../apps/testing';
 
 const DIR = '/proc/sys/net/netfilter';
-const inside = async (ns: Netns, name: string): Promise<string> =>
+const inside = async (ns: Sandbox, name: string): Promise<string> =>
   (await ns.run('cat', [`${DIR}/nf_conntrack_${name}`])).stdout.trim();
 const host = (name: string): string => readFileSync(`${DIR}/nf_conntrack_${name}`, 'utf8').trim();
 
 describe('settings (nf_conntrack sysctls) against the kernel', () => {
   test('get() reads the namespace\'s sysctls, typed, every file accounted for', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
       await ns.sysctl('net.netfilter.nf_conntrack_udp_timeout', 17);
       await ns.sh('conntrack -I -p udp -s 10.4.0.1 -d 10.4.0.2 --sport 7 --dport 8 -t 60');
@@ -44,7 +44,7 @@ describe('settings (nf_conntrack sysctls) against the kernel', () => {
   });
 
   test('set() writes per-namespace settings and returns the previous values', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const hostAcct = host('acct');
       const hostEst = host('tcp_timeout_established');
@@ -67,7 +67,7 @@ describe('settings (nf_conntrack sysctls) against the kernel', () => {
   });
 
   test('writing max from a child namespace is refused with a message saying why; nothing is written', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       const max = host('max');
       try {
@@ -93,7 +93,7 @@ describe('settings (nf_conntrack sysctls) against the kernel', () => {
   });
 
   test('a value the kernel refuses rolls back the writes made before it', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const high = Number(await inside(ns, 'frag6_high_thresh'));
@@ -113,7 +113,7 @@ describe('settings (nf_conntrack sysctls) against the kernel', () => {
   });
 
   test('bad values are refused with the field named, before anything is written', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const cases: [Record<string, unknown>, string, RegExp][] = [
@@ -143,7 +143,7 @@ describe('settings (nf_conntrack sysctls) against the kernel', () => {
   });
 
   test('a setting the kernel does not have is ERR_UNSUPPORTED', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         const s = await ct.settings.get();

@@ -1,9 +1,9 @@
 import { closeSync, openSync } from 'fs';
 import { Conntrack, ConntrackError, ConntrackStats, ProcStats, parseProcStats, readProcStats } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox, withSandbox, sandbox } from '../../../apps/testing';
 
 /** Tracked traffic on loopback: an nft rule referring to conntrack, pings, TCP connects, a UDP flow. */
-async function makeTraffic(ns: Netns): Promise<void> {
+async function makeTraffic(ns: Sandbox): Promise<void> {
   await ns.sh(
     "nft add table inet t && nft add chain inet t c '{ type filter hook output priority 0; }' && " +
       'nft add rule inet t c ct state new counter && ' +
@@ -57,7 +57,7 @@ function expectAgree(nl: ConntrackStats, proc: ProcStats, cli: Record<string, nu
 
 describe('statistics against the kernel', () => {
   test('ct.stats(), readProcStats({ netns }), the file, conntrack -S and conntrack -C agree', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await makeTraffic(ns);
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -83,7 +83,7 @@ describe('statistics against the kernel', () => {
   });
 
   test('readProcStats enters a namespace given by a path that is not /proc/PID/ns/net', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       await ns.sh('conntrack -I -p tcp -s 10.2.0.1 -d 10.2.0.2 --sport 1 --dport 2 -t 50 --state ESTABLISHED');
       const fd = openSync(ns.path, 'r');
       try {
@@ -100,7 +100,7 @@ describe('statistics against the kernel', () => {
   });
 
   test('stats count follows entries created and deleted over ctnetlink', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
         expect((await ct.stats()).count).toBe(0);
@@ -119,13 +119,13 @@ describe('statistics against the kernel', () => {
   });
 
   test('stats() after close rejects with ERR_CLOSED; a vanished namespace is an ENOENT', async () => {
-    await withNetns(async (ns) => {
+    await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       await ct.close();
       await expect(ct.stats()).rejects.toMatchObject({ code: 'ERR_CLOSED' });
-      const ns2 = await Netns.create();
+      const ns2 = await sandbox();
       const pid = ns2.pid;
-      ns2.destroy();
+      await ns2.close();
       await new Promise((r) => setTimeout(r, 100));
       const err = await readProcStats({ netns: pid }).catch((e) => e);
       expect(err).toBeInstanceOf(ConntrackError);

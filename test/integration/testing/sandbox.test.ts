@@ -158,6 +158,19 @@ describe('sandbox()', () => {
     expect((await sb.run('cat', [], { input: 'fed' })).stdout).toBe('fed');
   });
 
+  test('run() and spawn() take the environment to run with', async () => {
+    sb = await sandbox();
+    const env = { PATH: process.env.PATH, SANDBOX_TEST_VAR: 'from-env' };
+    expect((await sb.run('sh', ['-c', 'echo "$SANDBOX_TEST_VAR:$HOME"'], { env })).stdout).toBe('from-env:\n');
+    // Without env, the command inherits this process's environment.
+    expect((await sb.sh('echo "$PATH"')).stdout).toBe(`${process.env.PATH}\n`);
+    const child = sb.spawn('sh', ['-c', 'echo "$SANDBOX_TEST_VAR"'], { env });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise((r) => child.once('close', r));
+    expect(out).toBe('from-env\n');
+  });
+
   test('bad options are refused before anything starts', async () => {
     const n = liveSandboxes();
     await expect(sandbox({ sysctls: { 'not a name': 1 } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'sysctls.not a name' });
