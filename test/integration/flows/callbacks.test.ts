@@ -6,7 +6,7 @@
  */
 import { Conntrack, ConntrackError, Flow, FlowEvent } from '../../../lib';
 import { runNode } from '../../helpers/child';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox as Netns, withSandbox as withNetns } from '../../../apps/testing';
 
 const spec = (i: number) => ({ proto: 'udp' as const, orig: { src: '10.7.0.1', dst: '10.7.0.2', sport: 1000 + i, dport: 53 }, timeout: 600 });
 

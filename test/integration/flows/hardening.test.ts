@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from 'fs';
 import { Conntrack, ConntrackError } from '../../../lib';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox as Netns, withSandbox as withNetns } from '../../../apps/testing';
 
 const udp = (i: number, base = 1) => ({ proto: 'udp' as const, orig: { src: `10.${base}.${(i >> 8) & 255}.${i & 255}`, dst: '10.99.0.1', sport: 1000, dport: 53 } });
 

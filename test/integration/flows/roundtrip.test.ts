@@ -5,7 +5,7 @@
  */
 import * as fc from 'fast-check';
 import { Conntrack, CreateSpec } from '../../../lib';
-import { withNetns } from '../../helpers/netns';
+import { withSandbox as withNetns } from '../../../apps/testing';
 
 const octet = fc.integer({ min: 1, max: 254 });
 const v4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'));

@@ -6,7 +6,7 @@
 import { Worker } from 'worker_threads';
 import { Conntrack, ConntrackError } from '../../../lib';
 import { DIST, runNode } from '../../helpers/child';
-import { Netns, withNetns } from '../../helpers/netns';
+import { Sandbox as Netns, withSandbox as withNetns } from '../../../apps/testing';
 
 const udp = (i: number) => ({ proto: 'udp' as const, orig: { src: `10.9.${(i >> 8) & 255}.${i & 255}`, dst: '10.8.0.1', sport: 1000, dport: 53 } });
 const specs = (n: number) => Array.from({ length: n }, (_, i) => ({ ...udp(i), timeout: 600 }));
