@@ -3,6 +3,7 @@
  * event stream), opened in the caller's network namespace or another one. It composes the
  * concept modules, which reach it only through the narrow Handle interface.
  */
+import { checkInt, checkKeys } from './common/validate';
 import { ChildRegistry, type Child } from './common/children';
 import { ConntrackError, invalid } from './common/errors';
 import { checkObject } from './common/validate';
@@ -29,6 +30,14 @@ import { Expectations } from './expect/expectations';
 import { ConntrackStats, fetchStats } from './stats/counters';
 import { Settings } from './stats/settings';
 import { PressureMonitor, PressureOptions } from './stats/pressure';
+
+/** How long close() waits for the kernel to answer requests already sent (ms). */
+export const CLOSE_WAIT_MS = 5000;
+
+const OPEN_KEYS = new Set(['netns', 'receiveBufferSize']);
+/** Receive buffer sizes open() takes: the kernel's minimum is about 2 KiB; setsockopt() takes an int and doubles it. */
+const MIN_RECEIVE_BUFFER = 4096;
+const MAX_RECEIVE_BUFFER = 1 << 30;
 
 export interface OpenOptions {
   /**
@@ -135,10 +144,14 @@ export class Conntrack {
    */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
     checkObject(options, 'options', "{ netns: '/proc/1234/ns/net' }");
+    checkKeys(options as Record<string, unknown>, OPEN_KEYS, 'options', 'open()');
+    const receiveBufferSize = options.receiveBufferSize === undefined
+      ? 4 << 20
+      : checkInt(options.receiveBufferSize, MIN_RECEIVE_BUFFER, MAX_RECEIVE_BUFFER, 'options.receiveBufferSize', 'a receive buffer size in bytes');
     const netnsFile = options.netns === undefined ? undefined : Netns.open(options.netns);
     let sock: NfSocket;
     try {
-      sock = await NfSocket.open({ netns: netnsFile, receiveBufferSize: options.receiveBufferSize ?? 4 << 20, asyncSend: true });
+      sock = await NfSocket.open({ netns: netnsFile, receiveBufferSize, asyncSend: true });
     } catch (err) {
       netnsFile?.close();
       throw err;
@@ -432,12 +445,18 @@ export class Conntrack {
     return new PressureMonitor(this, options);
   }
 
-  /** Closes every socket of this handle; pending requests reject with ERR_CLOSED. */
+  /**
+   * Closes every socket of this handle. Dumps and event streams end at once. Requests not
+   * yet sent reject with ERR_CLOSED; requests already sent get the kernel's answer (close()
+   * waits for it, at most CLOSE_WAIT_MS), or, past that, ERR_OUTCOME_UNKNOWN: the kernel
+   * may or may not have carried them out.
+   */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.sock.close();
-    this.children.closeAll();
+    if (!this.closed) {
+      this.closed = true;
+      this.children.closeAll();
+    }
+    await this.sock.closeAfterInFlight(CLOSE_WAIT_MS);
     this.netnsFile?.close();
   }
 }

@@ -11,6 +11,8 @@ export type ConntrackErrorCode =
   | 'ERR_CLOSED' // the Conntrack (or stream) was closed
   | 'ERR_ABORTED' // an AbortSignal fired
   | 'ERR_PROTOCOL' // the kernel sent something the library cannot make sense of
+  | 'ERR_CALLBACK' // a callback of the caller's (predicate, listener) threw; `cause` is what it threw
+  | 'ERR_OUTCOME_UNKNOWN' // closed while the request was in flight: the kernel may or may not have done it
   | 'ERR_NATIVE' // the native addon could not be loaded
   | 'ERR_UNSUPPORTED' // the running kernel lacks a feature
   | string; // errno names

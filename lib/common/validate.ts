@@ -54,9 +54,51 @@ export function checkObject(v: unknown, field: string, example: string): Record<
   return v;
 }
 
-/** Refuses keys outside `known`, naming `field.key` and listing what `what` takes. */
+/**
+ * Refuses keys outside `known`, naming `field.key`, the closest known key when one is
+ * near (a typo), and listing what `what` takes.
+ */
 export function checkKeys(o: Record<string, unknown>, known: ReadonlySet<string>, field: string, what: string): void {
-  for (const k of Object.keys(o)) if (!known.has(k)) throw invalid(`${field}.${k}`, `unknown key; ${what} takes ${[...known].join(', ')}`);
+  for (const k in o) {
+    if (known.has(k) || !Object.prototype.hasOwnProperty.call(o, k)) continue;
+    const near = closest(k, known);
+    throw invalid(`${field}.${k}`, `unknown key${near ? ` (did you mean ${near}?)` : ''}; ${what} takes ${[...known].join(', ')}`);
+  }
+}
+
+/**
+ * The entry of `candidates` nearest to `word` by edit distance (case-insensitive), if it
+ * is near enough to be a typo: at most a third of the longer word's length, at least 1.
+ */
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  const w = word.toLowerCase();
+  for (const c of candidates) {
+    const d = editDistance(w, c.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = c;
+    }
+  }
+  if (best === undefined) return undefined;
+  return bestDistance <= Math.max(1, Math.floor(Math.max(w.length, best.length) / 3)) ? best : undefined;
+}
+
+/** Edit distance with adjacent transpositions (optimal string alignment): "makr" is 1 from "mark". */
+function editDistance(a: string, b: string): number {
+  if (a === b) return 0;
+  const d: number[][] = [];
+  for (let i = 0; i <= a.length; i++) d.push([i]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
 }
 
 export function checkBoolean(v: unknown, field: string): boolean {

@@ -4,6 +4,7 @@
  * the kernel could not queue (receive buffer full) are counted in `lost`, never hidden.
  */
 import { abortError } from '../common/abort';
+import { emitGuarded, rethrowLater } from '../common/callback';
 import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
 import { show } from '../common/validate';
@@ -61,6 +62,7 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
   private waiter: { resolve: (r: IteratorResult<ExpectationEvent>) => void; reject: (e: unknown) => void } | undefined;
   private iterating = false;
   private closed = false;
+  private closing = false;
   private failure: ConntrackError | undefined;
   private loss: LossMeter | undefined;
   private granted = 0;
@@ -78,7 +80,7 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
       groups,
       prepare: (sock) => {
         this.granted = sock.setReceiveBufferSize(options.receiveBufferSize ?? 1 << 20, true).granted;
-        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emit('lost', info));
+        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emitUser('lost', info));
       },
       sink: {
         message: (buf, off, len, type) => this.onMessage(buf, off, len, type),
@@ -136,8 +138,7 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
     if (!this.filter.match(expectation)) return;
     this.received++;
     const ev: ExpectationEvent = { type, expectation };
-    this.emit('event', ev);
-    this.emit(type, expectation);
+    if (!this.emitUser('event', ev) || !this.emitUser(type, expectation)) return;
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
@@ -156,10 +157,28 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
   }
 
   /** A socket error ends the stream: a pending next() rejects with it, later ones too. */
+  /**
+   * Emits to the caller's listeners. A listener that throws ends the stream with
+   * ERR_CALLBACK (cause: what it threw) after the event it threw on: returns false then.
+   */
+  private emitUser(name: string, ...args: unknown[]): boolean {
+    if (this.closed) return false;
+    const err = emitGuarded(this, 'expectations.events:', name, ...args);
+    if (err === undefined) return true;
+    const unheard = this.listenerCount('error') === 0 && this.waiter === undefined && !this.iterating;
+    this.fail(err);
+    this.close();
+    if (unheard) rethrowLater(err);
+    return false;
+  }
+
   private fail(err: ConntrackError): void {
     if (this.closed) return;
     this.failure = err;
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    if (this.listenerCount('error') > 0) {
+      const e = emitGuarded(this, 'expectations.events:', 'error', err);
+      if (e) rethrowLater(e);
+    }
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
@@ -170,7 +189,8 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
 
   /** Leaves the groups and closes the socket; a pending iteration ends (done). */
   close(): void {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
     this.refreshDrops();
     this.closed = true;
     if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
@@ -181,7 +201,8 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
       this.waiter = undefined;
       w.resolve({ value: undefined, done: true });
     }
-    this.emit('close');
+    const e = emitGuarded(this, 'expectations.events:', 'close');
+    if (e) rethrowLater(e);
   }
 
   /** The next event; rejects on a socket error, ends when closed. */

@@ -5,7 +5,7 @@
 import type { Handle } from '../wire/handle';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
-import { checkInt, checkObject, checkSignal, show } from '../common/validate';
+import { checkInt, checkKeys, checkObject, checkSignal, show } from '../common/validate';
 import {
   AF_UNSPEC, IPCTNL_MSG_CT_GET, IPCTNL_MSG_EXP_DELETE, IPCTNL_MSG_EXP_GET, IPCTNL_MSG_EXP_GET_STATS_CPU,
   IPCTNL_MSG_EXP_NEW, NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
@@ -23,6 +23,8 @@ import { ExpectationCpuStats, decodeExpectationStats } from './stats';
 export type ExpectationTarget = ExpectationKey | Pick<Expectation, 'tuple' | 'zone' | 'id'>;
 
 /** The expectation table of one Conntrack handle (`ct.expectations`). */
+const EXP_EVENT_KEYS = new Set(['types', 'filter', 'signal', 'receiveBufferSize', 'highWaterMark']);
+
 export class Expectations {
   /** @internal */
   constructor(private readonly ct: Handle) {}
@@ -218,6 +220,7 @@ export class Expectations {
   events(options: ExpectationEventsOptions & { filter?: ExpectationFilter } = {}): ExpectationEvents {
     this.ct.assertOpen('expectations.events');
     checkObject(options, 'options', '{ types?, signal? }');
+    checkKeys(options as Record<string, unknown>, EXP_EVENT_KEYS, 'options', 'expectations.events()');
     const groups = eventGroups(options.types, 'options.types');
     const filter = compileExpectationFilter(options.filter, 'options.filter');
     if (options.highWaterMark !== undefined) checkInt(options.highWaterMark, 1, 1 << 24, 'options.highWaterMark');

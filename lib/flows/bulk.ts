@@ -3,6 +3,7 @@
  * bad one refuses the whole call before anything is sent), then the items stream to the
  * kernel pipelined, without a promise per item.
  */
+import { explainTableFull } from './table-full';
 import type { Handle } from '../wire/handle';
 import type { ReplyHandler } from '../wire/socket';
 import { IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, NLM_F_CREATE, NLM_F_EXCL } from '../wire/enums';
@@ -133,7 +134,18 @@ function writeBulkCreate(operation: string, single: string): (w: AttrWriter, spe
 
 /** ct.createMany(). */
 export function createMany(ct: Handle, specs: Iterable<CreateSpec>): Promise<BulkResult> {
-  return bulk(ct, specs, 'createMany', IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, writeBulkCreate('createMany', 'create'));
+  return bulk(ct, specs, 'createMany', IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, writeBulkCreate('createMany', 'create'))
+    .then((r) => explainBulkTableFull(ct, r, 'createMany'));
+}
+
+/** Rewrites the ENOMEM refusals of a bulk result as table-full errors (one stats request). */
+async function explainBulkTableFull(ct: Handle, r: BulkResult, operation: string): Promise<BulkResult> {
+  const first = r.errors.find((e) => e.error.code === 'ENOMEM');
+  if (!first) return r;
+  const full = (await explainTableFull(ct, first.error, operation)) as ConntrackError;
+  if (full === first.error) return r;
+  for (const e of r.errors) if (e.error.code === 'ENOMEM' && e.error.syscall === first.error.syscall) e.error = full;
+  return r;
 }
 
 /**

@@ -3,6 +3,7 @@
  * express goes there in one request; anything else is a filtered dump with pipelined
  * deletes by tuple and id, each entry checked here before it is deleted.
  */
+import { checkKeys, checkSignal } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import { AF_UNSPEC, CTA_STATS_GLOBAL_ENTRIES, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET_STATS } from '../wire/enums';
 import { abortError } from '../common/abort';
@@ -40,9 +41,13 @@ async function entryCount(ct: Handle): Promise<number> {
   return n;
 }
 
+const DELETE_KEYS = new Set(['signal', 'exact']);
+
 /** ct.flush(). */
 export async function flushEntries(ct: Handle, filter?: FlowFilter, options: DeleteMatchingOptions = {}): Promise<void> {
   ct.assertOpen('flush');
+  if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object like { signal }');
+  checkKeys(options as Record<string, unknown>, DELETE_KEYS, 'options', 'deleteMatching() and flush()');
   const compiled = compileFilter(filter);
   if (kernelFlushable(filter)) {
     if (options.signal?.aborted) throw abortError('flush', options.signal);
@@ -89,7 +94,15 @@ async function countedFlush(ct: Handle, compiled: CompiledFilter, signal: AbortS
   return removed;
 }
 
-/** ct.deleteMatching(): filtered dump + pipelined deletes by tuple and id. */
+/** A deleteMatching() failure, with how many entries it had deleted by then. */
+export type DeleteMatchingError = ConntrackError & { deleted: number };
+
+/**
+ * ct.deleteMatching(): filtered dump + pipelined deletes by tuple and id. On a failure (a
+ * kernel refusal, an abort, or the predicate throwing: ERR_CALLBACK) no further delete is
+ * sent, the deletes already sent are awaited, and the rejection carries `deleted`, the
+ * number of entries removed.
+ */
 export async function deleteMatchingEntries(
   ct: Handle,
   filter: FlowFilter | undefined,
@@ -99,6 +112,8 @@ export async function deleteMatchingEntries(
   ct.assertOpen('deleteMatching');
   if (predicate !== undefined && typeof predicate !== 'function') throw invalid('predicate', 'must be a function (flow) => boolean');
   checkObject(options, 'options', '{ signal }');
+  checkKeys(options as Record<string, unknown>, DELETE_KEYS, 'options', 'deleteMatching() and flush()');
+  checkSignal(options.signal, 'options.signal');
   if (options.exact !== undefined && typeof options.exact !== 'boolean') throw invalid('options.exact', 'must be true (count by listing the matches) or false (count by the table size)');
   const compiled = compileFilter(filter);
   const signal = options.signal;
@@ -135,7 +150,10 @@ export async function deleteMatchingEntries(
     failure ??= err as ConntrackError;
   }
   await window.drain();
-  if (failure) throw failure;
-  if (signal?.aborted) throw abortError('deleteMatching', signal);
+  if (!failure && signal?.aborted) failure = abortError('deleteMatching', signal);
+  if (failure) {
+    (failure as DeleteMatchingError).deleted = removed;
+    throw failure;
+  }
   return removed;
 }

@@ -3,6 +3,7 @@
  * library's predicate, decoded flow by flow on a dump socket of its own. Also the other
  * kernel lists (dying, unconfirmed) and dumps that zero counters as they read them.
  */
+import { DUMP_OPTION_KEYS, validateDumpOptions } from '../wire/dump';
 import { fnv1a } from '../common/hash';
 import { ConntrackError, invalid } from '../common/errors';
 import { checkBoolean, isObject } from '../common/validate';
@@ -74,8 +75,11 @@ interface Prepared {
   rest: DumpOptions;
 }
 
+const FLOW_DUMP_KEYS = new Set([...DUMP_OPTION_KEYS, 'zeroCounters']);
+
 function prepare(filter: FlowFilter | undefined, options: FlowDumpOptions | undefined): Prepared {
   if (options !== undefined && !isObject(options)) throw invalid('options', 'must be an object like { signal, zeroCounters: true }');
+  if (options !== undefined) validateDumpOptions(options, FLOW_DUMP_KEYS, 'dump() and list()');
   const { zeroCounters, ...rest } = options ?? {};
   const zero = zeroCounters === undefined ? false : checkBoolean(zeroCounters, 'options.zeroCounters');
   const compiled = compileFilter(filter, 'filter', { tables: true });

@@ -11,8 +11,10 @@ import { ConntrackError, invalid } from '../common/errors';
 import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
-import { checkBoolean, checkObject, show } from '../common/validate';
+import { checkBoolean, checkKeys, checkObject, show } from '../common/validate';
 import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveUpdate } from './entry-spec';
+import type { ResolvedUpdate } from './entry-spec';
+import { explainTableFull } from './table-full';
 
 function decodeOne(replies: Buffer[]): Flow | undefined {
   for (const m of replies) {
@@ -29,9 +31,12 @@ function notFound(op: string): ConntrackError {
 }
 
 /** ct.get(): the flow named by key. */
+const GET_KEYS = new Set(['direction', 'zeroCounters']);
+
 export async function getEntry(ct: Handle, key: EntryKey, options: GetOptions = {}): Promise<Flow> {
   ct.assertOpen('get');
   checkObject(options, 'options', "{ direction: 'reply' }");
+  checkKeys(options as Record<string, unknown>, GET_KEYS, 'options', 'get()');
   const dir = options.direction;
   if (dir !== undefined && dir !== 'orig' && dir !== 'reply') throw invalid('options.direction', `must be 'orig' or 'reply', got ${show(dir)}`);
   const zero = options.zeroCounters === undefined ? false : checkBoolean(options.zeroCounters, 'options.zeroCounters');
@@ -52,7 +57,8 @@ export function createEntry(ct: Handle, spec: CreateSpec): Promise<void> {
   } catch (err) {
     return Promise.reject(err);
   }
-  const sent = ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, enc.family, enc.payload, 'create');
+  const sent = ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, enc.family, enc.payload, 'create')
+    .catch((err: unknown) => explainTableFull(ct, err, 'create').then((e) => Promise.reject(e)));
   const labels = enc.labels;
   if (!labels || labels.every((b) => b === 0)) return sent;
   return sent.then(() => checkLabelsKept(ct, spec));
@@ -89,11 +95,13 @@ export async function updateEntry(ct: Handle, spec: UpdateSpec): Promise<void> {
   ct.assertOpen('update');
   const r = resolveUpdate(spec);
   let current: number | undefined;
+  let prior: Flow | undefined;
   const scales = needsScaleFlags(r);
   if (r.key.id !== undefined || r.hasStatus || scales) {
     // The kernel ignores CTA_ID on updates, so the id is checked here first; the status word
     // must be sent whole, so it is read too; window scales need WINDOW_SCALE on both sides.
     const flow = await getEntry(ct, spec);
+    prior = flow;
     current = flow.statusBits;
     if (scales) checkScaleFlags(r, flow);
     const missing = r.statusFixed & ~current;
@@ -101,11 +109,58 @@ export async function updateEntry(ct: Handle, spec: UpdateSpec): Promise<void> {
       throw invalid('status', `the kernel does not let callers set ${statusNames(missing).join(', ')}; settable flags are ${Object.keys(SETTABLE).join(', ')} (flags the entry already has may be listed)`);
     }
   }
+  const family = FAMILY_NUM[r.key.family];
+  let rest: ResolvedUpdate = r;
+  let restoreLabels: (() => Promise<void>) | undefined;
+  if (r.labels && hasOtherChanges(r)) {
+    // The kernel applies an update attribute by attribute and refuses labels last (ENOSPC
+    // on an entry without label space), after mark, timeout and the rest took effect. So
+    // labels go first, on their own: refused, nothing changed; accepted, and the rest then
+    // fails, the labels are put back as they were.
+    const before = prior ?? (await getEntry(ct, spec));
+    await updateLabels(ct, family, { ...r, labels: r.labels });
+    const old = labelBits(before.labels);
+    restoreLabels = () => updateLabels(ct, family, { ...r, labels: { bits: old, mask: r.labels!.mask } });
+    rest = { ...r, labels: undefined };
+  }
   try {
-    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, FAMILY_NUM[r.key.family], encodeUpdate(r, current), 'update');
+    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, family, encodeUpdate(rest, current), 'update');
   } catch (err) {
+    if (restoreLabels) await restoreLabels().catch(() => undefined);
     throw r.timeout !== undefined ? fixedTimeout(err, 'update', 'timeout') : err;
   }
+}
+
+/** True when an update changes more than labels. */
+function hasOtherChanges(r: ResolvedUpdate): boolean {
+  return r.mark !== undefined || r.timeout !== undefined || r.hasStatus || r.state !== undefined || r.tcp !== undefined;
+}
+
+/** A labels-only update of the entry `r` names; ENOSPC becomes ERR_UNSUPPORTED (nothing changed). */
+async function updateLabels(ct: Handle, family: number, r: ResolvedUpdate): Promise<void> {
+  const only: ResolvedUpdate = { key: r.key, statusSet: 0, statusUnset: 0, statusFixed: 0, hasStatus: false, labels: r.labels };
+  try {
+    await ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), 0, family, encodeUpdate(only, undefined), 'update');
+  } catch (err) {
+    if ((err as ConntrackError).code !== 'ENOSPC') throw err;
+    throw new ConntrackError(
+      'ERR_UNSUPPORTED',
+      'update: labels: this entry has no connlabel space (it was created before this network namespace used labels), ' +
+        'so the kernel cannot store labels on it (ENOSPC). Nothing was changed. Load a ruleset that sets labels ' +
+        '(e.g. nft add rule inet t c ct label set 127) before the entry is created',
+      { errno: (err as ConntrackError).errno, field: 'labels', cause: err },
+    );
+  }
+}
+
+/** Label bit numbers as the kernel's bitmap (host-order 32-bit words). */
+function labelBits(labels: readonly number[] | undefined): Buffer {
+  const words = Buffer.alloc(16);
+  for (const b of labels ?? []) {
+    const w = b >> 5;
+    words.writeUInt32LE((words.readUInt32LE(w * 4) | (1 << (b & 31))) >>> 0, w * 4);
+  }
+  return words;
 }
 
 /**

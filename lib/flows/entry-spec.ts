@@ -204,8 +204,22 @@ function resolveZone(v: unknown, field: string): number {
  * else the reply tuple (`{ proto, reply: {...} }` names an entry too, as for `conntrack -D
  * --reply-src ...`).
  */
-export function resolveKey(key: unknown, direction?: 'orig' | 'reply', field = 'key'): ResolvedKey {
+/**
+ * The fields of a decoded Flow: a Flow from list() may be passed back wherever an entry is
+ * named (get, delete, update), so these keys are accepted there and ignored.
+ */
+export const FLOW_FIELDS: readonly string[] = [
+  'id', 'family', 'proto', 'orig', 'reply', 'status', 'statusBits', 'timeout', 'mark', 'zone', 'use', 'state', 'tcp',
+  'sctp', 'dccp', 'counters', 'timestamp', 'eventTimestamp', 'labels', 'helper', 'secctx', 'secmark', 'seqAdj',
+  'synproxy', 'master', 'unknown',
+];
+const CREATE_KEYS = new Set(['proto', 'orig', 'reply', 'timeout', 'mark', 'zone', 'status', 'state', 'tcpWindow', 'labels', 'helper', 'nat']);
+// A create or update spec names its entry too (it is passed to get() internally).
+const KEY_KEYS = new Set(['proto', 'orig', 'reply', 'zone', 'id', ...FLOW_FIELDS, ...CREATE_KEYS]);
+
+export function resolveKey(key: unknown, direction?: 'orig' | 'reply', field = 'key', checkUnknown = true): ResolvedKey {
   const k = checkObject(key, field, "{ proto: 'tcp', orig: { src, dst, sport, dport } }");
+  if (checkUnknown) checkKeys(k, KEY_KEYS, field, 'an entry key');
   const protonum = protoNumber(k.proto, 'proto');
   const dir = direction ?? (k.orig === undefined && k.reply !== undefined ? 'reply' : 'orig');
   if (k[dir] === undefined) {
@@ -271,6 +285,7 @@ export function encodeCreate(spec: CreateSpec): { family: number; payload: Buffe
 /** Validates a create spec and appends its payload to `w` (nothing written on a refusal). */
 export function writeCreate(w: AttrWriter, spec: CreateSpec): { family: number; labels?: Buffer } {
   const s = checkObject(spec, 'spec', "{ proto: 'udp', orig: { src, dst, sport, dport }, timeout: 30 }");
+  checkKeys(s, CREATE_KEYS, 'spec', 'a create spec');
   const protonum = protoNumber(s.proto, 'proto');
   if (s.orig === undefined) throw invalid('orig', 'create needs the original tuple: orig: { src, dst, sport, dport } (or icmp for ICMP)');
   const orig = tupleOf(s.orig, protonum, 'orig');
@@ -533,8 +548,8 @@ export function resolveChanges(s: Record<string, unknown>, options: ChangeOption
 
 /** Validates an update spec (throws ERR_INVALID_ARGUMENT naming the field). */
 export function resolveUpdate(spec: UpdateSpec): ResolvedUpdate {
-  const key = resolveKey(spec, undefined, 'spec');
-  const changes = resolveChanges(spec as unknown as Record<string, unknown>, { protonum: key.protonum, fixedStatus: true });
+  const key = resolveKey(spec, undefined, 'spec', false);
+  const changes = resolveChanges(spec as unknown as Record<string, unknown>, { protonum: key.protonum, fixedStatus: true, ignore: KEY_KEYS });
   return { key, ...changes };
 }
 

@@ -6,6 +6,7 @@
  */
 import { Readable } from 'stream';
 import { abortError } from '../common/abort';
+import { emitGuarded, rethrowLater } from '../common/callback';
 import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
 import { LossMeter } from '../common/loss';
@@ -181,6 +182,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   private waiter: Waiter | undefined;
   private error: ConntrackError | undefined;
   private closed = false;
+  private shuttingDown = false;
   private iterating = false;
   private userPaused = false;
   private readonly match: ((f: Flow) => boolean) | undefined;
@@ -253,7 +255,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
         }
         // The filter goes on before the groups are joined, so nothing unfiltered slips in.
         if (bpf.program) sock.handle.attachFilter(bpf.program);
-        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emit('lost', info));
+        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emitUser('lost', info));
       },
       sink: {
         message: this.onMessage,
@@ -336,6 +338,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   }
 
   private onMessage = (buf: Buffer, off: number, len: number, type: number, flags: number): void => {
+    if (this.closed) return;
     this.counters.messages++;
     if (type >> 8 !== NFNL_SUBSYS_CTNETLINK || len < 20 || !isFlowFamily(buf[off + 16])) {
       this.counters.ignored++;
@@ -362,7 +365,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
     if (this.listening) {
       const ev = this.decode(buf, off, len, kind);
       if (ev === undefined) return;
-      this.emit('event', ev);
+      if (!this.emitUser('event', ev)) return;
       if (!this.iterating) return;
       this.enqueueDecoded(ev);
       return;
@@ -524,12 +527,30 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
     return Readable.from(this, { objectMode: true, highWaterMark: options.highWaterMark ?? 64 });
   }
 
+  /**
+   * Emits to the caller's listeners. A listener that throws ends the stream with
+   * ERR_CALLBACK (cause: what it threw) after the event it threw on: returns false then.
+   */
+  private emitUser(name: string, ...args: unknown[]): boolean {
+    const err = emitGuarded(this, 'events:', name, ...args);
+    if (err === undefined) return true;
+    // Nobody would hear of it otherwise (no 'error' listener, no iterator): report it as
+    // an uncaught exception, the way a throwing listener of any emitter is reported.
+    const unheard = this.listenerCount('error') === 0 && this.waiter === undefined && !this.iterating;
+    this.fail(err);
+    if (unheard) rethrowLater(err);
+    return false;
+  }
+
   private fail(err: ConntrackError, emitError = true): void {
     if (this.closed) return;
     this.error = err;
     this.queue.clear();
     // An abort is a normal way to stop: listeners just see 'close'.
-    if (emitError && this.listenerCount('error') > 0) this.emit('error', err);
+    if (emitError && this.listenerCount('error') > 0) {
+      const e = emitGuarded(this, 'events:', 'error', err);
+      if (e) rethrowLater(e);
+    }
     this.shutdown();
   }
 
@@ -541,8 +562,9 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   }
 
   private shutdown(): void {
-    if (this.closed) return;
-    this.refreshLost(); // last reading of the drop counter
+    if (this.closed || this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.refreshLost(); // last reading of the drop counter (a 'lost' listener may throw: fail() then)
     this.closed = true;
     if (this.onAbort && this.signal) this.signal.removeEventListener('abort', this.onAbort);
     this.sock?.close();
@@ -553,7 +575,8 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
       if (this.error) w.reject(this.error);
       else w.resolve({ value: undefined, done: true });
     }
-    this.emit('close');
+    const e = emitGuarded(this, 'events:', 'close');
+    if (e) rethrowLater(e);
   }
 }
 

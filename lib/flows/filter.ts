@@ -18,7 +18,7 @@ import {
 } from '../wire/enums';
 import { Prefix, parsePrefix, prefixContains, parseAddress } from '../common/address';
 import { invalid } from '../common/errors';
-import { checkObject, checkU16, checkU32, checkU8, isObject, show } from '../common/validate';
+import { checkKeys, checkObject, checkU16, checkU32, checkU8, isObject, show } from '../common/validate';
 import { AttrWriter } from '../wire/netlink';
 import { checkPort, protoName, protoNumber } from './tuple';
 import type { Flow } from './flow';
@@ -298,7 +298,7 @@ function encodeTupleFilter(w: AttrWriter, attr: number, ct: CompiledTuple, famil
 export function compileFilter(filter: FlowFilter | undefined, field = 'filter', options: CompileOptions = {}): CompiledFilter {
   const source = filter ?? {};
   if (filter !== undefined) checkObject(filter, field, "{ family: 'ipv4', proto: 'tcp' }");
-  for (const k of Object.keys(source)) if (!KNOWN_KEYS.has(k)) throw invalid(`${field}.${k}`, `unknown filter key; use ${[...KNOWN_KEYS].join(', ')}`);
+  checkKeys(source as Record<string, unknown>, KNOWN_KEYS, field, 'a flow filter');
 
   let family: Family | undefined;
   if (source.family !== undefined) {

@@ -278,8 +278,11 @@ function pushUnknown(flow: Flow, type: number): void {
  */
 export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
   const end = off + len;
-  const nfFamily = buf[off + 16];
+  // A message too short for its nfgenmsg has no family byte of its own: flagged, not guessed.
+  const nfFamily = len > 16 ? buf[off + 16] : 0;
   const flow = new FlowRecord(familyOf(nfFamily)) as unknown as Flow;
+  if (len < NFNL_ATTR_OFFSET) pushUnknown(flow, -1);
+  let replyFamily: Family | undefined;
   let p = off + NFNL_ATTR_OFFSET;
   while (p + 4 <= end) {
     const l = u16le(buf, p);
@@ -300,6 +303,7 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
       }
       case CTA_TUPLE_REPLY:
         flow.reply = readTuple(buf, s, e);
+        replyFamily = tupleScratch.family;
         break;
       case CTA_TUPLE_MASTER: {
         const t = readTuple(buf, s, e);
@@ -345,8 +349,10 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
       case CTA_TIMESTAMP_EVENT: if (l >= 12) flow.eventTimestamp = buf.readBigUInt64BE(s); break;
       case CTA_LABELS: {
         const bits: number[] = [];
-        // The kernel sends the label bitmap as host-order 32-bit words (little endian here).
-        for (let w = 0; w + 4 <= l - 4; w += 4) {
+        // The kernel sends the label bitmap as host-order 32-bit words (little endian here),
+        // 128 bits at most (NF_CT_LABELS_MAX_SIZE): a longer attribute is flagged, not read on.
+        if (l - 4 > 16) pushUnknown(flow, CTA_LABELS);
+        for (let w = 0; w + 4 <= l - 4 && w < 16; w += 4) {
           const word = buf.readUInt32LE(s + w);
           if (word === 0) continue;
           for (let b = 0; b < 32; b++) if (word & (1 << b)) bits.push(w * 8 + b);
@@ -405,6 +411,8 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
     }
     p += align4(l);
   }
+  // Both tuples of an entry have the message's family: a reply of another one is damage.
+  if (replyFamily !== undefined && replyFamily !== flow.family) pushUnknown(flow, CTA_TUPLE_REPLY);
   return flow;
 }
 

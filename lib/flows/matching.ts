@@ -5,6 +5,7 @@
  * ignores a filter attribute must never widen a bulk change), yielded once each with the
  * attributes that name it (original tuple, id, zone) copied straight out of the message.
  */
+import { callbackError } from '../common/callback';
 import { CTA_ZONE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK } from '../wire/enums';
 import type { Dump, DumpOptions } from '../wire/dump';
 import type { Handle } from '../wire/handle';
@@ -111,7 +112,17 @@ export function matchDump<T>(
       } else {
         flow = decodeFlow(buf, off, len);
         if (!compiled.match(flow)) return undefined;
-        if (predicate && !predicate(flow)) return undefined;
+        if (predicate) {
+          let keep: boolean;
+          try {
+            keep = predicate(flow);
+          } catch (err) {
+            // Ends the dump here: entries the predicate accepted before it threw are still
+            // yielded (and acted on), none after.
+            throw callbackError(`${operation.replace(/ \(.*\)$/, '')}: the predicate`, err);
+          }
+          if (!keep) return undefined;
+        }
       }
       if (raw.origAttr < 0) return undefined;
       let key = NO_KEY;

@@ -12,6 +12,7 @@
  * nf_conntrack_events=1, and on demand (`refresh()`).
  */
 import { canonicalAddress } from '../common/address';
+import { emitGuarded, rethrowLater } from '../common/callback';
 import { TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
 import { checkKeys, checkNumber, checkObject, isObject, show } from '../common/validate';
@@ -457,10 +458,10 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
         if (!emit) continue;
         if (prev === undefined) {
           added++;
-          this.emit('add', f);
+          this.emitUser('add', f);
         } else {
           updated++;
-          this.emit('update', f, prev);
+          this.emitUser('update', f, prev);
         }
       }
     } catch (err) {
@@ -480,7 +481,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       this.unindex(byId, f);
       if (emit) {
         removed++;
-        this.emit('delete', f, f);
+        this.emitUser('delete', f, f);
       }
     }
     unseen.clear();
@@ -494,7 +495,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       reason, lost: this.stream.lost, added, updated, removed, size: table.size, replayed: replay.length,
       durationMs: Date.now() - started,
     };
-    this.emit('resync', info);
+    this.emitUser('resync', info);
     if (this.again && !this.closed) {
       this.again = false;
       this.requestResync();
@@ -534,23 +535,39 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
         gone.status = prev.status;
         gone.statusBits = prev.statusBits;
         gone.timeout = 0;
-        this.emit('delete', gone, prev);
+        this.emitUser('delete', gone, prev);
       }
       return;
     }
     const next = prev !== undefined && prev.id === f.id ? merge(prev, f) : f;
     this.put(table, byId, k, next);
     if (!emit) return;
-    if (prev === undefined) this.emit('add', next);
+    if (prev === undefined) this.emitUser('add', next);
     else if (prev.id !== f.id) {
-      this.emit('delete', prev, prev);
-      this.emit('add', next);
-    } else this.emit('update', next, prev);
+      this.emitUser('delete', prev, prev);
+      this.emitUser('add', next);
+    } else this.emitUser('update', next, prev);
+  }
+
+  /**
+   * Emits to the caller's listeners. A listener that throws closes the mirror with
+   * ERR_CALLBACK (cause: what it threw); the copy stays as it was after that change.
+   */
+  private emitUser(name: string, ...args: unknown[]): boolean {
+    if (this.closed) return false;
+    const err = emitGuarded(this, 'mirror:', name, ...args);
+    if (err === undefined) return true;
+    if (this.listenerCount('error') === 0) rethrowLater(err);
+    this.fail(err);
+    return false;
   }
 
   private fail(err: ConntrackError): void {
     if (this.closed) return;
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    if (this.listenerCount('error') > 0) {
+      const e = emitGuarded(this, 'mirror:', 'error', err);
+      if (e) rethrowLater(e);
+    }
     this.close();
   }
 
@@ -563,7 +580,8 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     if (this.onAbort && this.signal) this.signal.removeEventListener('abort', this.onAbort);
     this.stream.close();
     this.disown();
-    this.emit('close');
+    const e = emitGuarded(this, 'mirror:', 'close');
+    if (e) rethrowLater(e);
   }
 }
 

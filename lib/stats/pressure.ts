@@ -7,7 +7,7 @@
 import { TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
 import { BoundedQueue } from '../common/queue';
-import { checkBoolean, checkNumber, checkObject, checkSignal, show } from '../common/validate';
+import { checkBoolean, checkKeys, checkNumber, checkObject, checkSignal, show } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import { fetchStats } from './counters';
 
@@ -91,6 +91,8 @@ const ITERATOR_BUFFER = 64;
  * `recovered` (when it ends), `error` (a sample failed; sampling goes on), `close`.
  * Also an AsyncIterable of samples; leaving a `for await` loop closes it.
  */
+const PRESSURE_KEYS = new Set(['interval', 'warnAt', 'signal', 'persistent']);
+
 export class PressureMonitor extends TypedEventEmitter<PressureMonitorEvents> implements AsyncIterable<PressureSample> {
   /** Milliseconds between samples. */
   readonly interval: number;
@@ -117,6 +119,7 @@ export class PressureMonitor extends TypedEventEmitter<PressureMonitorEvents> im
   constructor(private readonly ct: Handle, options: PressureOptions = {}) {
     super();
     checkObject(options, 'options', '{ interval?, warnAt?, signal?, persistent? }');
+    checkKeys(options as Record<string, unknown>, PRESSURE_KEYS, 'options', 'pressure()');
     const { interval = 1000, warnAt = 0.9, signal, persistent = true } = options;
     checkNumber(interval, 10, 2 ** 31 - 1, 'interval', 'a number of milliseconds');
     if (typeof warnAt !== 'number' || !(warnAt > 0 && warnAt <= 1)) {

@@ -10,7 +10,7 @@ import { getSystemErrorName } from 'util';
 import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
 import { type Netns, namespaceFiles } from '../common/netns';
-import { checkBoolean, checkInt, checkObject, show } from '../common/validate';
+import { checkBoolean, checkInt, checkKeys, checkObject, checkSignal, isObject, show } from '../common/validate';
 import type { NetnsFileOp } from '../wire/native';
 
 const SYSCTL_DIR = '/proc/sys/net/netfilter';
@@ -204,6 +204,14 @@ interface Refusal {
 }
 
 /** Reads and, where the kernel allows it, writes the nf_conntrack sysctls of one namespace. */
+/** The options object of settings.get() and set(): { signal }. */
+function checkSettingsOptions(options: unknown, what: string): void {
+  if (!isObject(options)) throw invalid('options', 'must be an object like { signal }');
+  checkKeys(options, SETTINGS_OPTION_KEYS, 'options', what);
+  checkSignal(options.signal, 'options.signal');
+}
+const SETTINGS_OPTION_KEYS = new Set(['signal']);
+
 export class Settings {
   /** @internal */
   constructor(private readonly ns: Netns | undefined) {}
@@ -216,6 +224,7 @@ export class Settings {
    * console.log(`${s.count} of ${s.max} entries, accounting ${s.acct ? 'on' : 'off'}`);
    */
   async get(options: { signal?: AbortSignal } = {}): Promise<ConntrackSettings> {
+    checkSettingsOptions(options, 'settings.get()');
     if (options.signal?.aborted) throw abortError('settings.get', options.signal);
     const [list] = await namespaceFiles(this.ns, [{ op: 'list', path: SYSCTL_DIR, prefix: PREFIX, read: true }], 'settings.get');
     if (options.signal?.aborted) throw abortError('settings.get', options.signal);
@@ -258,6 +267,7 @@ export class Settings {
    * await ct.settings.set(previous);
    */
   async set(values: SettingsUpdate, options: { signal?: AbortSignal } = {}): Promise<SettingsUpdate> {
+    checkSettingsOptions(options, 'settings.set()');
     checkObject(values, 'values', '{ acct: true, tcpTimeoutEstablished: 3600 }');
     const keys = Object.keys(values).filter((k) => (values as Record<string, unknown>)[k] !== undefined);
     const writes = keys.map((key) => ({ key, value: encode(key, (values as Record<string, unknown>)[key]), path: `${SYSCTL_DIR}/${PREFIX}${BY_KEY.get(key)!.file}` }));

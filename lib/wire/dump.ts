@@ -4,10 +4,10 @@
  * batch by batch, with backpressure: reading stops while the consumer is behind.
  */
 import { abortError } from '../common/abort';
-import { ConntrackError } from '../common/errors';
+import { ConntrackError, invalid } from '../common/errors';
 import type { Netns } from '../common/netns';
 import { BoundedQueue } from '../common/queue';
-import { checkBoolean } from '../common/validate';
+import { checkBoolean, checkInt, checkKeys, checkSignal, isObject } from '../common/validate';
 import { NLM_F_DUMP, NLM_F_REQUEST } from './enums';
 import { RecentPairs } from './dedupe';
 import { NfSocket } from './socket';
@@ -44,6 +44,19 @@ export interface DumpSpec<T> {
   signatureOf?(item: T): number;
 }
 
+/** The keys DumpOptions takes. */
+export const DUMP_OPTION_KEYS: readonly string[] = ['signal', 'highWaterMark', 'dedupe'];
+const DUMP_KEYS = new Set(DUMP_OPTION_KEYS);
+
+/** Refuses DumpOptions that are not (unknown keys, a read-ahead that is not a count). */
+export function validateDumpOptions(options: unknown, known: ReadonlySet<string> = DUMP_KEYS, what = 'a dump'): void {
+  if (!isObject(options)) throw invalid('options', 'must be an object like { signal, highWaterMark: 1024 }');
+  checkKeys(options, known, 'options', what);
+  if (options.highWaterMark !== undefined) checkInt(options.highWaterMark, 1, 1 << 24, 'options.highWaterMark', 'the read-ahead (items)');
+  checkSignal(options.signal, 'options.signal');
+  if (options.dedupe !== undefined) checkBoolean(options.dedupe, 'options.dedupe');
+}
+
 /** Where a dump runs: the namespace, and the handle that closes its socket when it closes. */
 export interface DumpContext {
   netnsFile: Netns | undefined;
@@ -56,7 +69,8 @@ export class Dump<T> implements AsyncIterableIterator<T> {
   private readonly queue: BoundedQueue<T>;
   private finished = false;
   private error: ConntrackError | undefined;
-  private waiter: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
+  /** Pending next() calls, oldest first: each gets the next item (calls may overlap). */
+  private waiters: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void }[] = [];
   private discarding = false;
   private readonly recent: RecentPairs | undefined;
   private readonly abort?: () => void;
@@ -68,6 +82,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
 
   /** @internal Use Conntrack.dump() (or Handle.dump()). */
   constructor(private readonly spec: DumpSpec<T>, options: DumpOptions, context: DumpContext) {
+    validateDumpOptions(options);
     this.queue = new BoundedQueue<T>(Math.max(1, options.highWaterMark ?? 8192), (paused) => this.sock.setPaused(paused));
     if (options.dedupe !== undefined) checkBoolean(options.dedupe, 'options.dedupe');
     if (spec.idOf && spec.signatureOf && options.dedupe !== false) this.recent = new RecentPairs();
@@ -102,9 +117,8 @@ export class Dump<T> implements AsyncIterableIterator<T> {
       this.duplicates++;
       return;
     }
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
+    const w = this.waiters.shift();
+    if (w) {
       w.resolve({ value: item, done: false });
       return;
     }
@@ -116,9 +130,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     // Keep the first error: fail() (an abort) closes the socket, which reports ERR_CLOSED here.
     if (err && !this.discarding && !this.error) this.error = err;
     this.release();
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
+    for (const w of this.waiters.splice(0)) {
       if (this.error) w.reject(this.error);
       else w.resolve({ value: undefined, done: true });
     }
@@ -130,11 +142,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     this.finished = true;
     this.queue.clear();
     this.release();
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w.reject(err);
-    }
+    for (const w of this.waiters.splice(0)) w.reject(err);
   }
 
   private release(): void {
@@ -153,7 +161,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     if (this.finished) return Promise.resolve({ value: undefined, done: true });
     this.queue.resume();
     return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
+      this.waiters.push({ resolve, reject });
     });
   }
 
@@ -164,6 +172,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
    */
   return(): Promise<IteratorResult<T>> {
     this.queue.clear();
+    for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
     if (!this.finished) {
       this.discarding = true;
       this.queue.resume();

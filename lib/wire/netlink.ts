@@ -4,7 +4,6 @@
  * endian (network order); netlink headers are host order (little endian on every
  * platform this package builds for).
  */
-import { constants as osConstants } from 'os';
 import {
   NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NLA_F_NESTED, NLA_TYPE_MASK, NLMSGERR_ATTR_MSG, NLM_F_ACK_TLVS,
   NLM_F_CAPPED,
@@ -65,19 +64,30 @@ export interface NlError {
   extack?: string;
 }
 
-/** Decodes the body of an NLMSG_ERROR message starting at `off` (the message start). */
-export function parseError(buf: Buffer, off: number, len: number, flags: number): NlError {
-  if (len < NLMSG_HDRLEN + 4) return { errno: osConstants.errno.EBADMSG, extack: 'malformed error message from the kernel' };
+/**
+ * Decodes the body of an NLMSG_ERROR message at buf[off, off + len) (off: the message
+ * start). Never throws and never reads outside the message: undefined when it is too short
+ * for struct nlmsgerr (the error code and the echoed request header, 20 bytes). The errno is positive for a refusal, 0 for an ack; a negative
+ * one means the kernel's (negative) error field was not negative.
+ */
+export function parseError(buf: Buffer, off: number, len: number, flags: number): NlError | undefined {
+  const end = off + len;
+  if (len < NLMSG_HDRLEN + 20 || end > buf.length) return undefined;
   const err = -buf.readInt32LE(off + NLMSG_HDRLEN);
   let extack: string | undefined;
   if (flags & NLM_F_ACK_TLVS) {
-    // struct nlmsgerr: error (4) + the original header (16) + payload unless capped
-    let p = off + NLMSG_HDRLEN + 4;
-    const origLen = buf.readUInt32LE(p);
-    p += flags & NLM_F_CAPPED ? NLMSG_HDRLEN : align4(origLen);
-    forEachAttr(buf, p, off + len, (type, s, e) => {
-      if (type === NLMSGERR_ATTR_MSG) extack = readString(buf, s, e);
-    });
+    // struct nlmsgerr: error (4) + the original header (16) + its payload unless capped.
+    // The echoed length comes from the wire: computed in doubles and bounded by the message.
+    const h = off + NLMSG_HDRLEN + 4;
+    {
+      const origLen = buf.readUInt32LE(h);
+      const p = h + (flags & NLM_F_CAPPED ? NLMSG_HDRLEN : Math.max(NLMSG_HDRLEN, (origLen + 3) - ((origLen + 3) % 4)));
+      if (p <= end) {
+        forEachAttr(buf, p, end, (type, s, e) => {
+          if (type === NLMSGERR_ATTR_MSG) extack = readString(buf, s, e);
+        });
+      }
+    }
   }
   return { errno: err, extack };
 }

@@ -10,6 +10,7 @@ import { isObject } from '../common/validate';
 import { type Netns, isNetnsError } from '../common/netns';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST } from './enums';
 import { NLMSG_HDRLEN, align4, parseError } from './netlink';
+import { rethrowLater } from '../common/callback';
 import { type BatchSendError, NativeSocket, type NativeSocketOptions, type OnData, native } from './native';
 
 /** Receives the data messages of one request, then exactly one done() call. */
@@ -62,6 +63,11 @@ export interface SocketOptions {
   asyncSend?: boolean;
   /** Receive buffer to ask for (bytes); default keeps the kernel default. */
   receiveBufferSize?: number;
+  /**
+   * @internal Opens the native socket (default: the addon's Socket). Tests pass a scripted
+   * fake that implements the same data callback contract.
+   */
+  open?: (onData: OnData) => NativeSocket;
 }
 
 /**
@@ -75,6 +81,8 @@ const replyCost = (h: ReplyHandler): number => (h.ackOnly ? ACK_COST : REPLY_COS
 /** Most requests in flight on one socket; the pending ring is twice as large. */
 const MAX_IN_FLIGHT = 4096;
 const RING = MAX_IN_FLIGHT * 2;
+/** Largest errno Linux uses (MAX_ERRNO); an error field outside -4095..0 is damage. */
+const MAX_ERRNO = 4095;
 /** Queued requests that are sent at once instead of at the end of the tick. */
 const EAGER_BATCH = 128;
 
@@ -92,7 +100,8 @@ export class NfSocket {
   private inFlight = 0;
   /** Receive buffer the replies of the requests in flight may take (see replyCost). */
   private inFlightBytes = 0;
-  private budgetBytes = 64 * 1024;
+  /** Half the granted receive buffer (see updateWindow). */
+  private halfBuffer = 32 * 1024;
   private queue: Queued[] = [];
   private queueHead = 0;
   private flushScheduled = false;
@@ -116,6 +125,8 @@ export class NfSocket {
     if (adopted) {
       this.handle = adopted.handle;
       adopted.box.sock = this;
+    } else if (options.open) {
+      this.handle = options.open(this.onData);
     } else {
       const opts = nativeOptions(options);
       try {
@@ -214,13 +225,24 @@ export class NfSocket {
   }
 
   private updateWindow(granted: number): void {
-    // Half the granted buffer: the kernel counts skb overhead against it too.
-    this.budgetBytes = Math.max(64 * 1024, Math.floor(granted / 2));
+    this.halfBuffer = Math.floor(granted / 2);
+  }
+
+  /**
+   * Receive buffer the replies in flight may take: half the granted buffer (the kernel
+   * counts skb overhead against it too). On a request socket nothing larger: a window
+   * beyond the buffer lets acks overflow it (false ENOBUFS for requests the kernel carried
+   * out). A subscribed socket's few requests (barriers) share the buffer with events, which
+   * dominate it anyway: there the window keeps a 64 KiB floor, so they do not queue behind
+   * each other on a small buffer. One request is always allowed when none is in flight.
+   */
+  private get budgetBytes(): number {
+    return Math.max(this.events ? 64 * 1024 : ACK_COST, this.halfBuffer);
   }
 
   /** Queues a request; it is sent (coalesced with others of this tick) within the window. */
   request(type: number, flags: number, family: number, payload: Buffer | undefined, handler: ReplyHandler): void {
-    if (this.closed) {
+    if (this.closed || this.closing) {
       handler.done(this.failure ?? new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
       return;
     }
@@ -243,7 +265,7 @@ export class NfSocket {
    * no per-item object; `handler.done(err, i)` is called once per item.
    */
   requestMany(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, handler: ReplyHandler): void {
-    if (this.closed) {
+    if (this.closed || this.closing) {
       const err = this.failure ?? new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`);
       for (let k = 0; k < ends.length; k++) handler.done(err, k);
       return;
@@ -392,6 +414,17 @@ export class NfSocket {
   }
 
   private onData = (batch: Buffer | null, overruns: number, skipped: number, errno: number): void => {
+    // Nothing may escape into the native caller (a throw there is a fatal exception and
+    // would leave the rest of the batch unread): handlers are guarded one by one in
+    // dispatch(); whatever still escapes is reported after the socket is consistent again.
+    try {
+      this.receive(batch, overruns, skipped, errno);
+    } catch (err) {
+      rethrowLater(err);
+    }
+  };
+
+  private receive(batch: Buffer | null, overruns: number, skipped: number, errno: number): void {
     this.skipped += skipped;
     if (errno < 0) {
       // Not a receive batch: the native layer reports a send failure through the same callback.
@@ -417,7 +450,7 @@ export class NfSocket {
       this.events?.error(err);
     }
     this.kick();
-  };
+  }
 
   /** Set once the native side ran out of memory: the socket is unusable from then on. */
   private failure: ConntrackError | undefined;
@@ -453,6 +486,10 @@ export class NfSocket {
 
   /** After replies freed room in the window: send what is queued, or adjust reading. */
   private kick(): void {
+    if (this.onIdle && this.inFlight === 0) {
+      this.onIdle();
+      return;
+    }
     if (this.queue.length > this.queueHead && !this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(this.flush);
@@ -481,55 +518,124 @@ export class NfSocket {
     const end = buf.length;
     const portId = this.handle.portId;
     let p = 0;
-    while (p + NLMSG_HDRLEN <= end) {
+    // A handler may close the socket (a dump that failed, a stream whose listener threw):
+    // the rest of the batch is then dropped.
+    while (p + NLMSG_HDRLEN <= end && !this.closed) {
       // Plain byte reads (in bounds: checked just above): readUInt32LE()'s own range checks
       // showed in profiles of event drains and dumps, a few per message.
       const len = (buf[p] | (buf[p + 1] << 8) | (buf[p + 2] << 16) | (buf[p + 3] << 24)) >>> 0;
-      if (len < NLMSG_HDRLEN || p + len > end) break;
       const type = buf[p + 4] | (buf[p + 5] << 8);
       const flags = buf[p + 6] | (buf[p + 7] << 8);
       const seq = (buf[p + 8] | (buf[p + 9] << 8) | (buf[p + 10] << 16) | (buf[p + 11] << 24)) >>> 0;
       const pid = (buf[p + 12] | (buf[p + 13] << 8) | (buf[p + 14] << 16) | (buf[p + 15] << 24)) >>> 0;
       const h = seq !== 0 && pid === portId ? this.peekPending(seq) : undefined;
+      if (len < NLMSG_HDRLEN || p + len > end) {
+        // A length that does not fit: nothing after it can be trusted. The request it
+        // names (if any) fails rather than waiting for an answer that has been mangled.
+        if (h !== undefined) this.settle(seq, h, protocolError(h.operation, `a reply of ${len} bytes in a batch of ${end - p}`));
+        else this.unmatched++;
+        break;
+      }
       if (h === undefined) {
         if (seq === 0 && this.events && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_NOOP) {
-          this.events.message(buf, p, len, type, flags);
+          this.deliverEvent(buf, p, len, type, flags);
         } else {
           this.unmatched++;
         }
       } else if (type === NLMSG_ERROR) {
-        this.takePending(seq);
-        const item = this.takenItem;
-        // A plain ack (error 0) needs no parsing: one per item of a bulk operation.
-        if (len >= NLMSG_HDRLEN + 4 && buf.readInt32LE(p + NLMSG_HDRLEN) === 0) {
-          h.done(undefined, item);
+        // A plain ack (error 0, whole nlmsgerr) needs no parsing: one per item of a bulk operation.
+        if (len >= NLMSG_HDRLEN + 20 && buf.readInt32LE(p + NLMSG_HDRLEN) === 0) {
+          this.settle(seq, h, undefined);
         } else {
           const e = parseError(buf, p, len, flags);
-          if (e.errno === 0) h.done(undefined, item);
-          else h.done(kernelError(e.errno, h.operation, e.extack), item);
+          if (e === undefined) this.settle(seq, h, protocolError(h.operation, `an error message of ${len} bytes (at least 36 expected)`));
+          else if (e.errno === 0) this.settle(seq, h, undefined);
+          else if (e.errno < 0 || e.errno > MAX_ERRNO) this.settle(seq, h, protocolError(h.operation, `an error message with error field ${-e.errno}`));
+          else this.settle(seq, h, kernelError(e.errno, h.operation, e.extack));
         }
       } else if (type === NLMSG_DONE) {
-        this.takePending(seq);
-        const item = this.takenItem;
         const status = len >= NLMSG_HDRLEN + 4 ? buf.readInt32LE(p + NLMSG_HDRLEN) : 0;
-        if (status < 0) h.done(kernelError(-status, h.operation), item);
-        else h.done(undefined, item);
+        this.settle(seq, h, status < 0 ? kernelError(-status, h.operation) : undefined);
       } else if (type === NLMSG_NOOP || type === NLMSG_OVERRUN) {
         // nothing to deliver
       } else {
-        h.message(buf, p, len, type, flags & ~NLM_F_DUMP_INTR);
+        try {
+          h.message(buf, p, len, type, flags & ~NLM_F_DUMP_INTR);
+        } catch (err) {
+          // A decoder that cannot make sense of the message, or a user callback run on it
+          // (those throw ERR_CALLBACK): the request ends with that error; later messages
+          // of it are dropped as unmatched.
+          const e = err instanceof ConntrackError ? err : protocolError(h.operation, 'a reply that could not be decoded', err);
+          if (this.peekPending(seq) === h) this.settle(seq, h, e);
+        }
       }
       p += align4(len);
     }
   }
 
-  close(): void {
-    this.closeWith(new ConntrackError('ERR_CLOSED', 'the connection was closed'));
+  /** Takes request `seq` off the window and calls its handler once. */
+  private settle(seq: number, h: ReplyHandler, err: ConntrackError | undefined): void {
+    this.takePending(seq);
+    const item = this.takenItem;
+    try {
+      h.done(err, item);
+    } catch (thrown) {
+      rethrowLater(thrown);
+    }
   }
 
-  private closeWith(err: ConntrackError): void {
-    if (this.closed) return;
-    this.closed = true;
+  private deliverEvent(buf: Buffer, off: number, len: number, type: number, flags: number): void {
+    const sink = this.events!;
+    try {
+      sink.message(buf, off, len, type, flags);
+    } catch (err) {
+      const e = err instanceof ConntrackError ? err : new ConntrackError('ERR_PROTOCOL', `an event could not be decoded: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      try {
+        sink.error(e);
+      } catch (thrown) {
+        rethrowLater(thrown);
+      }
+    }
+  }
+
+  /**
+   * Closes after the requests already sent have been answered (their outcome is known),
+   * waiting at most `waitMs`. Requests not yet sent fail at once with ERR_CLOSED (the
+   * kernel never saw them); those still unanswered at the deadline fail with
+   * ERR_OUTCOME_UNKNOWN (the kernel may or may not have carried them out).
+   */
+  closeAfterInFlight(waitMs: number): Promise<void> {
+    if (this.closed || this.closing) return this.closingDone ?? Promise.resolve();
+    this.closing = true;
+    this.failQueued(new ConntrackError('ERR_CLOSED', 'the connection was closed before this request was sent'));
+    this.closingDone = new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (): void => {
+        if (timer) clearTimeout(timer);
+        this.onIdle = undefined;
+        this.closeWith(new ConntrackError('ERR_CLOSED', 'the connection was closed'), new ConntrackError(
+          'ERR_OUTCOME_UNKNOWN',
+          'the connection was closed while this request was in flight: the kernel may or may not have carried it out',
+        ));
+        resolve();
+      };
+      if (this.inFlight === 0) {
+        finish();
+        return;
+      }
+      timer = setTimeout(finish, waitMs);
+      this.onIdle = finish;
+      this.updateReading();
+    });
+    return this.closingDone;
+  }
+
+  private closing = false;
+  private closingDone: Promise<void> | undefined;
+  /** Called once nothing is in flight while closing. */
+  private onIdle: (() => void) | undefined;
+
+  private failQueued(err: ConntrackError): void {
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
@@ -537,10 +643,26 @@ export class NfSocket {
       if (q.batch) for (let k = q.batch.next; k < q.batch.ends.length; k++) q.handler.done(err, k);
       else q.handler.done(err, -1);
     }
-    this.failPending(err);
+  }
+
+  /** Closes now: queued and in-flight requests fail with ERR_CLOSED. */
+  close(): void {
+    this.closeWith(new ConntrackError('ERR_CLOSED', 'the connection was closed'));
+  }
+
+  /** Closes now: queued requests fail with `err`, those in flight with `inFlightErr`. */
+  private closeWith(err: ConntrackError, inFlightErr = err): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failQueued(err);
+    this.failPending(inFlightErr);
     this.reading = false;
     this.handle.close();
   }
+}
+
+function protocolError(operation: string, what: string, cause?: unknown): ConntrackError {
+  return new ConntrackError('ERR_PROTOCOL', `${operation}: the kernel sent ${what}, which the library cannot parse`, cause === undefined ? {} : { cause });
 }
 
 function nativeOptions(options: SocketOptions): NativeSocketOptions {

@@ -17,7 +17,7 @@ describe('compileFilter validation', () => {
   test.each([
     [null, 'filter', /must be an object/],
     [[], 'filter', /must be an object/],
-    [{ colour: 'red' }, 'filter.colour', /unknown filter key; use family, proto/],
+    [{ colour: 'red' }, 'filter.colour', /unknown key; a flow filter takes family, proto/],
     [{ family: 'ipx' }, 'filter.family', /must be 'ipv4' or 'ipv6'/],
     [{ proto: 'tcpp' }, 'filter.proto', /unknown protocol "tcpp": use one of/],
     [{ proto: 300 }, 'filter.proto', /0-255/],
