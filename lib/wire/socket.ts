@@ -95,6 +95,14 @@ export class NfSocket {
   private readonly ringSeq = new Uint32Array(RING);
   private readonly ringCost = new Uint32Array(RING);
   private readonly ringItem = new Int32Array(RING);
+  /**
+   * 1 for a request sent without NLM_F_ACK (sparse acks): the kernel answers it only if it
+   * fails, and any later reply on this socket says it succeeded otherwise.
+   */
+  private readonly ringSilent = new Uint8Array(RING);
+  /** Silent requests in flight, and the lowest sequence number one of them may have. */
+  private silent = 0;
+  private silentLow = 0;
   /** The batch item index of the request takePending() last returned. */
   private takenItem = -1;
   private inFlight = 0;
@@ -180,6 +188,10 @@ export class NfSocket {
     this.inFlight--;
     this.inFlightBytes -= this.ringCost[i];
     this.takenItem = this.ringItem[i];
+    if (this.ringSilent[i] === 1) {
+      this.ringSilent[i] = 0;
+      this.silent--;
+    }
     return h;
   }
 
@@ -188,7 +200,7 @@ export class NfSocket {
     return this.ringSeq[i] === seq ? this.ring[i] : undefined;
   }
 
-  private addPending(seq: number, h: ReplyHandler, cost: number, item = -1): void {
+  private addPending(seq: number, h: ReplyHandler, cost: number, item = -1, silent = false): void {
     const i = seq & (RING - 1);
     // At most MAX_IN_FLIGHT consecutive sequence numbers are live, and the kernel answers in
     // order, so the slot is free; if it ever is not, the request in it has gone 8192
@@ -197,14 +209,45 @@ export class NfSocket {
     if (stale !== undefined) {
       this.inFlight--;
       this.inFlightBytes -= this.ringCost[i];
+      if (this.ringSilent[i] === 1) {
+        this.ringSilent[i] = 0;
+        this.silent--;
+      }
       stale.done(new ConntrackError('ERR_PROTOCOL', `${stale.operation}: the kernel never answered this request`), this.ringItem[i]);
     }
     this.ring[i] = h;
     this.ringSeq[i] = seq;
     this.ringCost[i] = cost;
     this.ringItem[i] = item;
+    if (silent) {
+      if (this.silent === 0) this.silentLow = seq;
+      this.ringSilent[i] = 1;
+      this.silent++;
+    }
     this.inFlight++;
     this.inFlightBytes += cost;
+  }
+
+  /**
+   * A reply for request `seq` arrived: every silent request sent before it that is still
+   * pending succeeded. The kernel handles a socket's requests in order inside sendmsg()
+   * and queues a failure's error reply there, so an error for an earlier request would
+   * have been read before this reply; a reply lost to an overrun ends the native batch at
+   * the loss, and send failures are delivered before the replies that follow them.
+   */
+  private settleSilentBefore(seq: number): void {
+    const span = (seq - this.silentLow) >>> 0;
+    // Not after the lowest silent request (a dump's later part, say): vouches for none.
+    if (span === 0 || span > RING) return;
+    let s = this.silentLow;
+    for (let k = 0; k < span && this.silent > 0; k++, s = (s + 1) >>> 0) {
+      const i = s & (RING - 1);
+      if (this.ringSilent[i] === 1 && this.ringSeq[i] === s) {
+        const h = this.ring[i]!;
+        this.settle(s, h, undefined);
+      }
+    }
+    this.silentLow = seq;
   }
 
   /** True when one more request of `cost` fits the window (one always fits when idle). */
@@ -295,13 +338,14 @@ export class NfSocket {
     const endOff = b.ends[b.next + n - 1];
     const ends = new Uint32Array(n);
     for (let k = 0; k < n; k++) ends[k] = b.ends[b.next + k] - startOff;
+    const silent = a.handler.ackOnly === true;
     try {
-      const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends);
-      for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k);
+      const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends, silent);
+      for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k, silent);
     } catch (err) {
       // Items [0, sent) reached the kernel and will be answered; only the rest failed.
       const sent = sentBefore(err, n);
-      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, a.handler, cost, b.next + k);
+      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, a.handler, cost, b.next + k, silent);
       const e = fromNative(err, a.handler.operation);
       for (let k = sent; k < n; k++) a.handler.done(e, b.next + k);
     }
@@ -359,6 +403,7 @@ export class NfSocket {
 
   private sendRun(items: Queued[], from: number, to: number): void {
     const a = items[from];
+    let runSilent = false;
     try {
       if (to - from === 1) {
         const seq = this.handle.request(a.type, a.flags, a.family, a.payload);
@@ -366,7 +411,11 @@ export class NfSocket {
         return;
       }
       let total = 0;
-      for (let k = from; k < to; k++) total += items[k].payload?.length ?? 0;
+      let silent = true;
+      for (let k = from; k < to; k++) {
+        total += items[k].payload?.length ?? 0;
+        if (items[k].handler.ackOnly !== true) silent = false;
+      }
       const payloads = Buffer.allocUnsafe(total);
       const ends = new Uint32Array(to - from);
       let off = 0;
@@ -378,12 +427,13 @@ export class NfSocket {
         }
         ends[k - from] = off;
       }
-      const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends);
-      for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler, items[k].cost);
+      runSilent = silent;
+      const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends, silent);
+      for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler, items[k].cost, -1, silent);
     } catch (err) {
       // Items [0, sent) of the run reached the kernel and will be answered; only the rest failed.
       const sent = to - from > 1 ? sentBefore(err, to - from) : 0;
-      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, items[from + k].handler, items[from + k].cost);
+      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, items[from + k].handler, items[from + k].cost, -1, runSilent);
       for (let k = from + sent; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation), -1);
     }
   }
@@ -508,9 +558,11 @@ export class NfSocket {
         items.push(this.ringItem[i]);
         this.ring[i] = undefined;
       }
+      this.ringSilent[i] = 0;
     }
     this.inFlight = 0;
     this.inFlightBytes = 0;
+    this.silent = 0;
     for (let k = 0; k < handlers.length; k++) handlers[k].done(err, items[k]);
   }
 
@@ -536,6 +588,7 @@ export class NfSocket {
         else this.unmatched++;
         break;
       }
+      if (h !== undefined && this.silent > 0) this.settleSilentBefore(seq);
       if (h === undefined) {
         if (seq === 0 && this.events && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_NOOP) {
           this.deliverEvent(buf, p, len, type, flags);
