@@ -217,6 +217,33 @@ export class AttrWriter {
     return this.buf;
   }
 
+  private wordsOf: Buffer | undefined;
+  private wordsView: Uint32Array | undefined;
+
+  /**
+   * The buffer as host-order u32 words (word i is bytes 4i..4i+3), for hand-written
+   * encoders that store whole aligned words. Valid until the buffer grows; a buffer that
+   * does not start on a 4-byte boundary is moved to one that does.
+   */
+  get words(): Uint32Array {
+    if (this.wordsOf !== this.buf) {
+      if ((this.buf.byteOffset & 3) !== 0) {
+        const next = Buffer.allocUnsafeSlow(this.buf.length);
+        this.buf.copy(next, 0, 0, this.pos);
+        this.buf = next;
+      }
+      this.wordsView = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >>> 2);
+      this.wordsOf = this.buf;
+    }
+    return this.wordsView!;
+  }
+
+  /** Makes room for `n` more bytes at once (a bulk call that knows its size: no regrowth). */
+  reserve(n: number): this {
+    this.ensure(n);
+    return this;
+  }
+
   /** Reserves `n` bytes at the end for a hand-written encoder; returns their offset in `buffer`. */
   raw(n: number): number {
     this.ensure(n);
