@@ -57,8 +57,7 @@ export function createEntry(ct: Handle, spec: CreateSpec): Promise<void> {
   } catch (err) {
     return Promise.reject(err);
   }
-  const sent = ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, enc.family, enc.payload, 'create')
-    .catch((err: unknown) => explainTableFull(ct, err, 'create').then((e) => Promise.reject(e)));
+  const sent = ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, enc.family, enc.payload, 'create', explainTableFull);
   const labels = enc.labels;
   if (!labels || labels.every((b) => b === 0)) return sent;
   return sent.then(() => checkLabelsKept(ct, spec));
