@@ -11,7 +11,7 @@ import { Netns, type NetnsOption } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
 import { IPCTNL_MSG_CT_GET_STATS, NLM_F_DUMP, NLM_F_REQUEST } from './wire/enums';
 import type { ExplainError, Handle, Subscription } from './wire/handle';
-import { ctType } from './wire/netlink';
+import { type AttrWriter, ctType } from './wire/netlink';
 import { NfSocket, ReplyHandler } from './wire/socket';
 import { openSubscription } from './wire/subscription';
 import type {
@@ -225,6 +225,18 @@ export class Conntrack {
       h.reject = reject;
     });
     this.sock.request(type, flags | NLM_F_REQUEST, family, payload, h);
+    return p;
+  }
+
+  /** @internal See Handle.requestAckEncoded. */
+  requestAckEncoded<T>(type: number, flags: number, encode: (w: AttrWriter, item: T) => number, item: T, operation: string, explain?: ExplainError): Promise<void> {
+    const h = new AckRequest(operation, explain && this, explain);
+    // The promise first: the socket may settle the request at once (closed, or a failed send).
+    const p = new Promise<void>((resolve, reject) => {
+      h.resolve = resolve;
+      h.reject = reject;
+    });
+    this.sock.requestEncoded(type, flags | NLM_F_REQUEST, encode, item, h);
     return p;
   }
 

@@ -5,6 +5,7 @@
  */
 import type { Child } from '../common/children';
 import type { ConntrackError } from '../common/errors';
+import type { AttrWriter } from './netlink';
 import type { Netns } from '../common/netns';
 import type { Dump, DumpOptions, DumpSpec } from './dump';
 import type { EventSink, NfSocket, ReplyHandler } from './socket';
@@ -45,6 +46,12 @@ export interface Handle {
    * shared function instead of a .catch() chain per request).
    */
   requestAck(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string, explain?: ExplainError): Promise<void>;
+  /**
+   * requestAck() of a payload `encode` writes straight into the socket's outgoing buffer,
+   * returning the family: no payload Buffer per request. A throw from `encode` (a refused
+   * item) is thrown from here, with nothing queued.
+   */
+  requestAckEncoded<T>(type: number, flags: number, encode: (w: AttrWriter, item: T) => number, item: T, operation: string, explain?: ExplainError): Promise<void>;
   /**
    * `ends.length` requests of one header whose payloads are consecutive slices of
    * `payloads`; `handler.done(err, i)` is called once per item.

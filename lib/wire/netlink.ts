@@ -261,6 +261,14 @@ export class AttrWriter {
     return this;
   }
 
+  /** Drops the first `n` bytes written (closed nests only): the rest moves to the front. */
+  dropFront(n: number): this {
+    if (n <= 0) return this;
+    this.buf.copy(this.buf, 0, n, this.pos);
+    this.pos -= n;
+    return this;
+  }
+
   /** Drops everything written after `length` (an earlier `length`), open nests included. */
   truncate(length: number): this {
     this.pos = length;

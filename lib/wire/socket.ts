@@ -9,7 +9,7 @@ import { ConntrackError, fromNative, kernelError } from '../common/errors';
 import { isObject } from '../common/validate';
 import { type Netns, isNetnsError } from '../common/netns';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST } from './enums';
-import { NLMSG_HDRLEN, align4, parseError } from './netlink';
+import { AttrWriter, NLMSG_HDRLEN, align4, parseError } from './netlink';
 import { rethrowLater } from '../common/callback';
 import { type BatchSendError, NativeSocket, type NativeSocketOptions, type OnData, native } from './native';
 
@@ -43,7 +43,9 @@ interface Queued {
   type: number;
   flags: number;
   family: number;
-  payload: Buffer | undefined;
+  /** The payload: bytes [start, end) of the socket's staging writer (none when equal). */
+  start: number;
+  end: number;
   handler: ReplyHandler;
   /** Receive buffer budgeted for the reply (see replyCost). */
   cost: number;
@@ -112,6 +114,12 @@ export class NfSocket {
   private halfBuffer = 32 * 1024;
   private queue: Queued[] = [];
   private queueHead = 0;
+  /**
+   * The payloads of the queued requests, back to back in queue order: a run of requests
+   * goes to the native side as one slice of it (no per-request Buffer, no copy in JS), and
+   * encoders can write a request straight into it (requestEncoded).
+   */
+  private readonly staging = new AttrWriter(1 << 16);
   private flushScheduled = false;
   private closed = false;
   private reading = false;
@@ -289,7 +297,35 @@ export class NfSocket {
       handler.done(this.failure ?? new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
       return;
     }
-    this.queue.push({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload, handler, cost: replyCost(handler) });
+    const st = this.staging;
+    const start = st.length;
+    if (payload !== undefined && payload.length > 0) payload.copy(st.buffer, st.raw(payload.length));
+    this.enqueue(type, flags, family, start, handler);
+  }
+
+  /**
+   * request() of a payload that `encode` writes straight into the staging buffer (and whose
+   * family it returns). A throw from `encode` (a refused spec) queues nothing and passes on.
+   */
+  requestEncoded<T>(type: number, flags: number, encode: (w: AttrWriter, item: T) => number, item: T, handler: ReplyHandler): void {
+    if (this.closed || this.closing) {
+      handler.done(this.failure ?? new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
+      return;
+    }
+    const st = this.staging;
+    const start = st.length;
+    let family: number;
+    try {
+      family = encode(st, item);
+    } catch (err) {
+      st.truncate(start);
+      throw err;
+    }
+    this.enqueue(type, flags, family, start, handler);
+  }
+
+  private enqueue(type: number, flags: number, family: number, start: number, handler: ReplyHandler): void {
+    this.queue.push({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, start, end: this.staging.length, handler, cost: replyCost(handler) });
     // A caller issuing many requests in one synchronous loop: send full batches right away,
     // so the kernel (on the sender thread) works while the caller encodes the rest.
     if (this.queue.length - this.queueHead >= EAGER_BATCH && this.fits(ACK_COST)) {
@@ -315,8 +351,9 @@ export class NfSocket {
     }
     if (ends.length === 0) return;
     // Without NLM_F_REQUEST the kernel acks a message without acting on it.
+    const at = this.staging.length;
     this.queue.push({
-      type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload: undefined, handler, cost: replyCost(handler),
+      type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, start: at, end: at, handler, cost: replyCost(handler),
       batch: { payloads, ends, next: 0 },
     });
     this.flush();
@@ -361,7 +398,7 @@ export class NfSocket {
     // Send queued requests in order while their replies fit the window: runs of single
     // requests with one header go out in one batch call; requestMany() batches in slices.
     let end = this.queueHead;
-    while (end < q.length) {
+    while (end < q.length && !this.closed) {
       const a = q[end];
       if (a.batch) {
         if (!this.sendBatchItems(a)) break; // window full part-way: resume here later
@@ -388,12 +425,21 @@ export class NfSocket {
       return;
     }
     // Drop what was sent: cheaply (a moving head) until the dead prefix is worth compacting.
+    if (this.closed) return;
     if (end === q.length) {
       this.queue = [];
       this.queueHead = 0;
+      this.staging.reset();
     } else if (end > 1024 && end * 2 > q.length) {
       this.queue = q.slice(end);
       this.queueHead = 0;
+      // The staging bytes of what was sent go too.
+      const base = this.queue[0].start;
+      this.staging.dropFront(base);
+      for (const r of this.queue) {
+        r.start -= base;
+        r.end -= base;
+      }
     } else {
       for (let k = this.queueHead; k < end; k++) q[k] = undefined as unknown as Queued;
       this.queueHead = end;
@@ -405,27 +451,21 @@ export class NfSocket {
     const a = items[from];
     let runSilent = false;
     try {
+      // The native side copies the payloads before it returns: slices of staging suffice.
+      const st = this.staging.buffer;
       if (to - from === 1) {
-        const seq = this.handle.request(a.type, a.flags, a.family, a.payload);
+        const seq = this.handle.request(a.type, a.flags, a.family, a.end > a.start ? st.subarray(a.start, a.end) : undefined);
         this.addPending(seq, a.handler, a.cost);
         return;
       }
-      let total = 0;
+      // Consecutive queued requests have consecutive payloads.
+      const base = a.start;
+      const payloads = st.subarray(base, items[to - 1].end);
+      const ends = new Uint32Array(to - from);
       let silent = true;
       for (let k = from; k < to; k++) {
-        total += items[k].payload?.length ?? 0;
+        ends[k - from] = items[k].end - base;
         if (items[k].handler.ackOnly !== true) silent = false;
-      }
-      const payloads = Buffer.allocUnsafe(total);
-      const ends = new Uint32Array(to - from);
-      let off = 0;
-      for (let k = from; k < to; k++) {
-        const p = items[k].payload;
-        if (p) {
-          p.copy(payloads, off);
-          off += p.length;
-        }
-        ends[k - from] = off;
       }
       runSilent = silent;
       const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends, silent);
@@ -692,6 +732,7 @@ export class NfSocket {
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
+    this.staging.reset();
     for (const q of queued) {
       if (q.batch) for (let k = q.batch.next; k < q.batch.ends.length; k++) q.handler.done(err, k);
       else q.handler.done(err, -1);

@@ -30,7 +30,8 @@ export class FakeConnection implements NativeSocket {
 
   request(type: number, flags: number, family: number, payload?: Buffer): number {
     const seq = this.nextSeq++;
-    this.sent.push({ seq, type, flags, family, payload });
+    // A copy, as the native side makes before it returns (the caller may reuse the bytes).
+    this.sent.push({ seq, type, flags, family, payload: payload && Buffer.from(payload) });
     return seq;
   }
 
