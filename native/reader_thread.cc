@@ -206,6 +206,9 @@ void ReaderThread::Loop() {
         b.fatal = c.fatal;
         break;
       }
+      // A block ends at an overrun, as in poller.cc: JS handles it after the block's messages,
+      // so nothing read after the loss passes for something read before it.
+      if (c.overruns > 0) break;
       int timeout_ms = -1;
       struct timespec linger_ts;
       const struct timespec* wait = nullptr;
@@ -284,6 +287,13 @@ void ReaderThread::Deliver() {
     if (owner == nullptr) {
       delete b.data;
       return;
+    }
+    if (b.used > 0) {
+      owner->ReportSendFailures();  // as in poller.cc: failed sends before later replies
+      if (closing_ || owner_ == nullptr) {
+        delete b.data;
+        return;
+      }
     }
     owner->Deliver(b.data ? b.data->data() : nullptr, b.used, b.overruns, b.skipped, b.fatal);
     Recycle(b.data);
