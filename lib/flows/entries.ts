@@ -12,7 +12,7 @@ import { type AttrWriter, NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } fro
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
 import { checkBoolean, checkKeys, checkObject, show } from '../common/validate';
-import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveUpdate, writeCreate, writeCreateFast } from './entry-spec';
+import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKey, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveKey, resolveUpdate, writeCreate, writeCreateFast } from './entry-spec';
 import type { ResolvedUpdate } from './entry-spec';
 import { explainTableFull } from './table-full';
 
@@ -201,14 +201,19 @@ function checkScaleFlags(r: ReturnType<typeof resolveUpdate>, flow: Flow): void 
 
 /** ct.delete(). Not an async function, like createEntry(). */
 export function deleteEntry(ct: Handle, key: EntryKey): Promise<void> {
-  let enc: ReturnType<typeof encodeKeyRequest>;
   try {
     ct.assertOpen('delete');
-    enc = encodeKeyRequest(key, undefined, true);
+    return ct.requestAckEncoded(ctType(IPCTNL_MSG_CT_DELETE), 0, writeDeleteKey, key, 'delete');
   } catch (err) {
     return Promise.reject(err);
   }
-  return ct.requestAck(ctType(IPCTNL_MSG_CT_DELETE), 0, enc.family, enc.payload, 'delete');
+}
+
+/** Writes a delete's key (with its id, when given) straight into the request buffer; returns its family. */
+function writeDeleteKey(w: AttrWriter, key: EntryKey): number {
+  const k = resolveKey(key);
+  encodeKey(w, k, true);
+  return FAMILY_NUM[k.family];
 }
 
 const NEVER_CLEARED = (1 << IPS_SEEN_REPLY_BIT) | (1 << IPS_ASSURED_BIT);

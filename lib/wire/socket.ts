@@ -85,6 +85,12 @@ const MAX_IN_FLIGHT = 4096;
 const RING = MAX_IN_FLIGHT * 2;
 /** Largest errno Linux uses (MAX_ERRNO); an error field outside -4095..0 is damage. */
 const MAX_ERRNO = 4095;
+/**
+ * The staging buffer's usual size; one that grew past STAGING_KEEP (100k requests queued
+ * in one loop) is dropped once empty rather than held for the socket's lifetime.
+ */
+const STAGING_SIZE = 1 << 16;
+const STAGING_KEEP = 1 << 20;
 /** Queued requests that are sent at once instead of at the end of the tick. */
 const EAGER_BATCH = 128;
 
@@ -119,7 +125,7 @@ export class NfSocket {
    * goes to the native side as one slice of it (no per-request Buffer, no copy in JS), and
    * encoders can write a request straight into it (requestEncoded).
    */
-  private readonly staging = new AttrWriter(1 << 16);
+  private staging = new AttrWriter(STAGING_SIZE);
   private flushScheduled = false;
   private closed = false;
   private reading = false;
@@ -359,6 +365,12 @@ export class NfSocket {
     this.flush();
   }
 
+  /** Nothing is queued: the staging buffer starts over (smaller, if it grew large). */
+  private resetStaging(): void {
+    if (this.staging.buffer.length > STAGING_KEEP) this.staging = new AttrWriter(STAGING_SIZE);
+    else this.staging.reset();
+  }
+
   /** Sends as many items of a batch as the window allows; true when all are sent. */
   private sendBatchItems(a: Queued): boolean {
     const b = a.batch!;
@@ -429,7 +441,7 @@ export class NfSocket {
     if (end === q.length) {
       this.queue = [];
       this.queueHead = 0;
-      this.staging.reset();
+      this.resetStaging();
     } else if (end > 1024 && end * 2 > q.length) {
       this.queue = q.slice(end);
       this.queueHead = 0;
@@ -732,7 +744,7 @@ export class NfSocket {
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
-    this.staging.reset();
+    this.resetStaging();
     for (const q of queued) {
       if (q.batch) for (let k = q.batch.next; k < q.batch.ends.length; k++) q.handler.done(err, k);
       else q.handler.done(err, -1);

@@ -90,3 +90,28 @@ describe('sparse acks', () => {
     expect((outcomes[2].error as ConntrackError).code).toBe('ENOBUFS');
   });
 });
+
+describe('staged payloads', () => {
+  test('every request goes out with its own payload bytes, through window stalls and queue compaction', async () => {
+    const { sock, conn } = fakeSocket({ receiveBufferSize: 32 * 1024 }); // a window of 32 ack-only requests
+    const N = 3000;
+    const outcomes = Array.from({ length: N }, () => recorder());
+    for (let i = 0; i < N; i++) {
+      const payload = Buffer.alloc(4 + (i % 3) * 4); // mixed sizes
+      payload.writeUInt32LE(i, 0);
+      sock.request(0x100, 0, 2, payload, outcomes[i].handler);
+    }
+    await new Promise((r) => process.nextTick(r));
+    // Answer whatever was sent with one ack for the newest request, until all went out.
+    for (let acked = 0; acked < N; ) {
+      expect(conn.sent.length).toBeGreaterThan(acked);
+      acked = conn.sent.length;
+      conn.feed(ack(conn.sent[acked - 1].seq));
+      await new Promise((r) => process.nextTick(r));
+    }
+    expect(conn.sent.map((r) => r.payload!.readUInt32LE(0))).toEqual([...Array(N).keys()]);
+    expect(conn.sent.map((r) => r.payload!.length)).toEqual([...Array(N).keys()].map((i) => 4 + (i % 3) * 4));
+    expect(outcomes.every((o) => o.outcome.ok === true)).toBe(true);
+    expect(sock.outstanding).toBe(0);
+  });
+});
