@@ -264,7 +264,7 @@ export class AttrWriter {
   /** Drops the first `n` bytes written (closed nests only): the rest moves to the front. */
   dropFront(n: number): this {
     if (n <= 0) return this;
-    this.buf.copy(this.buf, 0, n, this.pos);
+    this.buf.copyWithin(0, n, this.pos);
     this.pos -= n;
     return this;
   }

@@ -305,7 +305,10 @@ export class NfSocket {
     }
     const st = this.staging;
     const start = st.length;
-    if (payload !== undefined && payload.length > 0) payload.copy(st.buffer, st.raw(payload.length));
+    if (payload !== undefined && payload.length > 0) {
+      const at = st.raw(payload.length); // may move the buffer: take `buffer` after it
+      payload.copy(st.buffer, at);
+    }
     this.enqueue(type, flags, family, start, handler);
   }
 

@@ -59,6 +59,22 @@ describe('sparse acks', () => {
     });
   });
 
+  test('many concurrent updates each reach the kernel with their own payload', async () => {
+    await withSandbox(async (ns) => {
+      const ct = await Conntrack.open({ netns: ns.path });
+      try {
+        const N = 20000; // more than the window: queued payloads outgrow and compact the staging buffer
+        expect((await ct.createMany(Array.from({ length: N }, (_, i) => spec(i)))).ok).toBe(N);
+        await Promise.all(Array.from({ length: N }, (_, i) => ct.update({ ...key(i), mark: 100 + (i % 977) })));
+        const marks = new Map((await ct.list()).map((f) => [f.orig.sport as number, f.mark]));
+        const wrong = Array.from({ length: N }, (_, i) => i).filter((i) => marks.get(key(i).orig.sport) !== 100 + (i % 977));
+        expect(wrong).toEqual([]);
+      } finally {
+        await ct.close();
+      }
+    });
+  });
+
   test('deleteMany and gets on the same socket at the same time keep their own outcomes', async () => {
     await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });

@@ -95,9 +95,10 @@ describe('staged payloads', () => {
   test('every request goes out with its own payload bytes, through window stalls and queue compaction', async () => {
     const { sock, conn } = fakeSocket({ receiveBufferSize: 32 * 1024 }); // a window of 32 ack-only requests
     const N = 3000;
+    const size = (i: number): number => 4 + (i % 3) * 4 + (i % 7 === 0 ? 200 : 0); // mixed sizes, enough to outgrow the staging buffer
     const outcomes = Array.from({ length: N }, () => recorder());
     for (let i = 0; i < N; i++) {
-      const payload = Buffer.alloc(4 + (i % 3) * 4); // mixed sizes
+      const payload = Buffer.alloc(size(i), i & 0xff);
       payload.writeUInt32LE(i, 0);
       sock.request(0x100, 0, 2, payload, outcomes[i].handler);
     }
@@ -110,7 +111,9 @@ describe('staged payloads', () => {
       await new Promise((r) => process.nextTick(r));
     }
     expect(conn.sent.map((r) => r.payload!.readUInt32LE(0))).toEqual([...Array(N).keys()]);
-    expect(conn.sent.map((r) => r.payload!.length)).toEqual([...Array(N).keys()].map((i) => 4 + (i % 3) * 4));
+    expect(conn.sent.map((r) => r.payload!.length)).toEqual([...Array(N).keys()].map(size));
+    // Every byte after the index is the fill of its own request.
+    expect(conn.sent.filter((r, i) => !r.payload!.subarray(4).every((b) => b === (i & 0xff)))).toEqual([]);
     expect(outcomes.every((o) => o.outcome.ok === true)).toBe(true);
     expect(sock.outstanding).toBe(0);
   });
