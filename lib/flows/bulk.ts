@@ -10,7 +10,7 @@ import { IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, NLM_F_CREATE, NLM_F_EXCL } fro
 import { ConntrackError, invalid } from '../common/errors';
 import { AttrWriter, ctType } from '../wire/netlink';
 import type { BulkResult, CreateSpec, EntryKey } from './entry-types';
-import { FAMILY_NUM, encodeKey, resolveKey, writeCreate, writeCreateFast } from './entry-spec';
+import { FAMILY_NUM, encodeKey, resolveKey, writeCreate, writeCreateFast, writeKeyFast } from './entry-spec';
 import { upsertEntry } from './entries';
 
 /** Prefixes a validation error's field with the item's place in a bulk call. */
@@ -210,6 +210,8 @@ export async function upsertMany(ct: Handle, specs: Iterable<CreateSpec>): Promi
 /** ct.deleteMany(). */
 export function deleteMany(ct: Handle, keys: Iterable<EntryKey>): Promise<BulkResult> {
   return bulk(ct, keys, 'deleteMany', IPCTNL_MSG_CT_DELETE, 0, (w, key) => {
+    const fast = writeKeyFast(w, key);
+    if (fast >= 0) return fast;
     const k = resolveKey(key);
     encodeKey(w, k, true);
     return FAMILY_NUM[k.family];

@@ -12,7 +12,7 @@ import { type AttrWriter, NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } fro
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
 import { checkBoolean, checkKeys, checkObject, show } from '../common/validate';
-import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKey, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveKey, resolveUpdate, writeCreate, writeCreateFast } from './entry-spec';
+import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKey, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveKey, resolveUpdate, writeCreate, writeCreateFast, writeKeyFast } from './entry-spec';
 import type { ResolvedUpdate } from './entry-spec';
 import { explainTableFull } from './table-full';
 
@@ -211,6 +211,8 @@ export function deleteEntry(ct: Handle, key: EntryKey): Promise<void> {
 
 /** Writes a delete's key (with its id, when given) straight into the request buffer; returns its family. */
 function writeDeleteKey(w: AttrWriter, key: EntryKey): number {
+  const fast = writeKeyFast(w, key);
+  if (fast >= 0) return fast;
   const k = resolveKey(key);
   encodeKey(w, k, true);
   return FAMILY_NUM[k.family];

@@ -440,6 +440,44 @@ export function writeCreateFast(w: AttrWriter, spec: unknown): number {
   return FAMILY_NUM[src.family];
 }
 
+/**
+ * encodeKey() (with the id) of the key shape bulk deletes send ({ proto, orig: { src, dst,
+ * sport, dport }, zone?, id? }, a port protocol), in whole words like writeCreateFast().
+ * Returns the family, or -1 with nothing written for any other shape or any value
+ * resolveKey() might refuse (the caller then takes the general path, which names the
+ * problem). Its bytes equal the general path's (test/unit/flows/create-fast.test.ts).
+ */
+export function writeKeyFast(w: AttrWriter, key: unknown): number {
+  if (key === null || typeof key !== 'object' || Array.isArray(key)) return -1;
+  const s = key as Record<string, unknown>;
+  for (const k in s) if (k !== 'proto' && k !== 'orig' && k !== 'zone' && k !== 'id') return -1;
+  const protonum = fastPortProto(s.proto);
+  const o = s.orig as Record<string, unknown>;
+  if (protonum < 0 || o === null || typeof o !== 'object' || Array.isArray(o)) return -1;
+  for (const k in o) if (k !== 'src' && k !== 'dst' && k !== 'sport' && k !== 'dport') return -1;
+  const { sport, dport } = o;
+  const { zone, id } = s;
+  if (!isU(sport, 0xffff) || !isU(dport, 0xffff)) return -1;
+  if ((zone !== undefined && !isU(zone, 0xffff)) || (id !== undefined && !isU(id, 0xffffffff))) return -1;
+  const src = parseAddress(o.src as string);
+  const dst = parseAddress(o.dst as string);
+  if (!src || !dst || src.family !== dst.family) return -1;
+  if (!LITTLE_ENDIAN || (w.length & 3) !== 0) return -1;
+  const p = w.raw((src.family === 'ipv4' ? 52 : 76) + (zone ? 8 : 0) + (id !== undefined ? 8 : 0));
+  const u = w.words;
+  let i = fastTuple(u, p >>> 2, CTA_TUPLE_ORIG, protonum, src.bytes, dst.bytes, sport, dport);
+  if (zone) {
+    u[i] = hdr(6, CTA_ZONE);
+    u[i + 1] = be16(zone);
+    i += 2;
+  }
+  if (id !== undefined) {
+    u[i] = hdr(8, CTA_ID);
+    u[i + 1] = be32(id);
+  }
+  return FAMILY_NUM[src.family];
+}
+
 /** Validates a key and encodes a GET or DELETE payload. */
 export function encodeKeyRequest(key: EntryKey, direction?: 'orig' | 'reply', withId = true): { family: number; payload: Buffer; key: ResolvedKey } {
   const k = resolveKey(key, direction);
