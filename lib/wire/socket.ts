@@ -643,7 +643,10 @@ export class NfSocket {
         else this.unmatched++;
         break;
       }
-      if (h !== undefined && this.silent > 0) this.settleSilentBefore(seq);
+      if (h !== undefined && this.silent > 0) {
+        this.settleSilentBefore(seq);
+        if (this.closed) break; // a settled request's callback closed the socket
+      }
       if (h === undefined) {
         if (seq === 0 && this.events && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_NOOP) {
           this.deliverEvent(buf, p, len, type, flags);

@@ -91,6 +91,22 @@ describe('sparse acks', () => {
   });
 });
 
+test('a callback that closes the socket while earlier silent items settle: every item settles once', () => {
+  const { sock, conn } = fakeSocket();
+  const outcomes: (string | undefined)[][] = [[], [], []];
+  sock.requestMany(0x100, 0, 2, Buffer.alloc(24), Uint32Array.of(8, 16, 24), {
+    operation: 'createMany',
+    ackOnly: true,
+    message() {},
+    done(err, item) {
+      outcomes[item].push(err ? (err as ConntrackError).code : 'ok');
+      if (item === 0) sock.close();
+    },
+  });
+  conn.feed(ack(conn.sent[2].seq));
+  expect(outcomes).toEqual([['ok'], ['ERR_CLOSED'], ['ERR_CLOSED']]);
+});
+
 describe('staged payloads', () => {
   test('every request goes out with its own payload bytes, through window stalls and queue compaction', async () => {
     const { sock, conn } = fakeSocket({ receiveBufferSize: 32 * 1024 }); // a window of 32 ack-only requests
