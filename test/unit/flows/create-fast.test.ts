@@ -81,6 +81,29 @@ describe('writeCreateFast', () => {
     expect(fast(cases[1])!.family).toBe(AF_INET6);
   });
 
+  test('specs made with spread syntax, and objects with a null prototype: the same bytes', () => {
+    const keys = [...Array(50).keys()].map((i) => ({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1 + i, dport: 53 } }));
+    for (const s of [...keys.map((k) => ({ ...k, timeout: 600, mark: 1 })), Object.assign(Object.create(null), keys[0], { timeout: 5 })]) {
+      const f = fast(s);
+      expect(f).toBeDefined();
+      expect(f).toEqual(general(s));
+    }
+  });
+
+  test('a class instance (its getters are not own keys) takes the general path', () => {
+    class Spec {
+      proto = 'udp';
+      orig = { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 };
+      timeout = 30;
+      get mark(): number {
+        return 9;
+      }
+    }
+    const s = new Spec();
+    expect(fast(s)).toBeUndefined();
+    expect(general(s)).toBeDefined();
+  });
+
   test('declines what it does not handle, leaving it to writeCreate()', () => {
     const base = { proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, timeout: 30 };
     for (const s of [
