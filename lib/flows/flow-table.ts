@@ -99,6 +99,9 @@ function copyAttr(from: Buffer, p: number, len: number, out: Buffer, n: number):
 }
 
 export class FlowTable {
+  /** `hash` is replaceable for tests (a constant one makes every key collide). */
+  constructor(private readonly hash: (buf: Buffer, e: RawEntry) => number = keyHash) {}
+
   private readonly slab = new Slab();
   private readonly byKey = new Map<number, number | number[]>();
   private readonly byId = new Map<number, number | number[]>();
@@ -119,8 +122,13 @@ export class FlowTable {
     return this.slab.bytes;
   }
 
+  /** The hash find(), insert() and replace() take for the message at buf (scanned into `e`). */
+  hashOf(buf: Buffer, e: RawEntry): number {
+    return this.hash(buf, e);
+  }
+
   /** The ref of the entry with the key of `e` (scanned from buf), or -1. */
-  find(buf: Buffer, e: RawEntry, hash: number = keyHash(buf, e)): number {
+  find(buf: Buffer, e: RawEntry, hash: number = this.hash(buf, e)): number {
     const v = this.byKey.get(hash);
     if (v === undefined) return -1;
     if (typeof v === 'number') return this.hasKey(v, buf, e) ? v : -1;
@@ -161,7 +169,7 @@ export class FlowTable {
   }
 
   /** Stores the message at buf[off, off + len) (scanned into `e`) as a new entry; its ref. */
-  insert(buf: Buffer, off: number, len: number, e: RawEntry, generation: number, hash: number = keyHash(buf, e)): number {
+  insert(buf: Buffer, off: number, len: number, e: RawEntry, generation: number, hash: number = this.hash(buf, e)): number {
     const ref = this.slab.alloc(len);
     this.write(ref, buf, off, len, generation);
     add(this.byKey, hash, ref);
@@ -173,7 +181,7 @@ export class FlowTable {
    * Replaces entry `ref` with the message at buf[off, off + len) (scanned into `e`, the
    * same key); returns the entry's ref, which changes when the message needs a bigger slot.
    */
-  replace(ref: number, buf: Buffer, off: number, len: number, e: RawEntry, generation: number, hash: number = keyHash(buf, e)): number {
+  replace(ref: number, buf: Buffer, off: number, len: number, e: RawEntry, generation: number, hash: number = this.hash(buf, e)): number {
     const oldId = this.scan(ref).id;
     let to = ref;
     if (!this.slab.fits(ref, len)) {
@@ -198,7 +206,7 @@ export class FlowTable {
   delete(ref: number): void {
     const b = this.slab.bufferOf(ref);
     const e = this.scan(ref);
-    remove(this.byKey, keyHash(b, e), ref);
+    remove(this.byKey, this.hash(b, e), ref);
     remove(this.byId, e.id & SMI_MASK, ref);
     this.slab.free(ref);
   }

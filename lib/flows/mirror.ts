@@ -21,7 +21,7 @@ import type { Handle } from '../wire/handle';
 import { Settings } from '../stats/settings';
 import type { Dump } from '../wire/dump';
 import { dumpRawFlows } from './dump';
-import { FlowTable, keyHash } from './flow-table';
+import { FlowTable } from './flow-table';
 import { FlowEventStream, FlowEventType } from './events';
 import type { FlowFilter } from './filter';
 import { Flow, decodeFlow } from './flow';
@@ -346,7 +346,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       o.dport = dport === undefined ? -1 : Number(dport);
     }
     o.zone = tupleZone === undefined ? -1 : Number(tupleZone);
-    return this.table.find(QUERY_BYTES, q, keyHash(QUERY_BYTES, q));
+    return this.table.find(QUERY_BYTES, q);
   }
 
   /**
@@ -511,7 +511,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     const e = scanEntry(buf, off, len, this.msg);
     if (e.origAttr < 0) return; // no original tuple: nothing names it
     const table = this.table;
-    const hash = keyHash(buf, e);
+    const hash = table.hashOf(buf, e);
     const ref = table.find(buf, e, hash);
     if (ref < 0) {
       const added = table.insert(buf, off, len, e, gen, hash);
@@ -540,7 +540,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     const e = scanEntry(buf, off, len, this.msg);
     if (e.origAttr < 0) return;
     const table = this.table;
-    const hash = keyHash(buf, e);
+    const hash = table.hashOf(buf, e);
     const ref = table.find(buf, e, hash);
     const sameEntry = ref >= 0 && table.scan(ref).id === e.id;
     if (kind === 'destroy') {
