@@ -12,6 +12,8 @@ const GRAIN = 32;
 const LARGE = 63;
 /** Bytes of one shared chunk. */
 const CHUNK_BYTES = 64 * 1024;
+/** What a freed large record's place holds: zeros (its memory is let go). */
+const FREED = Buffer.alloc(GRAIN);
 
 class SizeClass {
   readonly chunks: Buffer[] = [];
@@ -23,7 +25,7 @@ class SizeClass {
 
 export class Slab {
   private readonly classes: SizeClass[] = [];
-  private readonly large: (Buffer | undefined)[] = [];
+  private readonly large: Buffer[] = [];
   private readonly largeFree: number[] = [];
   private records = 0;
 
@@ -43,7 +45,7 @@ export class Slab {
   get bytes(): number {
     let n = 0;
     for (const c of this.classes) n += c.chunks.length * c.perChunk * c.slotBytes;
-    for (const b of this.large) if (b !== undefined) n += b.length;
+    for (const b of this.large) if (b !== FREED) n += b.length;
     return n;
   }
 
@@ -73,7 +75,7 @@ export class Slab {
     const c = ref & 63;
     const slot = ref >>> 6;
     if (c === LARGE) {
-      this.large[slot] = undefined;
+      this.large[slot] = FREED;
       this.largeFree.push(slot);
     } else this.classes[c].free.push(slot);
   }
@@ -81,13 +83,16 @@ export class Slab {
   /** True when record `ref` can hold `len` bytes. */
   fits(ref: number, len: number): boolean {
     const c = ref & 63;
-    return c === LARGE ? this.large[ref >>> 6]!.length >= len : len <= (c + 1) * GRAIN;
+    return c === LARGE ? this.large[ref >>> 6] !== FREED && this.large[ref >>> 6].length >= len : len <= (c + 1) * GRAIN;
   }
 
-  /** The Buffer holding record `ref` (read it from offsetOf(ref)). */
+  /**
+   * The Buffer holding record `ref` (read it from offsetOf(ref)). A freed record's bytes
+   * are whatever was there (zeros for a large one) until its slot is reused.
+   */
   bufferOf(ref: number): Buffer {
     const c = ref & 63;
-    if (c === LARGE) return this.large[ref >>> 6]!;
+    if (c === LARGE) return this.large[ref >>> 6];
     const k = this.classes[c];
     return k.chunks[Math.floor((ref >>> 6) / k.perChunk)];
   }

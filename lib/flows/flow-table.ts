@@ -1,11 +1,12 @@
 /**
  * The mirror's table: each entry kept as its ctnetlink message bytes in a Slab (no Flow
  * objects held, so replacing an entry leaves no garbage for the collector), found through
- * two Maps of small integers: a 30-bit hash of the entry's key (protocol, original tuple,
- * zones) and 30 bits of its kernel id, each to the slab ref of the entry (or, on a hash
- * collision, an array of refs). A hit is confirmed against the stored message, so
- * collisions cost only time. Flows are decoded from the bytes when asked for.
+ * two IntIndexes (typed arrays, no garbage under churn either) from a hash of the entry's
+ * key (protocol, original tuple, zones) and from its kernel id to the slab ref of the
+ * entry. A hit is confirmed against the stored message, so hash collisions cost only time.
+ * Flows are decoded from the bytes when asked for.
  */
+import { IntIndex } from '../common/int-index';
 import { Slab } from '../common/slab';
 import { NLA_TYPE_MASK } from '../wire/enums';
 import { NFNL_ATTR_OFFSET, NLMSG_HDRLEN, align4 } from '../wire/netlink';
@@ -13,7 +14,7 @@ import { Flow, decodeFlow } from './flow';
 import { RawEntry, scanEntry } from './raw-entry';
 
 const FNV = 0x01000193;
-/** Keys of both Maps are masked to this, so they are Smis on every V8 build. */
+/** Key hashes are masked to this, so they are Smis on every V8 build. */
 const SMI_MASK = 0x3fffffff;
 /** nlmsg_seq of a stored message (unused otherwise) holds the resync generation that last saw it. */
 const GEN_OFFSET = 8;
@@ -64,32 +65,6 @@ export function sameKey(ab: Buffer, a: RawEntry, bb: Buffer, b: RawEntry): boole
   return x.sport === y.sport && x.dport === y.dport;
 }
 
-function add(m: Map<number, number | number[]>, k: number, ref: number): void {
-  const v = m.get(k);
-  if (v === undefined) m.set(k, ref);
-  else if (typeof v === 'number') m.set(k, [v, ref]);
-  else v.push(ref);
-}
-
-function remove(m: Map<number, number | number[]>, k: number, ref: number): void {
-  const v = m.get(k);
-  if (v === ref) m.delete(k);
-  else if (typeof v === 'object') {
-    const i = v.indexOf(ref);
-    if (i >= 0) v.splice(i, 1);
-    if (v.length === 1) m.set(k, v[0]);
-  }
-}
-
-function swap(m: Map<number, number | number[]>, k: number, from: number, to: number): void {
-  const v = m.get(k);
-  if (v === from) m.set(k, to);
-  else if (typeof v === 'object') {
-    const i = v.indexOf(from);
-    if (i >= 0) v[i] = to;
-  }
-}
-
 /** Copies `len` bytes of an attribute to out[n], padded with zeros to 4 bytes; the next offset. */
 function copyAttr(from: Buffer, p: number, len: number, out: Buffer, n: number): number {
   from.copy(out, n, p, p + len);
@@ -103,8 +78,10 @@ export class FlowTable {
   constructor(private readonly hash: (buf: Buffer, e: RawEntry) => number = keyHash) {}
 
   private readonly slab = new Slab();
-  private readonly byKey = new Map<number, number | number[]>();
-  private readonly byId = new Map<number, number | number[]>();
+  private readonly byKey = new IntIndex();
+  private readonly byId = new IntIndex();
+  /** sweep(): the refs it removes (kept for the next sweep). */
+  private doomed = new Int32Array(1024);
   /** The stored entry read by scan() (the caller's entry must be another RawEntry). */
   private readonly held = new RawEntry();
   /** Where merge() builds a message. */
@@ -129,10 +106,11 @@ export class FlowTable {
 
   /** The ref of the entry with the key of `e` (scanned from buf), or -1. */
   find(buf: Buffer, e: RawEntry, hash: number = this.hash(buf, e)): number {
-    const v = this.byKey.get(hash);
-    if (v === undefined) return -1;
-    if (typeof v === 'number') return this.hasKey(v, buf, e) ? v : -1;
-    for (const r of v) if (this.hasKey(r, buf, e)) return r;
+    const index = this.byKey;
+    for (let s = index.first(hash); s >= 0; s = index.next(s, hash)) {
+      const ref = index.valueAt(s);
+      if (this.hasKey(ref, buf, e)) return ref;
+    }
     return -1;
   }
 
@@ -142,10 +120,12 @@ export class FlowTable {
 
   /** The refs of the entries whose kernel id is `id`. */
   findById(id: number): number[] {
-    const v = this.byId.get(id & SMI_MASK);
     const out: number[] = [];
-    if (v === undefined) return out;
-    for (const r of typeof v === 'number' ? [v] : v) if (this.scan(r).id === id) out.push(r);
+    const index = this.byId;
+    for (let s = index.first(id); s >= 0; s = index.next(s, id)) {
+      const ref = index.valueAt(s);
+      if (this.scan(ref).id === id) out.push(ref);
+    }
     return out;
   }
 
@@ -172,8 +152,8 @@ export class FlowTable {
   insert(buf: Buffer, off: number, len: number, e: RawEntry, generation: number, hash: number = this.hash(buf, e)): number {
     const ref = this.slab.alloc(len);
     this.write(ref, buf, off, len, generation);
-    add(this.byKey, hash, ref);
-    add(this.byId, e.id & SMI_MASK, ref);
+    this.byKey.add(hash, ref);
+    this.byId.add(e.id, ref);
     return ref;
   }
 
@@ -187,13 +167,13 @@ export class FlowTable {
     if (!this.slab.fits(ref, len)) {
       to = this.slab.alloc(len);
       this.slab.free(ref);
-      swap(this.byKey, hash, ref, to);
+      this.byKey.replace(hash, ref, to);
     }
     this.write(to, buf, off, len, generation);
-    if (oldId !== e.id || to !== ref) {
-      remove(this.byId, oldId & SMI_MASK, ref);
-      add(this.byId, e.id & SMI_MASK, to);
-    }
+    if (oldId !== e.id) {
+      this.byId.delete(oldId, ref);
+      this.byId.add(e.id, to);
+    } else if (to !== ref) this.byId.replace(e.id, ref, to);
     return to;
   }
 
@@ -206,9 +186,35 @@ export class FlowTable {
   delete(ref: number): void {
     const b = this.slab.bufferOf(ref);
     const e = this.scan(ref);
-    remove(this.byKey, this.hash(b, e), ref);
-    remove(this.byId, e.id & SMI_MASK, ref);
+    this.byKey.delete(this.hash(b, e), ref);
+    this.byId.delete(e.id, ref);
+    b.writeUInt32LE(0, this.slab.offsetOf(ref)); // a free slot reads as length 0 (see refs())
     this.slab.free(ref);
+  }
+
+  /**
+   * Removes every entry whose generation is not `generation`, passing each, decoded, to
+   * `removed` once it is gone (when given); returns how many were removed.
+   */
+  sweep(generation: number, removed?: (flow: Flow) => void): number {
+    let n = 0;
+    for (let i = 0, all = this.byKey.allValues(); i < all.length; i++) {
+      const ref = all[i];
+      if (this.generationOf(ref) === generation) continue;
+      if (n === this.doomed.length) {
+        const more = new Int32Array(n * 2);
+        more.set(this.doomed);
+        this.doomed = more;
+      }
+      this.doomed[n++] = ref;
+    }
+    for (let i = 0; i < n; i++) {
+      const ref = this.doomed[i];
+      const flow = removed !== undefined ? this.decode(ref) : undefined;
+      this.delete(ref);
+      if (flow !== undefined) removed!(flow);
+    }
+    return n;
   }
 
   clear(): void {
@@ -217,11 +223,16 @@ export class FlowTable {
     this.slab.clear();
   }
 
-  /** Every entry's ref (a live view, like a Map's iterator). */
+  /**
+   * Every entry's ref: those held when the iteration starts, each skipped if it was removed
+   * by the time the iteration reaches it (an entry moved to a bigger slot meanwhile, or
+   * added meanwhile, is not reached; a slot reused meanwhile yields its new entry).
+   */
   *refs(): IterableIterator<number> {
-    for (const v of this.byKey.values()) {
-      if (typeof v === 'number') yield v;
-      else yield* v.slice();
+    const all = this.byKey.allValues();
+    for (let i = 0; i < all.length; i++) {
+      const ref = all[i];
+      if (this.slab.bufferOf(ref).readUInt32LE(this.slab.offsetOf(ref)) !== 0) yield ref;
     }
   }
 

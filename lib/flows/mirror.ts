@@ -475,14 +475,8 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       return undefined;
     }
     const table = this.table;
-    const gone: number[] = [];
-    for (const ref of table.refs()) if (table.generationOf(ref) !== gen) gone.push(ref);
     const tell = emit && this.listenerCount('delete') > 0;
-    for (const ref of gone) {
-      const prev = tell ? table.decode(ref) : undefined;
-      table.delete(ref);
-      if (prev !== undefined) this.emitUser('delete', prev, prev);
-    }
+    const removed = table.sweep(gen, tell ? (prev) => this.emitUser('delete', prev, prev) : undefined);
     const replay = this.pending;
     this.pending = undefined;
     for (const ref of replay) {
@@ -495,7 +489,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     else if (reason === 'refresh') this.refreshes++;
     this.syncing = false;
     const info: ResyncInfo = {
-      reason, lost: this.stream.lost, added: counts.added, updated: counts.updated, removed: emit ? gone.length : 0,
+      reason, lost: this.stream.lost, added: counts.added, updated: counts.updated, removed: emit ? removed : 0,
       size: table.size, replayed: replay.length, durationMs: Date.now() - started,
     };
     this.emitUser('resync', info);
