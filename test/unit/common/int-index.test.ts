@@ -20,7 +20,8 @@ describe('IntIndex', () => {
       const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
       let value = 0;
       const pairs: [number, number][] = [];
-      for (let i = 0; i < 30000; i++) {
+      let wrong = 0; // operations whose result or size disagreed with the model
+      for (let i = 0; i < 20000; i++) {
         const op = next() % 5;
         if (op < 2 || pairs.length === 0) {
           const key = (keySpace === 2 ** 32 ? next() : next() % keySpace) | 0;
@@ -31,24 +32,24 @@ describe('IntIndex', () => {
         } else if (op < 4) {
           const j = next() % pairs.length;
           const [key, v] = pairs[j];
-          expect(ix.delete(key, v)).toBe(true);
-          expect(ix.delete(key, v)).toBe(false);
+          if (!ix.delete(key, v) || ix.delete(key, v)) wrong++;
           model.get(key)!.delete(v);
           pairs[j] = pairs[pairs.length - 1];
           pairs.pop();
         } else {
           const j = next() % pairs.length;
           const [key, v] = pairs[j];
-          expect(ix.replace(key, v, value)).toBe(true);
+          if (!ix.replace(key, v, value)) wrong++;
           model.get(key)!.delete(v);
           model.get(key)!.add(value);
           pairs[j] = [key, value++];
         }
-        expect(ix.size).toBe(pairs.length);
-        if (i % 997 === 0) {
-          for (const [key, set] of model) expect(valuesOf(ix, key)).toEqual([...set].sort((a, b) => a - b));
+        if (ix.size !== pairs.length) wrong++;
+        if (i % 1999 === 0) {
+          for (const [key, set] of model) if (valuesOf(ix, key).join() !== [...set].sort((a, b) => a - b).join()) wrong++;
         }
       }
+      expect(wrong).toBe(0);
       for (const [key, set] of model) expect(valuesOf(ix, key)).toEqual([...set].sort((a, b) => a - b));
       expect([...ix.allValues()].sort((a, b) => a - b)).toEqual(pairs.map((p) => p[1]).sort((a, b) => a - b));
       ix.clear();
