@@ -22,6 +22,7 @@ import {
 import { ProtoTuple, Tuple, protoName, readTuple, tupleScratch } from './tuple';
 import { NFNL_ATTR_OFFSET, align4, readString } from '../wire/netlink';
 import { jsonCopy } from '../common/json';
+import { u16le, u32be } from '../wire/bytes';
 
 export interface Counter {
   packets: bigint;
@@ -172,21 +173,19 @@ export function newFlow(fields: Flow): Flow {
   return f;
 }
 
-const u16le = (b: Buffer, p: number): number => b[p] | (b[p + 1] << 8);
-const u32be = (b: Buffer, p: number): number => ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
 
 function decodeCounters(buf: Buffer, s: number, e: number): Counter {
   let packets = 0n;
   let bytes = 0n;
   let p = s;
   while (p + 4 <= e) {
-    const l = buf.readUInt16LE(p);
+    const l = u16le(buf, p);
     if (l < 4 || p + l > e) break;
-    const t = buf.readUInt16LE(p + 2) & NLA_TYPE_MASK;
+    const t = u16le(buf, p + 2) & NLA_TYPE_MASK;
     if (t === CTA_COUNTERS_PACKETS && l >= 12) packets = buf.readBigUInt64BE(p + 4);
     else if (t === CTA_COUNTERS_BYTES && l >= 12) bytes = buf.readBigUInt64BE(p + 4);
-    else if (t === CTA_COUNTERS32_PACKETS && l >= 8) packets = BigInt(buf.readUInt32BE(p + 4));
-    else if (t === CTA_COUNTERS32_BYTES && l >= 8) bytes = BigInt(buf.readUInt32BE(p + 4));
+    else if (t === CTA_COUNTERS32_PACKETS && l >= 8) packets = BigInt(u32be(buf, p + 4));
+    else if (t === CTA_COUNTERS32_BYTES && l >= 8) bytes = BigInt(u32be(buf, p + 4));
     p += align4(l);
   }
   return { packets, bytes };
@@ -196,11 +195,11 @@ function decodeSeqAdj(buf: Buffer, s: number, e: number): SeqAdj {
   const r: SeqAdj = { correctionPos: 0, offsetBefore: 0, offsetAfter: 0 };
   let p = s;
   while (p + 4 <= e) {
-    const l = buf.readUInt16LE(p);
+    const l = u16le(buf, p);
     if (l < 4 || p + l > e) break;
-    const t = buf.readUInt16LE(p + 2) & NLA_TYPE_MASK;
+    const t = u16le(buf, p + 2) & NLA_TYPE_MASK;
     if (l >= 8) {
-      const v = buf.readUInt32BE(p + 4);
+      const v = u32be(buf, p + 4);
       if (t === CTA_SEQADJ_CORRECTION_POS) r.correctionPos = v;
       else if (t === CTA_SEQADJ_OFFSET_BEFORE) r.offsetBefore = buf.readInt32BE(p + 4);
       else if (t === CTA_SEQADJ_OFFSET_AFTER) r.offsetAfter = buf.readInt32BE(p + 4);
@@ -213,18 +212,18 @@ function decodeSeqAdj(buf: Buffer, s: number, e: number): SeqAdj {
 function decodeProtoinfo(flow: Flow, buf: Buffer, s: number, e: number): void {
   let p = s;
   while (p + 4 <= e) {
-    const l = buf.readUInt16LE(p);
+    const l = u16le(buf, p);
     if (l < 4 || p + l > e) break;
-    const t = buf.readUInt16LE(p + 2) & NLA_TYPE_MASK;
+    const t = u16le(buf, p + 2) & NLA_TYPE_MASK;
     const ps = p + 4;
     const pe = p + l;
     let q = ps;
     if (t === CTA_PROTOINFO_TCP) {
       const info: TcpInfo = { state: 'NONE' };
       while (q + 4 <= pe) {
-        const ql = buf.readUInt16LE(q);
+        const ql = u16le(buf, q);
         if (ql < 4 || q + ql > pe) break;
-        const qt = buf.readUInt16LE(q + 2) & NLA_TYPE_MASK;
+        const qt = u16le(buf, q + 2) & NLA_TYPE_MASK;
         const v = q + 4;
         if (qt === CTA_PROTOINFO_TCP_STATE && ql >= 5) info.state = TCP_STATES[buf[v]] ?? String(buf[v]);
         else if (qt === CTA_PROTOINFO_TCP_WSCALE_ORIGINAL && ql >= 5) info.wscaleOrig = buf[v];
@@ -238,13 +237,13 @@ function decodeProtoinfo(flow: Flow, buf: Buffer, s: number, e: number): void {
     } else if (t === CTA_PROTOINFO_SCTP) {
       const info: SctpInfo = { state: 'NONE' };
       while (q + 4 <= pe) {
-        const ql = buf.readUInt16LE(q);
+        const ql = u16le(buf, q);
         if (ql < 4 || q + ql > pe) break;
-        const qt = buf.readUInt16LE(q + 2) & NLA_TYPE_MASK;
+        const qt = u16le(buf, q + 2) & NLA_TYPE_MASK;
         const v = q + 4;
         if (qt === CTA_PROTOINFO_SCTP_STATE && ql >= 5) info.state = SCTP_STATES[buf[v]] ?? String(buf[v]);
-        else if (qt === CTA_PROTOINFO_SCTP_VTAG_ORIGINAL && ql >= 8) info.vtagOrig = buf.readUInt32BE(v);
-        else if (qt === CTA_PROTOINFO_SCTP_VTAG_REPLY && ql >= 8) info.vtagReply = buf.readUInt32BE(v);
+        else if (qt === CTA_PROTOINFO_SCTP_VTAG_ORIGINAL && ql >= 8) info.vtagOrig = u32be(buf, v);
+        else if (qt === CTA_PROTOINFO_SCTP_VTAG_REPLY && ql >= 8) info.vtagReply = u32be(buf, v);
         q += align4(ql);
       }
       flow.sctp = info;
@@ -252,9 +251,9 @@ function decodeProtoinfo(flow: Flow, buf: Buffer, s: number, e: number): void {
     } else if (t === CTA_PROTOINFO_DCCP) {
       const info: DccpInfo = { state: 'NONE' };
       while (q + 4 <= pe) {
-        const ql = buf.readUInt16LE(q);
+        const ql = u16le(buf, q);
         if (ql < 4 || q + ql > pe) break;
-        const qt = buf.readUInt16LE(q + 2) & NLA_TYPE_MASK;
+        const qt = u16le(buf, q + 2) & NLA_TYPE_MASK;
         const v = q + 4;
         if (qt === CTA_PROTOINFO_DCCP_STATE && ql >= 5) info.state = DCCP_STATES[buf[v]] ?? String(buf[v]);
         else if (qt === CTA_PROTOINFO_DCCP_ROLE && ql >= 5) info.role = buf[v];
@@ -321,7 +320,7 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
       case CTA_USE: if (l >= 8) flow.use = u32be(buf, s); break;
       case CTA_ID: if (l >= 8) flow.id = u32be(buf, s); break;
       case CTA_ZONE: if (l >= 6) flow.zone = (buf[s] << 8) | buf[s + 1]; break;
-      case CTA_SECMARK: if (l >= 8) flow.secmark = buf.readUInt32BE(s); break;
+      case CTA_SECMARK: if (l >= 8) flow.secmark = u32be(buf, s); break;
       case CTA_PROTOINFO: decodeProtoinfo(flow, buf, s, e); break;
       case CTA_COUNTERS_ORIG:
         flow.counters ??= { orig: { packets: 0n, bytes: 0n }, reply: { packets: 0n, bytes: 0n } };
@@ -336,9 +335,9 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
         let stop: bigint | undefined;
         let q = s;
         while (q + 4 <= e) {
-          const ql = buf.readUInt16LE(q);
+          const ql = u16le(buf, q);
           if (ql < 4 || q + ql > e) break;
-          const qt = buf.readUInt16LE(q + 2) & NLA_TYPE_MASK;
+          const qt = u16le(buf, q + 2) & NLA_TYPE_MASK;
           if (qt === CTA_TIMESTAMP_START && ql >= 12) start = buf.readBigUInt64BE(q + 4);
           else if (qt === CTA_TIMESTAMP_STOP && ql >= 12) stop = buf.readBigUInt64BE(q + 4);
           q += align4(ql);
@@ -363,9 +362,9 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
       case CTA_HELP: {
         let q = s;
         while (q + 4 <= e) {
-          const ql = buf.readUInt16LE(q);
+          const ql = u16le(buf, q);
           if (ql < 4 || q + ql > e) break;
-          if ((buf.readUInt16LE(q + 2) & NLA_TYPE_MASK) === CTA_HELP_NAME) flow.helper = readString(buf, q + 4, q + ql);
+          if ((u16le(buf, q + 2) & NLA_TYPE_MASK) === CTA_HELP_NAME) flow.helper = readString(buf, q + 4, q + ql);
           q += align4(ql);
         }
         break;
@@ -373,9 +372,9 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
       case CTA_SECCTX: {
         let q = s;
         while (q + 4 <= e) {
-          const ql = buf.readUInt16LE(q);
+          const ql = u16le(buf, q);
           if (ql < 4 || q + ql > e) break;
-          if ((buf.readUInt16LE(q + 2) & NLA_TYPE_MASK) === CTA_SECCTX_NAME) flow.secctx = readString(buf, q + 4, q + ql);
+          if ((u16le(buf, q + 2) & NLA_TYPE_MASK) === CTA_SECCTX_NAME) flow.secctx = readString(buf, q + 4, q + ql);
           q += align4(ql);
         }
         break;
@@ -390,13 +389,13 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
         const sp: Synproxy = { isn: 0, its: 0, tsoff: 0 };
         let q = s;
         while (q + 4 <= e) {
-          const ql = buf.readUInt16LE(q);
+          const ql = u16le(buf, q);
           if (ql < 4 || q + ql > e) break;
-          const qt = buf.readUInt16LE(q + 2) & NLA_TYPE_MASK;
+          const qt = u16le(buf, q + 2) & NLA_TYPE_MASK;
           if (ql >= 8) {
-            if (qt === CTA_SYNPROXY_ISN) sp.isn = buf.readUInt32BE(q + 4);
-            else if (qt === CTA_SYNPROXY_ITS) sp.its = buf.readUInt32BE(q + 4);
-            else if (qt === CTA_SYNPROXY_TSOFF) sp.tsoff = buf.readUInt32BE(q + 4);
+            if (qt === CTA_SYNPROXY_ISN) sp.isn = u32be(buf, q + 4);
+            else if (qt === CTA_SYNPROXY_ITS) sp.its = u32be(buf, q + 4);
+            else if (qt === CTA_SYNPROXY_TSOFF) sp.tsoff = u32be(buf, q + 4);
           }
           q += align4(ql);
         }

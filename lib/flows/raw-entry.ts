@@ -14,6 +14,7 @@ import {
   CTA_TUPLE_PROTO, CTA_TUPLE_REPLY, CTA_TUPLE_ZONE, CTA_ZONE, Family, NLA_TYPE_MASK,
 } from '../wire/enums';
 import { NFNL_ATTR_OFFSET } from '../wire/netlink';
+import { u16be, u16le, u32be } from '../wire/bytes';
 
 /** One tuple's fields: offsets of the address bytes in the message, ports, zone. */
 export class RawTuple {
@@ -71,9 +72,6 @@ export class RawEntry {
   zoneAttr = -1;
 }
 
-const u16le = (b: Buffer, p: number): number => b[p] | (b[p + 1] << 8);
-const u16be = (b: Buffer, p: number): number => (b[p] << 8) | b[p + 1];
-const u32be = (b: Buffer, p: number): number => ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
 
 /** readTuple()'s walk of a CTA_TUPLE_* payload buf[start, end), keeping offsets instead of strings. */
 function scanTuple(buf: Buffer, start: number, end: number, t: RawTuple): void {

@@ -14,6 +14,7 @@ import { AttrWriter } from '../wire/netlink';
 import { invalid } from '../common/errors';
 import { checkInt, checkObject, isObject, show } from '../common/validate';
 import { protocolByName } from './protocols';
+import { u16be, u16le } from '../wire/bytes';
 
 export interface IcmpTuple {
   type: number;
@@ -49,8 +50,6 @@ export interface DecodedTuple {
 /** Family and protocol number of the tuple last read by readTuple() (scratch, not reentrant-safe across calls). */
 export const tupleScratch = { family: undefined as Family | undefined, protonum: 0 };
 
-const u16be = (b: Buffer, p: number): number => (b[p] << 8) | b[p + 1];
-const u16le = (b: Buffer, p: number): number => b[p] | (b[p + 1] << 8);
 
 /**
  * Reads a CTA_TUPLE_* nest whose payload is buf[start, end) into a Tuple; its family and
