@@ -8,6 +8,7 @@
  */
 import { IntIndex } from '../common/int-index';
 import { Slab } from '../common/slab';
+import { u16le } from '../wire/bytes';
 import { NLA_TYPE_MASK } from '../wire/enums';
 import { NFNL_ATTR_OFFSET, NLMSG_HDRLEN, align4 } from '../wire/netlink';
 import { Flow, decodeFlow } from './flow';
@@ -271,9 +272,9 @@ export class FlowTable {
     this.lo = this.hi = 0;
     let p = off + NFNL_ATTR_OFFSET;
     while (p + 4 <= end) {
-      const l = buf[p] | (buf[p + 1] << 8);
+      const l = u16le(buf, p);
       if (l < 4 || p + l > end) break;
-      const t = (buf[p + 2] | (buf[p + 3] << 8)) & NLA_TYPE_MASK;
+      const t = u16le(buf, p + 2) & NLA_TYPE_MASK;
       if (t < 32) this.lo |= 1 << t;
       else if (t < 64) this.hi |= 1 << (t - 32);
       n = copyAttr(buf, p, Math.min(align4(l), end - p), out, n);
@@ -282,9 +283,9 @@ export class FlowTable {
     const send = so + slen;
     p = so + NFNL_ATTR_OFFSET;
     while (p + 4 <= send) {
-      const l = sb[p] | (sb[p + 1] << 8);
+      const l = u16le(sb, p);
       if (l < 4 || p + l > send) break;
-      const t = (sb[p + 2] | (sb[p + 3] << 8)) & NLA_TYPE_MASK;
+      const t = u16le(sb, p + 2) & NLA_TYPE_MASK;
       const present = t < 32 ? (this.lo >>> t) & 1 : t < 64 ? (this.hi >>> (t - 32)) & 1 : 1;
       if (!present) n = copyAttr(sb, p, Math.min(align4(l), send - p), out, n);
       p += align4(l);
