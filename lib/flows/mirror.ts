@@ -195,8 +195,9 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       if (this.pending === undefined) this.apply(buf, off, len, kind, true);
       else if (!this.again) {
         this.hold(buf, off, len, kind);
-        // More events than entries while one dump runs: cheaper to dump again than to hold them.
-        if (this.pending.length > Math.max(MAX_PENDING, this.size)) this.requestResync();
+        // More events than half the entries while one dump runs: cheaper to dump again than
+        // to hold them, and the held events never amount to a second copy of the table.
+        if (this.pending.length > Math.max(MAX_PENDING, this.size >> 1)) this.requestResync();
       }
     });
     this.stream.on('lost', () => this.requestResync());
