@@ -6,7 +6,8 @@
  * the kernel evict an unreplied one (a NEW and a DESTROY event each) and the mirror's socket
  * overruns again and again, each time a resync (a full dump reconciled with the copy).
  * Prints the steady memory per entry, the peak RSS during the flood (sampled every 20 ms),
- * the resyncs, and whether the mirror equals the kernel's table at the end.
+ * the CPU the mirror's process used meanwhile, the resyncs, and whether the mirror equals
+ * the kernel's table at the end.
  * Usage: node --expose-gc bench/mirror.bench.js [flood=1000000]   (after `npm run build`)
  */
 const fs = require('fs');
@@ -55,9 +56,11 @@ async function main() {
     worstResyncMs = Math.max(worstResyncMs, info.durationMs);
   });
   t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   const sent = await sendUdp(ns, FLOOD, max);
   const floodSecs = since(t0);
   await m.settle();
+  const cpu = process.cpuUsage(cpu0);
   clearInterval(sampler);
   peak = Math.max(peak, process.memoryUsage().rss);
   const kernel = Number(await ns.sysctl('net.netfilter.nf_conntrack_count'));
@@ -76,6 +79,7 @@ async function main() {
       ['peak RSS during the flood (MB)', (peak / MB).toFixed(0)],
       ['  of which JS heap (peak heapTotal, MB)', (peakHeap / MB).toFixed(0)],
       ['  of which ArrayBuffers (peak, MB)', (peakBuffers / MB).toFixed(0)],
+      ['CPU of this process, flood until settled (s)', ((cpu.user + cpu.system) / 1e6).toFixed(2)],
       ['resyncs during the flood', resyncs],
       ['longest resync (ms)', worstResyncMs],
       ['events lost (kernel drop counter)', lost],

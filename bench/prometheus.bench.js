@@ -54,6 +54,9 @@ async function main() {
 
   global.gc?.();
   const rss0 = rssMB();
+  // registerMetrics() unrefs the mirror it makes (an agent may exit while it follows the
+  // table), so nothing else would keep this process alive while the first scrape waits.
+  const keepAlive = setInterval(() => undefined, 1000);
   const registry = new Registry();
   t0 = process.hrtime.bigint();
   const metrics = registerMetrics(ct, { registry });
@@ -93,6 +96,7 @@ async function main() {
   console.log(`exposition: ${first.length} bytes, ${first.split('\n').filter((l) => l && !l.startsWith('#')).length} samples`);
 
   metrics.close();
+  clearInterval(keepAlive);
   await ns.close();
 }
 

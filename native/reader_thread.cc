@@ -14,7 +14,10 @@
 
 namespace conntrack {
 
-// The thread stops reading while this much is received but not yet handed to JS.
+// The thread stops reading while blocks of this much memory wait for JS. A block's whole
+// allocation counts, not just its used part: a socket that keeps delivering a few events at
+// a time (or only overrun reports) while JS is busy would otherwise queue hundreds of
+// mostly empty blocks.
 static constexpr size_t kMaxQueued = 4 << 20;
 // Largest batch handed to JS in one call.
 static constexpr size_t kMaxBatch = 256 << 10;
@@ -143,11 +146,15 @@ void ReaderThread::OnClose(uv_handle_t* handle) {
   delete self;
 }
 
+size_t ReaderThread::BlockBytes(const Block& b) {
+  return b.data ? b.data->size() : 0;
+}
+
 void ReaderThread::Publish(Block b) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     queue_.push_back(b);  // may throw std::bad_alloc: Run() owns b.data until here
-    queued_bytes_ += b.used;
+    queued_bytes_ += BlockBytes(b);
   }
   uv_async_send(&async_);
 }
@@ -279,7 +286,7 @@ void ReaderThread::Deliver() {
       } else {
         b = queue_.front();
         queue_.pop_front();
-        queued_bytes_ -= b.used;
+        queued_bytes_ -= BlockBytes(b);
       }
     }
     cv_.notify_one();

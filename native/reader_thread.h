@@ -49,6 +49,8 @@ class ReaderThread {
   void Run();
   void Loop();
   void Publish(Block b);
+  // What a queued block counts against kMaxQueued: its allocation.
+  static size_t BlockBytes(const Block& b);
   void UpdateRef();
   void Deliver();
   void Recycle(std::vector<char>* data);

@@ -18,6 +18,7 @@ import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlin
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
 import { matchDump } from './matching';
+import { RawEntry, scanEntry } from './raw-entry';
 
 export interface FlowDumpOptions extends DumpOptions {
   /**
@@ -47,20 +48,30 @@ function flowSignature(f: Flow): number {
 
 const TABLE_MSG = { conntrack: IPCTNL_MSG_CT_GET, dying: IPCTNL_MSG_CT_GET_DYING, unconfirmed: IPCTNL_MSG_CT_GET_UNCONFIRMED } as const;
 
-/** The dump of the flows matching `compiled` (ctnetlink message `msg`). */
-function flowDumpSpec(compiled: CompiledFilter, operation: string, msg: number = TABLE_MSG[compiled.table]): DumpSpec<Flow> {
+/** True when the dumped message is a conntrack entry of a family we decode. */
+function isFlowMessage(buf: Buffer, off: number, msgType: number): boolean {
+  const m = nfnlMsg(msgType);
+  if (nfnlSubsys(msgType) !== NFNL_SUBSYS_CTNETLINK || (m !== IPCTNL_MSG_CT_NEW && m !== IPCTNL_MSG_CT_DELETE)) return false;
+  return isFlowFamily(buf[off + NFGEN_FAMILY_OFFSET]);
+}
+
+/** The request part of a dump of `compiled` (ctnetlink message `msg`). */
+function dumpRequest(compiled: CompiledFilter, msg: number): { type: number; family: number; payload: Buffer | undefined } {
   return {
     type: ctType(msg),
     family: compiled.nfFamily,
     // The dying and unconfirmed lists take no filter attributes: the library filters them.
     payload: compiled.table === 'conntrack' && compiled.kernelAttrs.length ? compiled.kernelAttrs : undefined,
+  };
+}
+
+/** The dump of the flows matching `compiled` (ctnetlink message `msg`). */
+function flowDumpSpec(compiled: CompiledFilter, operation: string, msg: number = TABLE_MSG[compiled.table]): DumpSpec<Flow> {
+  return {
+    ...dumpRequest(compiled, msg),
     operation,
-    decode: (buf: Buffer, off: number, len: number, msgType: number): Flow | undefined => {
-      const m = nfnlMsg(msgType);
-      if (nfnlSubsys(msgType) !== NFNL_SUBSYS_CTNETLINK || (m !== IPCTNL_MSG_CT_NEW && m !== IPCTNL_MSG_CT_DELETE)) return undefined;
-      if (!isFlowFamily(buf[off + NFGEN_FAMILY_OFFSET])) return undefined;
-      return decodeFlow(buf, off, len);
-    },
+    decode: (buf: Buffer, off: number, len: number, msgType: number): Flow | undefined =>
+      isFlowMessage(buf, off, msgType) ? decodeFlow(buf, off, len) : undefined,
     // Applied even when the kernel filtered too: an older kernel that ignores CTA_FILTER
     // must not change the result. It costs a few comparisons per flow.
     match: compiled.empty ? undefined : compiled.match,
@@ -96,6 +107,31 @@ export function dumpFlows(h: Handle, filter: FlowFilter | undefined, options?: F
     throw invalid('options.zeroCounters', 'dump() zeroes counters only with a filter of just family and mark (the kernel zeroes every entry it dumps, including the ones the library then filters out); list() takes any filter');
   }
   return h.startDump(flowDumpSpec(compiled, 'dump', zero ? IPCTNL_MSG_CT_GET_CTRZERO : undefined), rest);
+}
+
+/**
+ * A dump of the conntrack table's entries that match `filter`, each handed to `sink` as
+ * its message bytes (valid only during the call) instead of a Flow: for the mirror, which
+ * stores the bytes. The Dump yields nothing; it ends (or fails) when the kernel's dump does.
+ * Repeats of an entry (a dump racing with table changes) are passed on: the mirror keys by
+ * tuple, so a repeat replaces the first copy.
+ */
+export function dumpRawFlows(h: Handle, filter: FlowFilter | undefined, sink: (buf: Buffer, off: number, len: number) => void, operation = 'mirror'): Dump<never> {
+  const compiled = compileFilter(filter, 'filter');
+  const raw = compiled.matchRaw !== undefined ? new RawEntry() : undefined;
+  return h.startDump<never>({
+    ...dumpRequest(compiled, IPCTNL_MSG_CT_GET),
+    operation,
+    decode: (buf: Buffer, off: number, len: number, msgType: number): undefined => {
+      if (!isFlowMessage(buf, off, msgType)) return undefined;
+      if (!compiled.empty) {
+        const ok = raw !== undefined ? compiled.matchRaw!(scanEntry(buf, off, len, raw), buf) : compiled.match(decodeFlow(buf, off, len));
+        if (!ok) return undefined;
+      }
+      sink(buf, off, len);
+      return undefined;
+    },
+  }, { dedupe: false });
 }
 
 /** ct.list(). */

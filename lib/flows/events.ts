@@ -179,6 +179,8 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   // decoded when taken, so queued events cost no Flow objects until they are read.
   private readonly queue: BoundedQueue<QueuedEvent>;
   private listening = false;
+  /** Set by consumeRaw(): takes every event message undecoded. */
+  private rawSink: ((buf: Buffer, off: number, len: number, kind: FlowEventType) => void) | undefined;
   private waiter: Waiter | undefined;
   private error: ConntrackError | undefined;
   private closed = false;
@@ -362,6 +364,15 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
       return;
     }
     this.counters.received[kind]++;
+    if (this.rawSink !== undefined) {
+      if (this.match !== undefined && !this.match(decodeFlow(buf, off, len))) {
+        this.counters.filtered++;
+        return;
+      }
+      this.counters.delivered++;
+      this.rawSink(buf, off, len, kind);
+      return;
+    }
     if (this.listening) {
       const ev = this.decode(buf, off, len, kind);
       if (ev === undefined) return;
@@ -380,6 +391,16 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
     }
     this.queue.push({ buf, off, len, kind, decoded: undefined });
   };
+
+  /**
+   * @internal Hands every event message that passes the filters to `sink` as its bytes
+   * (valid only during the call), instead of emitting 'event' or queueing it: for the
+   * mirror, which stores messages rather than Flows. The stream reads from now on.
+   */
+  consumeRaw(sink: (buf: Buffer, off: number, len: number, kind: FlowEventType) => void): void {
+    this.rawSink = sink;
+    this.updatePaused();
+  }
 
   /** Decodes and filters one message; undefined when the library's filter rejects it. */
   private decode(buf: Buffer, off: number, len: number, kind: FlowEventType): FlowEvent | undefined {
@@ -417,7 +438,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   private updatePaused(): void {
     if (this.closed || !this.sock) return;
     this.sock.setPaused(this.queue.isPaused || this.userPaused);
-    this.sock.setListening(this.listening || this.iterating);
+    this.sock.setListening(this.listening || this.iterating || this.rawSink !== undefined);
   }
 
   /** Marks the stream as consumed by an iterator (it reads from now on). */

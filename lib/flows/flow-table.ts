@@ -1,89 +1,296 @@
 /**
- * The mirror's table: flows by a string key (protocol, original tuple, zones), stored under a
- * 53-bit hash of the key instead of the key itself. A key string built per flow costs about
- * 300 bytes (a rope of its parts) and would live as long as the entry; the hash is a number,
- * and a hit is confirmed by rebuilding the candidate's key, so collisions cost only time.
+ * The mirror's table: each entry kept as its ctnetlink message bytes in a Slab (no Flow
+ * objects held, so replacing an entry leaves no garbage for the collector), found through
+ * two IntIndexes (typed arrays, no garbage under churn either) from a hash of the entry's
+ * key (protocol, original tuple, zones) and from its kernel id to the slab ref of the
+ * entry. A hit is confirmed against the stored message, so hash collisions cost only time.
+ * Flows are decoded from the bytes when asked for.
  */
-import { fnv1a } from '../common/hash';
-import type { Flow } from './flow';
+import { IntIndex } from '../common/int-index';
+import { Slab } from '../common/slab';
+import { u16le } from '../wire/bytes';
+import { NLA_TYPE_MASK } from '../wire/enums';
+import { NFNL_ATTR_OFFSET, NLMSG_HDRLEN, align4 } from '../wire/netlink';
+import { Flow, decodeFlow } from './flow';
+import { RawEntry, scanEntry } from './raw-entry';
 
-/** Two independent FNV-1a hashes of `k` combined into a safe integer (53 bits). */
-export function hash53(k: string): number {
-  return (fnv1a(k, 0x2545f491) & 0x1fffff) * 4294967296 + fnv1a(k);
+const FNV = 0x01000193;
+/** Key hashes are masked to this, so they are Smis on every V8 build. */
+const SMI_MASK = 0x3fffffff;
+/** nlmsg_seq of a stored message (unused otherwise) holds the resync generation that last saw it. */
+const GEN_OFFSET = 8;
+
+const mix = (h: number, v: number): number => Math.imul(h ^ v, FNV);
+
+/** True when the tuple names an ICMP / ICMPv6 flow (the decoded tuple has `icmp`). */
+const isIcmp = (e: RawEntry): boolean => e.orig.icmpType >= 0 || e.orig.icmpId >= 0;
+
+/**
+ * The hash of an entry's key as scanEntry() read it from buf: protocol, the original
+ * tuple's addresses and ports (or ICMP type, code and id), the entry's zone and the
+ * tuple's own zone, the parts the kernel keeps unique.
+ */
+export function keyHash(buf: Buffer, e: RawEntry): number {
+  const t = e.orig;
+  let h = mix(0x811c9dc5, e.protonum);
+  h = mix(h, t.srcLen);
+  for (let i = 0; i < t.srcLen; i++) h = mix(h, buf[t.srcPos + i]);
+  h = mix(h, t.dstLen);
+  for (let i = 0; i < t.dstLen; i++) h = mix(h, buf[t.dstPos + i]);
+  if (isIcmp(e)) {
+    h = mix(h, 0x1000000 | (Math.max(0, t.icmpType) << 8) | Math.max(0, t.icmpCode));
+    h = mix(h, Math.max(0, t.icmpId));
+  } else {
+    h = mix(h, t.sport);
+    h = mix(h, t.dport);
+  }
+  h = mix(h, e.zone);
+  h = mix(h, t.zone);
+  return h & SMI_MASK;
+}
+
+/** True when the two scanned messages name the same entry (what keyHash() hashes is equal). */
+export function sameKey(ab: Buffer, a: RawEntry, bb: Buffer, b: RawEntry): boolean {
+  const x = a.orig;
+  const y = b.orig;
+  if (a.protonum !== b.protonum || a.zone !== b.zone || x.zone !== y.zone) return false;
+  if (x.srcLen !== y.srcLen || x.dstLen !== y.dstLen) return false;
+  for (let i = 0; i < x.srcLen; i++) if (ab[x.srcPos + i] !== bb[y.srcPos + i]) return false;
+  for (let i = 0; i < x.dstLen; i++) if (ab[x.dstPos + i] !== bb[y.dstPos + i]) return false;
+  const icmp = isIcmp(a);
+  if (icmp !== isIcmp(b)) return false;
+  if (icmp) {
+    return Math.max(0, x.icmpType) === Math.max(0, y.icmpType) && Math.max(0, x.icmpCode) === Math.max(0, y.icmpCode)
+      && Math.max(0, x.icmpId) === Math.max(0, y.icmpId);
+  }
+  return x.sport === y.sport && x.dport === y.dport;
+}
+
+/** Copies `len` bytes of an attribute to out[n], padded with zeros to 4 bytes; the next offset. */
+function copyAttr(from: Buffer, p: number, len: number, out: Buffer, n: number): number {
+  from.copy(out, n, p, p + len);
+  const end = n + align4(len);
+  out.fill(0, n + len, end);
+  return end;
 }
 
 export class FlowTable {
-  private readonly m = new Map<number, Flow | Flow[]>();
-  private n = 0;
+  /** `hash` is replaceable for tests (a constant one makes every key collide). */
+  constructor(private readonly hash: (buf: Buffer, e: RawEntry) => number = keyHash) {}
 
-  /** keyOf(flow) must give the key the flow was stored under; hash is replaceable for tests. */
-  constructor(private readonly keyOf: (f: Flow) => string, private readonly hash: (k: string) => number = hash53) {}
+  private readonly slab = new Slab();
+  private readonly byKey = new IntIndex();
+  private readonly byId = new IntIndex();
+  /** sweep(): the refs it removes (kept for the next sweep). */
+  private doomed = new Int32Array(1024);
+  /** The stored entry read by scan() (the caller's entry must be another RawEntry). */
+  private readonly held = new RawEntry();
+  /** Where merge() builds a message. */
+  private out = Buffer.allocUnsafeSlow(4096);
+  /** merge(): which attribute types (below 64) the newer message has, as two bit masks. */
+  private lo = 0;
+  private hi = 0;
 
   get size(): number {
-    return this.n;
+    return this.slab.size;
   }
 
-  get(k: string): Flow | undefined {
-    const v = this.m.get(this.hash(k));
-    if (v === undefined) return undefined;
-    if (!Array.isArray(v)) return this.keyOf(v) === k ? v : undefined;
-    for (const f of v) if (this.keyOf(f) === k) return f;
-    return undefined;
+  /** Bytes of the slab's Buffers (entries, free slots). */
+  get bytes(): number {
+    return this.slab.bytes;
   }
 
-  has(k: string): boolean {
-    return this.get(k) !== undefined;
+  /** The hash find(), insert() and replace() take for the message at buf (scanned into `e`). */
+  hashOf(buf: Buffer, e: RawEntry): number {
+    return this.hash(buf, e);
   }
 
-  /** Stores f under k, replacing the flow stored under k before (if any). */
-  set(k: string, f: Flow): void {
-    const h = this.hash(k);
-    const v = this.m.get(h);
-    if (v === undefined) {
-      this.m.set(h, f);
-      this.n++;
-    } else if (!Array.isArray(v)) {
-      if (this.keyOf(v) === k) this.m.set(h, f);
-      else {
-        this.m.set(h, [v, f]);
-        this.n++;
-      }
-    } else {
-      const i = v.findIndex((x) => this.keyOf(x) === k);
-      if (i >= 0) v[i] = f;
-      else {
-        v.push(f);
-        this.n++;
-      }
+  /** The ref of the entry with the key of `e` (scanned from buf), or -1. */
+  find(buf: Buffer, e: RawEntry, hash: number = this.hash(buf, e)): number {
+    const index = this.byKey;
+    for (let s = index.first(hash); s >= 0; s = index.next(s, hash)) {
+      const ref = index.valueAt(s);
+      if (this.hasKey(ref, buf, e)) return ref;
     }
+    return -1;
   }
 
-  delete(k: string): boolean {
-    const h = this.hash(k);
-    const v = this.m.get(h);
-    if (v === undefined) return false;
-    if (!Array.isArray(v)) {
-      if (this.keyOf(v) !== k) return false;
-      this.m.delete(h);
-    } else {
-      const i = v.findIndex((x) => this.keyOf(x) === k);
-      if (i < 0) return false;
-      v.splice(i, 1);
-      if (v.length === 1) this.m.set(h, v[0]);
+  private hasKey(ref: number, buf: Buffer, e: RawEntry): boolean {
+    return sameKey(this.slab.bufferOf(ref), this.scan(ref), buf, e);
+  }
+
+  /** The refs of the entries whose kernel id is `id`. */
+  findById(id: number): number[] {
+    const out: number[] = [];
+    const index = this.byId;
+    for (let s = index.first(id); s >= 0; s = index.next(s, id)) {
+      const ref = index.valueAt(s);
+      if (this.scan(ref).id === id) out.push(ref);
     }
-    this.n--;
-    return true;
+    return out;
+  }
+
+  /** Reads stored entry `ref` into a RawEntry shared by every call (valid until the next one). */
+  scan(ref: number): RawEntry {
+    const b = this.slab.bufferOf(ref);
+    const o = this.slab.offsetOf(ref);
+    return scanEntry(b, o, b.readUInt32LE(o), this.held);
+  }
+
+  /** The stored entry as a new Flow. */
+  decode(ref: number): Flow {
+    const b = this.slab.bufferOf(ref);
+    const o = this.slab.offsetOf(ref);
+    return decodeFlow(b, o, b.readUInt32LE(o));
+  }
+
+  /** The resync generation that last stored or confirmed `ref`. */
+  generationOf(ref: number): number {
+    return this.slab.bufferOf(ref).readUInt32LE(this.slab.offsetOf(ref) + GEN_OFFSET);
+  }
+
+  /** Stores the message at buf[off, off + len) (scanned into `e`) as a new entry; its ref. */
+  insert(buf: Buffer, off: number, len: number, e: RawEntry, generation: number, hash: number = this.hash(buf, e)): number {
+    const ref = this.slab.alloc(len);
+    this.write(ref, buf, off, len, generation);
+    this.byKey.add(hash, ref);
+    this.byId.add(e.id, ref);
+    return ref;
+  }
+
+  /**
+   * Replaces entry `ref` with the message at buf[off, off + len) (scanned into `e`, the
+   * same key); returns the entry's ref, which changes when the message needs a bigger slot.
+   */
+  replace(ref: number, buf: Buffer, off: number, len: number, e: RawEntry, generation: number, hash: number = this.hash(buf, e)): number {
+    const oldId = this.scan(ref).id;
+    let to = ref;
+    if (!this.slab.fits(ref, len)) {
+      to = this.slab.alloc(len);
+      this.slab.free(ref);
+      this.byKey.replace(hash, ref, to);
+    }
+    this.write(to, buf, off, len, generation);
+    if (oldId !== e.id) {
+      this.byId.delete(oldId, ref);
+      this.byId.add(e.id, to);
+    } else if (to !== ref) this.byId.replace(e.id, ref, to);
+    return to;
+  }
+
+  /** Marks `ref` as confirmed by resync `generation` without changing it. */
+  confirm(ref: number, generation: number): void {
+    this.slab.bufferOf(ref).writeUInt32LE(generation, this.slab.offsetOf(ref) + GEN_OFFSET);
+  }
+
+  /** Removes entry `ref`. */
+  delete(ref: number): void {
+    const b = this.slab.bufferOf(ref);
+    const e = this.scan(ref);
+    this.byKey.delete(this.hash(b, e), ref);
+    this.byId.delete(e.id, ref);
+    b.writeUInt32LE(0, this.slab.offsetOf(ref)); // a free slot reads as length 0 (see refs())
+    this.slab.free(ref);
+  }
+
+  /**
+   * Removes every entry whose generation is not `generation`, passing each, decoded, to
+   * `removed` once it is gone (when given); returns how many were removed.
+   */
+  sweep(generation: number, removed?: (flow: Flow) => void): number {
+    let n = 0;
+    for (let i = 0, all = this.byKey.allValues(); i < all.length; i++) {
+      const ref = all[i];
+      if (this.generationOf(ref) === generation) continue;
+      if (n === this.doomed.length) {
+        const more = new Int32Array(n * 2);
+        more.set(this.doomed);
+        this.doomed = more;
+      }
+      this.doomed[n++] = ref;
+    }
+    for (let i = 0; i < n; i++) {
+      const ref = this.doomed[i];
+      const flow = removed !== undefined ? this.decode(ref) : undefined;
+      this.delete(ref);
+      if (flow !== undefined) removed!(flow);
+    }
+    return n;
   }
 
   clear(): void {
-    this.m.clear();
-    this.n = 0;
+    this.byKey.clear();
+    this.byId.clear();
+    this.slab.clear();
   }
 
-  *values(): IterableIterator<Flow> {
-    for (const v of this.m.values()) {
-      if (Array.isArray(v)) yield* v;
-      else yield v;
+  /**
+   * Every entry's ref: those held when the iteration starts, each skipped if it was removed
+   * by the time the iteration reaches it (an entry moved to a bigger slot meanwhile, or
+   * added meanwhile, is not reached; a slot reused meanwhile yields its new entry).
+   */
+  *refs(): IterableIterator<number> {
+    const all = this.byKey.allValues();
+    for (let i = 0; i < all.length; i++) {
+      const ref = all[i];
+      if (this.slab.bufferOf(ref).readUInt32LE(this.slab.offsetOf(ref)) !== 0) yield ref;
     }
+  }
+
+  /** Every entry, decoded. */
+  *values(): IterableIterator<Flow> {
+    for (const ref of this.refs()) yield this.decode(ref);
+  }
+
+  private write(ref: number, buf: Buffer, off: number, len: number, generation: number): void {
+    const to = this.slab.bufferOf(ref);
+    const at = this.slab.offsetOf(ref);
+    buf.copy(to, at, off, off + len);
+    to.writeUInt32LE(len, at); // nlmsg_len: the stored message's own length
+    to.writeUInt32LE(generation, at + GEN_OFFSET);
+  }
+
+  /** The message the last merge() built, from offset 0 (valid until the next call). */
+  get merged(): Buffer {
+    return this.out;
+  }
+
+  /**
+   * Builds in `merged` the message at buf[off, off + len) with the top-level attributes it
+   * lacks taken from stored entry `ref`: what an UPDATE event leaves out because it did
+   * not change (protocol info, counters, labels, helper, use count, ...). Returns its length.
+   */
+  merge(ref: number, buf: Buffer, off: number, len: number): number {
+    const sb = this.slab.bufferOf(ref);
+    const so = this.slab.offsetOf(ref);
+    const slen = sb.readUInt32LE(so);
+    if (this.out.length < len + slen) this.out = Buffer.allocUnsafeSlow(2 * (len + slen));
+    const out = this.out;
+    const end = off + len;
+    let n = Math.min(len, NFNL_ATTR_OFFSET);
+    buf.copy(out, 0, off, off + n);
+    this.lo = this.hi = 0;
+    let p = off + NFNL_ATTR_OFFSET;
+    while (p + 4 <= end) {
+      const l = u16le(buf, p);
+      if (l < 4 || p + l > end) break;
+      const t = u16le(buf, p + 2) & NLA_TYPE_MASK;
+      if (t < 32) this.lo |= 1 << t;
+      else if (t < 64) this.hi |= 1 << (t - 32);
+      n = copyAttr(buf, p, Math.min(align4(l), end - p), out, n);
+      p += align4(l);
+    }
+    const send = so + slen;
+    p = so + NFNL_ATTR_OFFSET;
+    while (p + 4 <= send) {
+      const l = u16le(sb, p);
+      if (l < 4 || p + l > send) break;
+      const t = u16le(sb, p + 2) & NLA_TYPE_MASK;
+      const present = t < 32 ? (this.lo >>> t) & 1 : t < 64 ? (this.hi >>> (t - 32)) & 1 : 1;
+      if (!present) n = copyAttr(sb, p, Math.min(align4(l), send - p), out, n);
+      p += align4(l);
+    }
+    if (n >= NLMSG_HDRLEN) out.writeUInt32LE(n, 0);
+    return n;
   }
 }

@@ -11,19 +11,21 @@
  * reconciles with a dump periodically (`refreshInterval`) unless the namespace has
  * nf_conntrack_events=1, and on demand (`refresh()`).
  */
-import { canonicalAddress } from '../common/address';
+import { parseAddress } from '../common/address';
 import { emitGuarded, rethrowLater } from '../common/callback';
 import { TypedEventEmitter } from '../common/emitter';
 import { ConntrackError, invalid } from '../common/errors';
+import { Slab } from '../common/slab';
 import { checkKeys, checkNumber, checkObject, isObject, show } from '../common/validate';
 import type { Handle } from '../wire/handle';
 import { Settings } from '../stats/settings';
 import type { Dump } from '../wire/dump';
-import { dumpFlows } from './dump';
+import { dumpRawFlows } from './dump';
 import { FlowTable } from './flow-table';
-import { FlowEvent, FlowEventStream } from './events';
+import { FlowEventStream, FlowEventType } from './events';
 import type { FlowFilter } from './filter';
-import { Flow, newFlow } from './flow';
+import { Flow, decodeFlow } from './flow';
+import { RawEntry, scanEntry } from './raw-entry';
 import type { IcmpTuple } from './tuple';
 import { protoNumber } from './tuple';
 
@@ -117,26 +119,14 @@ const MAX_PENDING = 65536;
 
 const MIRROR_KEYS = new Set(['filter', 'receiveBufferSize', 'growBuffer', 'signal', 'refreshInterval']);
 
-/** Fields an UPDATE event leaves out when they did not change: kept from the previous copy. */
-const CARRIED: (keyof Flow)[] = [
-  'state', 'tcp', 'sctp', 'dccp', 'counters', 'timestamp', 'labels', 'helper', 'secctx',
-  'secmark', 'seqAdj', 'synproxy', 'master',
-];
+/** Event kinds of buffered messages, kept in the copy's nlmsg_seq (see hold()). */
+const KINDS: readonly FlowEventType[] = ['new', 'update', 'destroy'];
+const SEQ_OFFSET = 8;
 
-// The kernel keeps an original tuple unique per zone, and per direction-zone when the entry
-// has one (CTA_TUPLE_ZONE, decoded into orig.zone): both are part of the key.
-function keyOf(protonum: number, o: { src: string; dst: string; sport?: number; dport?: number; icmp?: Partial<IcmpTuple>; zone?: number }, zone: number): string {
-  const z = `${zone}|${o.zone ?? ''}`;
-  if (o.icmp) return `${protonum}|${o.src}|${o.dst}|i${o.icmp.type ?? 0}|${o.icmp.code ?? 0}|${o.icmp.id ?? 0}|${z}`;
-  return `${protonum}|${o.src}|${o.dst}|${o.sport ?? ''}|${o.dport ?? ''}|${z}`;
-}
-
-function flowKey(f: Flow): string {
-  return keyOf(typeof f.proto === 'number' ? f.proto : protoNumber(f.proto, 'proto'), f.orig, f.zone);
-}
-
-function changed(a: Flow, b: Flow): boolean {
-  return a.id !== b.id || a.statusBits !== b.statusBits || a.mark !== b.mark || a.state !== b.state;
+/** Change counts of one reconciling dump. */
+interface Counts {
+  added: number;
+  updated: number;
 }
 
 /**
@@ -147,16 +137,29 @@ function changed(a: Flow, b: Flow): boolean {
  * counters and timestamps), while a delete found by a reconciling dump passes the held
  * copy as both. No 'add' events are emitted for the initial contents: read them once
  * `ready` resolves.
+ *
+ * The mirror holds each entry as the kernel's message bytes, not as a Flow: every read
+ * (`get()`, iteration, the flows passed to listeners) decodes a new Flow, so two reads of
+ * one entry give equal but distinct objects, and changing a Flow you got does not change
+ * the mirror. Flows for 'add', 'update' and 'delete' are decoded only while someone
+ * listens to that event.
  */
 export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<Flow> {
   /** Resolves when the first dump has been applied; rejects if it failed. */
   readonly ready: Promise<void>;
-  private table = new FlowTable(flowKey);
-  /** During a resync: the entries the dump has not confirmed yet (see runSync). */
-  private unseen: FlowTable | undefined;
-  private byId = new Map<number, Flow | Flow[]>();
+  private readonly table = new FlowTable();
+  /**
+   * The resync generation: each reconciling dump takes the next one and marks the entries
+   * it returns with it; entries left with an older one afterwards are gone.
+   */
+  private generation = 0;
+  /** During a resync's dump: the events that arrived meanwhile (refs into `held`), in order. */
+  private pending: number[] | undefined;
+  /** Copies of the pending events' messages. */
+  private readonly held = new Slab();
+  /** The message being applied, read in place. */
+  private readonly msg = new RawEntry();
   private readonly stream: FlowEventStream;
-  private pending: FlowEvent[] | undefined;
   private syncing = false;
   private again = false;
   private closed = false;
@@ -172,7 +175,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   private current: Promise<ResyncInfo | undefined> | undefined;
   private readonly disown: () => void;
   /** The dump of the running (re)sync, so unref() reaches its socket too. */
-  private dump: Dump<Flow> | undefined;
+  private dump: Dump<never> | undefined;
   private unrefed = false;
 
   /** @internal Use Conntrack.mirror(). */
@@ -188,12 +191,13 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       receiveBufferSize: options.receiveBufferSize,
       growBuffer: options.growBuffer,
     });
-    this.stream.on('event', (ev: FlowEvent) => {
-      if (this.pending === undefined) this.apply(this.table, this.byId, ev, true);
+    this.stream.consumeRaw((buf, off, len, kind) => {
+      if (this.pending === undefined) this.apply(buf, off, len, kind, true);
       else if (!this.again) {
-        this.pending.push(ev);
-        // More events than entries while one dump runs: cheaper to dump again than to hold them.
-        if (this.pending.length > Math.max(MAX_PENDING, this.size)) this.requestResync();
+        this.hold(buf, off, len, kind);
+        // More events than half the entries while one dump runs: cheaper to dump again than
+        // to hold them, and the held events never amount to a second copy of the table.
+        if (this.pending.length > Math.max(MAX_PENDING, this.size >> 1)) this.requestResync();
       }
     });
     this.stream.on('lost', () => this.requestResync());
@@ -211,7 +215,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
 
   /** Entries in the mirror. */
   get size(): number {
-    return this.table.size + (this.unseen?.size ?? 0);
+    return this.table.size;
   }
 
   /** Events the kernel dropped for the mirror's socket (each loss triggers a resync). */
@@ -265,57 +269,85 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   /**
    * The entry with kernel id `key` (ids are 32-bit hashes: with a collision, the first
    * one), or the entry whose original tuple is `key` (`{ proto, src, dst, sport, dport,
-   * zone? }`, or a Flow).
+   * zone? }`, or a Flow). A new Flow decoded from what the mirror holds, on every call.
    */
   get(key: number | TupleKey | Flow): Flow | undefined {
-    if (typeof key === 'number') {
-      const v = this.byId.get(key >>> 0);
-      return Array.isArray(v) ? v[0] : v;
-    }
-    if ((key as Flow).orig !== undefined) {
-      const f = key as Flow;
-      const hit = this.lookup(flowKey(f));
-      return hit !== undefined && (f.id === undefined || f.id === 0 || hit.id === f.id) ? hit : undefined;
-    }
-    const k = this.tupleKey(key as TupleKey);
-    return k === undefined ? undefined : this.lookup(k);
+    const ref = this.refOf(key);
+    return ref < 0 ? undefined : this.table.decode(ref);
   }
 
-  private lookup(k: string): Flow | undefined {
-    return this.table.get(k) ?? this.unseen?.get(k);
-  }
-
-  /** Every entry with kernel id `id` (usually one). */
+  /** Every entry with kernel id `id` (usually one), as new Flows. */
   getAllById(id: number): Flow[] {
-    const v = this.byId.get(id >>> 0);
-    return v === undefined ? [] : Array.isArray(v) ? [...v] : [v];
+    return this.table.findById(id >>> 0).map((ref) => this.table.decode(ref));
   }
 
   has(key: number | TupleKey | Flow): boolean {
-    return this.get(key) !== undefined;
+    return this.refOf(key) >= 0;
   }
 
+  /**
+   * The current flows, each decoded as it is reached (a live view, like a Map's iterator:
+   * changes applied while iterating may or may not be seen). `[...mirror]` takes a snapshot.
+   */
   values(): IterableIterator<Flow> {
-    return this.unseen === undefined ? this.table.values() : this.both(this.table, this.unseen);
+    return this.table.values();
   }
 
   [Symbol.iterator](): IterableIterator<Flow> {
     return this.values();
   }
 
-  private *both(a: FlowTable, b: FlowTable): IterableIterator<Flow> {
-    yield* a.values();
-    yield* b.values();
-  }
-
-  private tupleKey(t: TupleKey): string | undefined {
-    if (!isObject(t)) throw invalid('key', 'must be an id, a Flow or { proto, src, dst, sport, dport }');
+  private refOf(key: number | TupleKey | Flow): number {
+    if (typeof key === 'number') {
+      const refs = this.table.findById(key >>> 0);
+      return refs.length > 0 ? refs[0] : -1;
+    }
+    if (!isObject(key)) throw invalid('key', 'must be an id, a Flow or { proto, src, dst, sport, dport }');
+    if ((key as Flow).orig !== undefined) {
+      const f = key as Flow;
+      const o = f.orig;
+      const protonum = typeof f.proto === 'number' ? f.proto : protoNumber(f.proto, 'key.proto');
+      const src = parseAddress(o.src);
+      const dst = parseAddress(o.dst);
+      if (src === undefined || dst === undefined) return -1;
+      const ref = this.find(protonum, src.bytes, dst.bytes, o.sport, o.dport, o.icmp, f.zone ?? 0, o.zone);
+      return ref >= 0 && (f.id === undefined || f.id === 0 || this.table.scan(ref).id === f.id) ? ref : -1;
+    }
+    const t = key as TupleKey;
     const protonum = protoNumber(t.proto, 'key.proto');
-    const src = canonicalAddress(t.src);
-    const dst = canonicalAddress(t.dst);
+    const src = parseAddress(t.src);
+    const dst = parseAddress(t.dst);
     if (src === undefined) throw invalid('key.src', `not an IP address: ${show(t.src)}`);
     if (dst === undefined) throw invalid('key.dst', `not an IP address: ${show(t.dst)}`);
-    return keyOf(protonum, { src, dst, sport: t.sport, dport: t.dport, icmp: t.icmp }, t.zone ?? 0);
+    return this.find(protonum, src.bytes, dst.bytes, t.sport, t.dport, t.icmp, t.zone ?? 0, undefined);
+  }
+
+  /** The ref of the entry with this key, found as for a message that names it. */
+  private find(
+    protonum: number, src: Buffer, dst: Buffer, sport: number | undefined, dport: number | undefined,
+    icmp: Partial<IcmpTuple> | undefined, zone: number, tupleZone: number | undefined,
+  ): number {
+    const q = QUERY;
+    src.copy(QUERY_BYTES, 0);
+    dst.copy(QUERY_BYTES, 16);
+    const o = q.orig;
+    o.reset();
+    q.protonum = o.protonum = protonum;
+    q.zone = Number(zone);
+    o.srcPos = 0;
+    o.srcLen = src.length;
+    o.dstPos = 16;
+    o.dstLen = dst.length;
+    if (icmp !== undefined) {
+      o.icmpType = Number(icmp.type ?? 0);
+      o.icmpCode = Number(icmp.code ?? 0);
+      o.icmpId = Number(icmp.id ?? 0);
+    } else {
+      o.sport = sport === undefined ? -1 : Number(sport);
+      o.dport = dport === undefined ? -1 : Number(dport);
+    }
+    o.zone = tupleZone === undefined ? -1 : Number(tupleZone);
+    return this.table.find(QUERY_BYTES, q);
   }
 
   /**
@@ -388,7 +420,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       // Another dump follows this one, so the events buffered for it can no longer make it
       // exact: drop them (and buffer no more) instead of holding them through a flood.
       this.again = true;
-      if (this.pending) this.pending.length = 0;
+      this.dropPending();
       return;
     }
     this.sync('lost').catch(() => undefined);
@@ -405,95 +437,61 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   }
 
   /**
-   * Dumps and reconciles in place, holding one copy of the table: the current entries move
-   * to `unseen`, each dumped entry replaces its old copy in `table` as it arrives (emitting
-   * 'add' / 'update' for differences), and what is left in `unseen` afterwards is gone.
-   * Every entry is in exactly one of the two maps, so lookups see the whole table meanwhile.
-   * Events that arrive during the dump are applied after it, in order.
+   * Dumps and reconciles in place, holding one copy of the table: each dumped entry
+   * replaces the one held with its key (emitting 'add' / 'update' for differences) and is
+   * marked with this resync's generation; entries left unmarked afterwards are gone. The
+   * entries not yet dumped stay readable meanwhile. Events that arrive during the dump are
+   * kept as bytes and applied after it, in order.
    */
   private async runSync(reason: ResyncInfo['reason']): Promise<ResyncInfo | undefined> {
     this.syncing = true;
     const started = Date.now();
     this.pending = [];
     const emit = reason !== 'initial';
-    const unseen = this.table;
-    const table = new FlowTable(flowKey);
-    this.table = table;
-    this.unseen = unseen;
-    const byId = this.byId;
-    let added = 0;
-    let updated = 0;
-    let removed = 0;
-    const restore = (): void => {
-      for (const f of unseen.values()) {
-        const k = flowKey(f);
-        if (!table.has(k)) table.set(k, f);
-      }
-      this.unseen = undefined;
+    const gen = this.generation = (this.generation + 1) >>> 0;
+    const counts: Counts = { added: 0, updated: 0 };
+    const end = (): void => {
+      this.dropPending();
       this.pending = undefined;
       this.syncing = false;
     };
     try {
-      const dump = dumpFlows(this.ct, this.filter, {});
+      const dump = dumpRawFlows(this.ct, this.filter, (buf, off, len) => {
+        if (!this.closed) this.reconcile(buf, off, len, gen, emit, counts);
+      });
       this.dump = dump;
       if (this.unrefed) dump.unref();
-      for await (const f of dump) {
-        if (this.closed) break;
-        const k = flowKey(f);
-        let prev = unseen.get(k);
-        if (prev !== undefined) unseen.delete(k);
-        else prev = table.get(k); // the same tuple twice: an entry replaced during the dump
-        if (prev !== undefined && !changed(prev, f)) {
-          // Unchanged (id, status, mark, state): keep the copy held, so a resync allocates
-          // only for what changed (the old objects would otherwise be garbage in the old
-          // generation, doubling the heap until a full collection), with the fields that
-          // move on their own (timeout, counters, use, timestamps) taken from the dump.
-          refreshVolatile(prev, f);
-          table.set(k, prev);
-          continue;
-        }
-        if (prev !== undefined) this.unindex(byId, prev);
-        table.set(k, f);
-        index(byId, f);
-        if (!emit) continue;
-        if (prev === undefined) {
-          added++;
-          this.emitUser('add', f);
-        } else {
-          updated++;
-          this.emitUser('update', f, prev);
-        }
-      }
+      // The dump yields nothing (its messages went to reconcile()): this waits for its end.
+      while (!(await dump.next()).done) { /* nothing is yielded */ }
     } catch (err) {
       this.dump = undefined;
-      restore();
+      end();
       if (this.closed) return undefined;
       this.fail(err as ConntrackError);
       throw err;
     }
     this.dump = undefined;
     if (this.closed) {
-      restore();
+      end();
       return undefined;
     }
-    this.unseen = undefined;
-    for (const f of unseen.values()) {
-      this.unindex(byId, f);
-      if (emit) {
-        removed++;
-        this.emitUser('delete', f, f);
-      }
-    }
-    unseen.clear();
+    const table = this.table;
+    const tell = emit && this.listenerCount('delete') > 0;
+    const removed = table.sweep(gen, tell ? (prev) => this.emitUser('delete', prev, prev) : undefined);
     const replay = this.pending;
     this.pending = undefined;
-    for (const ev of replay) this.apply(table, byId, ev, emit);
+    for (const ref of replay) {
+      const b = this.held.bufferOf(ref);
+      const o = this.held.offsetOf(ref);
+      this.apply(b, o, b.readUInt32LE(o), KINDS[b[o + SEQ_OFFSET]], emit);
+    }
+    this.dropPending();
     if (reason === 'lost') this.resyncs++;
     else if (reason === 'refresh') this.refreshes++;
     this.syncing = false;
     const info: ResyncInfo = {
-      reason, lost: this.stream.lost, added, updated, removed, size: table.size, replayed: replay.length,
-      durationMs: Date.now() - started,
+      reason, lost: this.stream.lost, added: counts.added, updated: counts.updated, removed: emit ? removed : 0,
+      size: table.size, replayed: replay.length, durationMs: Date.now() - started,
     };
     this.emitUser('resync', info);
     if (this.again && !this.closed) {
@@ -503,50 +501,98 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     return info;
   }
 
-  private put(table: FlowTable, byId: Map<number, Flow | Flow[]>, k: string, f: Flow): Flow | undefined {
-    const prev = table.get(k);
-    if (prev !== undefined) this.unindex(byId, prev);
-    table.set(k, f);
-    index(byId, f);
-    return prev;
-  }
-
-  private unindex(byId: Map<number, Flow | Flow[]>, f: Flow): void {
-    const cur = byId.get(f.id);
-    if (cur === f) byId.delete(f.id);
-    else if (Array.isArray(cur)) {
-      const rest = cur.filter((x) => x !== f);
-      if (rest.length === 0) byId.delete(f.id);
-      else byId.set(f.id, rest.length === 1 ? rest[0] : rest);
+  /** Applies one dumped entry (generation `gen`): stores it, counting and emitting what changed. */
+  private reconcile(buf: Buffer, off: number, len: number, gen: number, emit: boolean, counts: Counts): void {
+    const e = scanEntry(buf, off, len, this.msg);
+    if (e.origAttr < 0) return; // no original tuple: nothing names it
+    const table = this.table;
+    const hash = table.hashOf(buf, e);
+    const ref = table.find(buf, e, hash);
+    if (ref < 0) {
+      const added = table.insert(buf, off, len, e, gen, hash);
+      if (!emit) return;
+      counts.added++;
+      if (this.listenerCount('add') > 0) this.emitUser('add', table.decode(added));
+      return;
     }
+    const h = table.scan(ref);
+    // The same id, status, mark and state: the dump's copy replaces the held one (its
+    // timeout, counters and timestamps are newer) and nothing is reported. A tuple seen
+    // twice in one dump (an entry replaced meanwhile) compares with the first copy.
+    if (h.id === e.id && h.status === e.status && h.mark === e.mark && h.state === e.state) {
+      table.replace(ref, buf, off, len, e, gen, hash);
+      return;
+    }
+    const prev = emit && this.listenerCount('update') > 0 ? table.decode(ref) : undefined;
+    const now = table.replace(ref, buf, off, len, e, gen, hash);
+    if (!emit) return;
+    counts.updated++;
+    if (prev !== undefined) this.emitUser('update', table.decode(now), prev);
   }
 
-  private apply(table: FlowTable, byId: Map<number, Flow | Flow[]>, ev: FlowEvent, emit: boolean): void {
-    const f = ev.flow;
-    const k = flowKey(f);
-    const prev = table.get(k);
-    if (ev.type === 'destroy') {
+  /** Applies one event to the table, emitting what it changed (`emit`). */
+  private apply(buf: Buffer, off: number, len: number, kind: FlowEventType, emit: boolean): void {
+    const e = scanEntry(buf, off, len, this.msg);
+    if (e.origAttr < 0) return;
+    const table = this.table;
+    const hash = table.hashOf(buf, e);
+    const ref = table.find(buf, e, hash);
+    const sameEntry = ref >= 0 && table.scan(ref).id === e.id;
+    if (kind === 'destroy') {
       // A DESTROY for an older entry with the same tuple (different id) changes nothing.
-      if (prev === undefined || prev.id !== f.id) return;
-      table.delete(k);
-      this.unindex(byId, prev);
-      if (emit) {
-        const gone = merge(prev, f);
+      if (!sameEntry) return;
+      let gone: Flow | undefined;
+      let prev: Flow | undefined;
+      if (emit && this.listenerCount('delete') > 0) {
+        prev = table.decode(ref);
+        const n = table.merge(ref, buf, off, len);
+        gone = decodeFlow(table.merged, 0, n);
         gone.status = prev.status;
         gone.statusBits = prev.statusBits;
         gone.timeout = 0;
-        this.emitUser('delete', gone, prev);
       }
+      table.delete(ref);
+      if (gone !== undefined) this.emitUser('delete', gone, prev);
       return;
     }
-    const next = prev !== undefined && prev.id === f.id ? merge(prev, f) : f;
-    this.put(table, byId, k, next);
+    const gen = this.generation;
+    if (ref < 0) {
+      const added = table.insert(buf, off, len, e, gen, hash);
+      if (emit && this.listenerCount('add') > 0) this.emitUser('add', table.decode(added));
+      return;
+    }
+    if (sameEntry) {
+      // The same entry: the attributes the event left out (unchanged) are kept.
+      const prev = emit && this.listenerCount('update') > 0 ? table.decode(ref) : undefined;
+      const n = table.merge(ref, buf, off, len);
+      const merged = scanEntry(table.merged, 0, n, this.msg);
+      const now = table.replace(ref, table.merged, 0, n, merged, gen, hash);
+      if (prev !== undefined) this.emitUser('update', table.decode(now), prev);
+      return;
+    }
+    // Another entry with the same tuple (the old one is gone): the event replaces it whole.
+    const prev = emit && this.listenerCount('delete') > 0 ? table.decode(ref) : undefined;
+    const now = table.replace(ref, buf, off, len, e, gen, hash);
     if (!emit) return;
-    if (prev === undefined) this.emitUser('add', next);
-    else if (prev.id !== f.id) {
-      this.emitUser('delete', prev, prev);
-      this.emitUser('add', next);
-    } else this.emitUser('update', next, prev);
+    if (prev !== undefined) this.emitUser('delete', prev, prev);
+    if (this.listenerCount('add') > 0) this.emitUser('add', table.decode(now));
+  }
+
+  /** Keeps a copy of an event that arrived during a resync's dump (its kind in the copy's nlmsg_seq). */
+  private hold(buf: Buffer, off: number, len: number, kind: FlowEventType): void {
+    const ref = this.held.alloc(len);
+    const b = this.held.bufferOf(ref);
+    const o = this.held.offsetOf(ref);
+    buf.copy(b, o, off, off + len);
+    b.writeUInt32LE(len, o);
+    b[o + SEQ_OFFSET] = KINDS.indexOf(kind);
+    this.pending!.push(ref);
+  }
+
+  /** Forgets the events held for the running resync (and the memory that held them). */
+  private dropPending(): void {
+    if (this.pending !== undefined) this.pending.length = 0;
+    this.held.clear();
   }
 
   /**
@@ -579,46 +625,14 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     this.timer = undefined;
     if (this.onAbort && this.signal) this.signal.removeEventListener('abort', this.onAbort);
     this.stream.close();
+    // A running dump is drained without applying it (see Dump.return()).
+    void this.dump?.return();
     this.disown();
     const e = emitGuarded(this, 'mirror:', 'close');
     if (e) rethrowLater(e);
   }
 }
 
-function index(byId: Map<number, Flow | Flow[]>, f: Flow): void {
-  const cur = byId.get(f.id);
-  if (cur === undefined) byId.set(f.id, f);
-  else if (Array.isArray(cur)) cur.push(f);
-  else byId.set(f.id, [cur, f]);
-}
-
-/**
- * Copies into `held` the fields of `dumped` (the same entry, id, status, mark and state
- * unchanged) that change without an event: the remaining timeout, the use count, counters
- * and timestamps. Values already equal are left alone, so an idle entry is not written.
- */
-function refreshVolatile(held: Flow, dumped: Flow): void {
-  if (held.timeout !== dumped.timeout) held.timeout = dumped.timeout;
-  if (held.use !== dumped.use) held.use = dumped.use;
-  const c = dumped.counters;
-  if (c !== undefined) {
-    const h = held.counters;
-    if (h === undefined) held.counters = c;
-    else {
-      if (h.orig.packets !== c.orig.packets || h.orig.bytes !== c.orig.bytes) h.orig = c.orig;
-      if (h.reply.packets !== c.reply.packets || h.reply.bytes !== c.reply.bytes) h.reply = c.reply;
-    }
-  }
-  const t = dumped.timestamp;
-  if (t !== undefined && (held.timestamp === undefined || held.timestamp.start !== t.start || held.timestamp.stop !== t.stop)) held.timestamp = t;
-}
-
-/** The newer description of an entry, with fields the event left out taken from the older. */
-function merge(prev: Flow, next: Flow): Flow {
-  const out = newFlow(next);
-  for (const key of CARRIED) {
-    if (out[key] === undefined && prev[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = prev[key];
-  }
-  if (out.use === 0) out.use = prev.use;
-  return out;
-}
+/** A key being looked up, as if scanned from a message whose address bytes are QUERY_BYTES. */
+const QUERY = new RawEntry();
+const QUERY_BYTES = Buffer.alloc(32);

@@ -8,7 +8,9 @@
  */
 import {
   AF_INET6, CTA_ID, CTA_IP_V4_DST, CTA_IP_V4_SRC, CTA_IP_V6_DST, CTA_IP_V6_SRC, CTA_LABELS, CTA_MARK,
-  CTA_PROTO_DST_PORT, CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_STATUS, CTA_TIMEOUT, CTA_TUPLE_IP, CTA_TUPLE_ORIG,
+  CTA_PROTOINFO, CTA_PROTOINFO_DCCP, CTA_PROTOINFO_SCTP, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE, CTA_PROTO_DST_PORT, CTA_PROTO_ICMPV6_CODE, CTA_PROTO_ICMPV6_ID, CTA_PROTO_ICMPV6_TYPE,
+  CTA_PROTO_ICMP_CODE, CTA_PROTO_ICMP_ID, CTA_PROTO_ICMP_TYPE, CTA_PROTO_NUM, CTA_PROTO_SRC_PORT,
+  CTA_STATUS, CTA_TIMEOUT, CTA_TUPLE_IP, CTA_TUPLE_ORIG,
   CTA_TUPLE_PROTO, CTA_TUPLE_REPLY, CTA_TUPLE_ZONE, CTA_ZONE, Family, NLA_TYPE_MASK,
 } from '../wire/enums';
 import { NFNL_ATTR_OFFSET } from '../wire/netlink';
@@ -25,6 +27,10 @@ export class RawTuple {
   sport = -1;
   dport = -1;
   zone = -1;
+  /** ICMP / ICMPv6 type, code and id; -1 when absent (the tuple has `icmp` when type or id is there). */
+  icmpType = -1;
+  icmpCode = -1;
+  icmpId = -1;
   protonum = 0;
   /** The family of the last address read (undefined when none), as readTuple() reports it. */
   family: Family | undefined = undefined;
@@ -32,6 +38,7 @@ export class RawTuple {
   reset(): void {
     this.srcLen = this.dstLen = 0;
     this.sport = this.dport = this.zone = -1;
+    this.icmpType = this.icmpCode = this.icmpId = -1;
     this.protonum = 0;
     this.family = undefined;
   }
@@ -47,6 +54,11 @@ export class RawEntry {
   status = 0;
   timeout = 0;
   id = 0;
+  /**
+   * The TCP, SCTP or DCCP state number (0, 'NONE', for a nest without one), -1 when the
+   * message has none: for entries of one protocol, equal exactly when the flows' `state` is.
+   */
+  state = -1;
   /** Offset and length (whole 32-bit words) of the CTA_LABELS bitmap; -1 when absent. */
   labelsPos = -1;
   labelsLen = 0;
@@ -106,6 +118,9 @@ function scanTuple(buf: Buffer, start: number, end: number, t: RawTuple): void {
         if (at === CTA_PROTO_NUM && l >= 5) t.protonum = buf[q + 4];
         else if (at === CTA_PROTO_SRC_PORT && l >= 6) t.sport = u16be(buf, q + 4);
         else if (at === CTA_PROTO_DST_PORT && l >= 6) t.dport = u16be(buf, q + 4);
+        else if ((at === CTA_PROTO_ICMP_ID || at === CTA_PROTO_ICMPV6_ID) && l >= 6) t.icmpId = u16be(buf, q + 4);
+        else if ((at === CTA_PROTO_ICMP_TYPE || at === CTA_PROTO_ICMPV6_TYPE) && l >= 5) t.icmpType = buf[q + 4];
+        else if ((at === CTA_PROTO_ICMP_CODE || at === CTA_PROTO_ICMPV6_CODE) && l >= 5) t.icmpCode = buf[q + 4];
         q += (l + 3) & ~3;
       }
     } else if (type === CTA_TUPLE_ZONE && len >= 6) {
@@ -120,7 +135,7 @@ export function scanEntry(buf: Buffer, off: number, len: number, e: RawEntry): R
   const end = off + len;
   e.family = buf[off + 16] === AF_INET6 ? 'ipv6' : 'ipv4';
   e.protonum = e.mark = e.zone = e.status = e.timeout = e.id = 0;
-  e.labelsPos = -1;
+  e.labelsPos = e.state = -1;
   e.labelsLen = 0;
   e.origAttr = e.idAttr = e.zoneAttr = -1;
   e.origAttrLen = 0;
@@ -154,6 +169,7 @@ export function scanEntry(buf: Buffer, off: number, len: number, e: RawEntry): R
           e.zoneAttr = p;
         }
         break;
+      case CTA_PROTOINFO: e.state = protoState(buf, s, p + l); break;
       case CTA_LABELS:
         e.labelsPos = s;
         e.labelsLen = (l - 4) & ~3;
@@ -163,6 +179,30 @@ export function scanEntry(buf: Buffer, off: number, len: number, e: RawEntry): R
     p += (l + 3) & ~3;
   }
   return e;
+}
+
+/** decodeProtoinfo()'s state: the last CTA_PROTOINFO_{TCP,DCCP,SCTP} nest's *_STATE, or -1. */
+function protoState(buf: Buffer, start: number, end: number): number {
+  let state = -1;
+  let p = start;
+  while (p + 4 <= end) {
+    const l = u16le(buf, p);
+    if (l < 4 || p + l > end) break;
+    const kind = u16le(buf, p + 2) & NLA_TYPE_MASK;
+    if (kind === CTA_PROTOINFO_TCP || kind === CTA_PROTOINFO_DCCP || kind === CTA_PROTOINFO_SCTP) {
+      state = 0;
+      let q = p + 4;
+      while (q + 4 <= p + l) {
+        const ql = u16le(buf, q);
+        if (ql < 4 || q + ql > p + l) break;
+        // CTA_PROTOINFO_TCP_STATE, _DCCP_STATE and _SCTP_STATE are all 1.
+        if ((u16le(buf, q + 2) & NLA_TYPE_MASK) === CTA_PROTOINFO_TCP_STATE && ql >= 5) state = buf[q + 4];
+        q += (ql + 3) & ~3;
+      }
+    }
+    p += (l + 3) & ~3;
+  }
+  return state;
 }
 
 /** Byte `i` of the entry's label bitmap as labelWordsOf(flow) would give it (0 past its end). */

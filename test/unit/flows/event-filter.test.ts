@@ -4,8 +4,6 @@
  * kernel (test/fixtures/events/, see capture.js there). Whatever the program accepts or
  * rejects must agree with the library's own filter predicate.
  */
-import { readFileSync } from 'fs';
-import * as path from 'path';
 import {
   BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JMP, BPF_JSET,
   BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_RET, BPF_ST, BPF_TAX, BPF_W, Insn, K_NLATTR,
@@ -14,6 +12,7 @@ import {
 import { compileEventFilter, EventKind } from '../../../lib/flows/event-filter';
 import { compileFilter, FlowFilter } from '../../../lib/flows/filter';
 import { decodeFlow } from '../../../lib/flows/flow';
+import { capturedMessages } from '../../helpers/fixtures';
 
 /** Reads a struct sock_filter array back (code u16, jt u8, jf u8, k u32; host order). */
 function unpack(b: Buffer): Insn[] {
@@ -22,19 +21,8 @@ function unpack(b: Buffer): Insn[] {
   return out;
 }
 
-const FIXTURES = path.join(__dirname, '../../fixtures/events');
 
-function messages(file: string): Buffer[] {
-  const b = readFileSync(path.join(FIXTURES, file));
-  const out: Buffer[] = [];
-  let p = 0;
-  while (p + 16 <= b.length) {
-    const len = b.readUInt32LE(p);
-    out.push(b.subarray(p, p + len));
-    p += (len + 3) & ~3;
-  }
-  return out;
-}
+const messages = (file: string): Buffer[] => capturedMessages(`events/${file}`);
 
 /** nla_find(): first attribute of `type` in data[start, end), by the kernel's rules. */
 function nlaFind(pkt: Buffer, start: number, end: number, type: number): number {

@@ -2,25 +2,14 @@
  * FlowEvent.portId: the sender's netlink port id (nlmsg_pid) of captured kernel event
  * messages, fed through a FlowEventStream driven by a scripted handle (no kernel).
  */
-import { readFileSync } from 'fs';
-import * as path from 'path';
 import type { FlowEvent } from '../../../lib';
 import { FlowEventStream } from '../../../lib/flows/events';
 import type { Handle, Subscription } from '../../../lib/wire/handle';
+import { capturedMessages } from '../../helpers/fixtures';
 
-const FIXTURES = path.join(__dirname, '../../fixtures/events');
 
 /** The netlink messages of a capture (each padded to 4 bytes, as test/fixtures/events/capture.js writes them). */
-function messages(file: string): Buffer[] {
-  const b = readFileSync(path.join(FIXTURES, file));
-  const out: Buffer[] = [];
-  for (let p = 0; p + 16 <= b.length; ) {
-    const len = b.readUInt32LE(p);
-    out.push(Buffer.from(b.subarray(p, p + len)));
-    p += (len + 3) & ~3;
-  }
-  return out;
-}
+const messages = (file: string): Buffer[] => capturedMessages(`events/${file}`);
 
 /** Feeds `msgs` to a stream as its socket would, and returns the events it delivers. */
 function deliver(msgs: Buffer[]): FlowEvent[] {

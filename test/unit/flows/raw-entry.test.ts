@@ -8,6 +8,7 @@ import { compileFilter, FlowFilter } from '../../../lib/flows/filter';
 import { decodeFlow } from '../../../lib/flows/flow';
 import { RawEntry, labelByte, scanEntry } from '../../../lib/flows/raw-entry';
 import { keyLength, writeKey } from '../../../lib/flows/matching';
+import { capturedMessages, hexMessages } from '../../helpers/fixtures';
 import { AttrWriter } from '../../../lib/wire/netlink';
 import {
   AF_INET, AF_INET6, CTA_ID, CTA_IP_V4_DST, CTA_IP_V4_SRC, CTA_IP_V6_DST, CTA_IP_V6_SRC, CTA_LABELS, CTA_MARK,
@@ -151,6 +152,32 @@ describe('scanEntry', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+
+  test('reads ICMP fields and the protocol state as decodeFlow() does, on captured kernel messages', () => {
+    const all = [...hexMessages('dump-mixed.hex'), ...capturedMessages('events/events.bin'), ...capturedMessages('events/events-timestamp.bin')];
+    const states = new Map<number, string | undefined>();
+    let icmp = 0;
+    for (const b of all) {
+      const e = scanEntry(b, 0, b.length, new RawEntry());
+      const f = decodeFlow(b, 0, b.length);
+      for (const dir of ['orig', 'reply'] as const) {
+        const t = e[dir];
+        const has = t.icmpType >= 0 || t.icmpId >= 0;
+        expect(has).toBe(f[dir].icmp !== undefined);
+        if (has) {
+          icmp++;
+          expect({ type: Math.max(0, t.icmpType), code: Math.max(0, t.icmpCode), id: Math.max(0, t.icmpId) }).toEqual(f[dir].icmp);
+        }
+      }
+      expect(e.state < 0).toBe(f.state === undefined);
+      // One state number names one state per protocol (what the mirror compares).
+      const k = e.state * 256 + (typeof f.proto === 'number' ? f.proto : PROTO_NUMBERS[f.proto]);
+      if (states.has(k)) expect(states.get(k)).toBe(f.state);
+      states.set(k, f.state);
+    }
+    expect(icmp).toBeGreaterThan(0);
+    expect([...states.values()].filter((s) => s !== undefined).length).toBeGreaterThan(1);
   });
 
   test('writeKey copies the original tuple, id and zone', () => {
