@@ -72,10 +72,6 @@ void Poller::Drain() {
     RecvStatus st = RecvOne(fd_, block_.data() + used, block_.size() - used, &kept, &c);
     if (st != RecvStatus::kData) break;
     used += kept;
-    // A batch ends at an overrun: JS handles the overrun after the batch's messages, so
-    // nothing read after the loss is taken as read before it (a reply that closes a run of
-    // sparsely acked requests must not vouch for requests whose error reply was dropped).
-    if (c.overruns > 0) break;
   }
   if (used == 0 && c.overruns == 0 && c.skipped == 0 && c.fatal == 0) return;
   // Send failures first: the requests of a datagram the sender thread could not send must

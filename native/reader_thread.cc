@@ -213,9 +213,6 @@ void ReaderThread::Loop() {
         b.fatal = c.fatal;
         break;
       }
-      // A block ends at an overrun, as in poller.cc: JS handles it after the block's messages,
-      // so nothing read after the loss passes for something read before it.
-      if (c.overruns > 0) break;
       int timeout_ms = -1;
       struct timespec linger_ts;
       const struct timespec* wait = nullptr;

@@ -246,8 +246,8 @@ export class NfSocket {
    * A reply for request `seq` arrived: every silent request sent before it that is still
    * pending succeeded. The kernel handles a socket's requests in order inside sendmsg()
    * and queues a failure's error reply there, so an error for an earlier request would
-   * have been read before this reply; a reply lost to an overrun ends the native batch at
-   * the loss, and send failures are delivered before the replies that follow them.
+   * have been read before this reply (a batch that reports an overrun vouches for none),
+   * and send failures are delivered before the replies that follow them.
    */
   private settleSilentBefore(seq: number): void {
     const span = (seq - this.silentLow) >>> 0;
@@ -536,7 +536,10 @@ export class NfSocket {
       this.onSendFailure(batch, -errno);
       return;
     }
-    if (batch) this.dispatch(batch);
+    // A batch with an overrun: replies were lost, perhaps the error of a silent request,
+    // and nothing says where in the batch. Its replies then settle only their own requests;
+    // the silent ones fail below with everything else in flight (never reported created).
+    if (batch) this.dispatch(batch, overruns === 0);
     if (overruns > 0) {
       if (this.events) this.events.overrun(overruns);
       if (this.inFlight > 0) {
@@ -621,7 +624,7 @@ export class NfSocket {
     for (let k = 0; k < handlers.length; k++) handlers[k].done(err, items[k]);
   }
 
-  private dispatch(buf: Buffer): void {
+  private dispatch(buf: Buffer, vouch = true): void {
     const end = buf.length;
     const portId = this.handle.portId;
     let p = 0;
@@ -643,7 +646,7 @@ export class NfSocket {
         else this.unmatched++;
         break;
       }
-      if (h !== undefined && this.silent > 0) {
+      if (h !== undefined && this.silent > 0 && vouch) {
         this.settleSilentBefore(seq);
         if (this.closed) break; // a settled request's callback closed the socket
       }

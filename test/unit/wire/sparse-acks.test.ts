@@ -83,9 +83,18 @@ describe('sparse acks', () => {
     expect(b.outcome.settled).toBe(true);
   });
 
-  test('an overrun fails the silent items still in flight, not those a reply before it settled', () => {
+  test('a batch that reports an overrun vouches for no silent request: they fail with ENOBUFS', () => {
     const { conn, outcomes } = batchOf(4);
+    // The lost reply could be item 0's error: item 1's ack settles item 1 only.
     conn.feed(ack(conn.sent[1].seq), 1);
+    expect(outcomes.map((o) => o.ok)).toEqual([false, true, false, false]);
+    expect(outcomes.filter((o) => !o.ok).map((o) => (o.error as ConntrackError).code)).toEqual(['ENOBUFS', 'ENOBUFS', 'ENOBUFS']);
+  });
+
+  test('replies in a batch before the overrun settle as usual', () => {
+    const { conn, outcomes } = batchOf(4);
+    conn.feed(ack(conn.sent[1].seq));
+    conn.feed(null, 1);
     expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, false]);
     expect((outcomes[2].error as ConntrackError).code).toBe('ENOBUFS');
   });
