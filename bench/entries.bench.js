@@ -12,8 +12,8 @@
  *     (dump, and pipelined updates of each entry by its original tuple).
  * Prints ops/s and ratios.
  * Usage: node bench/entries.bench.js [entries=100000] [rounds=3] [only: update-matching | create]
- * `create` runs only the create rows (C floor, createMany, 2048 outstanding), interleaved,
- * with CPU time beside wall time (process.cpuUsage() for the library, getrusage() in C),
+ * `create` runs only the create and delete rows (C floor, createMany / deleteMany, 2048
+ * outstanding), interleaved, with CPU time beside wall time (process.cpuUsage() for the library, getrusage() in C),
  * which a loaded machine disturbs less. BENCH_BASE=/path/to/other/dist/lib adds the same
  * rows for another build in the same process (A/B on the same machine state).
  */
@@ -105,14 +105,17 @@ async function main() {
     t.cDelete.push(await runFloor('delete'));
     if ((await count()) !== 0) throw new Error('floor left entries behind');
 
-    // Library.
+    // Library. The specs are built before the clock starts, as for createMany below (the
+    // floor builds its messages from integers): only the library's work is timed.
     const keys = Array.from({ length: N }, (_, i) => key(i));
+    const specs = keys.map((k) => ({ ...k, timeout: 600, mark: 1 }));
+    const changes = keys.map((k) => ({ ...k, mark: 7 }));
     let t0 = process.hrtime.bigint();
-    await Promise.all(keys.map((k) => ct.create({ ...k, timeout: 600, mark: 1 })));
+    await Promise.all(specs.map((sp) => ct.create(sp)));
     t.jsCreate.push(since(t0));
     if ((await count()) !== N) throw new Error('create: wrong count');
     t0 = process.hrtime.bigint();
-    await Promise.all(keys.map((k) => ct.update({ ...k, mark: 7 })));
+    await Promise.all(changes.map((c) => ct.update(c)));
     t.jsUpdate.push(since(t0));
     t0 = process.hrtime.bigint();
     await Promise.all(keys.map((k) => ct.delete(k)));
@@ -121,10 +124,10 @@ async function main() {
 
     // Library, at most 2048 promises outstanding (what a careful bulk caller does).
     t0 = process.hrtime.bigint();
-    await pool(N, 2048, (i) => ct.create({ ...keys[i], timeout: 600, mark: 1 }));
+    await pool(N, 2048, (i) => ct.create(specs[i]));
     t.pCreate.push(since(t0));
     t0 = process.hrtime.bigint();
-    await pool(N, 2048, (i) => ct.update({ ...keys[i], mark: 7 }));
+    await pool(N, 2048, (i) => ct.update(changes[i]));
     t.pUpdate.push(since(t0));
     t0 = process.hrtime.bigint();
     await pool(N, 2048, (i) => ct.delete(keys[i]));
@@ -132,7 +135,6 @@ async function main() {
     if ((await count()) !== 0) throw new Error('pooled delete: entries left');
 
     // Library bulk calls: createMany / deleteMany (one promise per call, items pipelined).
-    const specs = keys.map((k) => ({ ...k, timeout: 600, mark: 1 }));
     t0 = process.hrtime.bigint();
     const made = await ct.createMany(specs);
     t.bCreate.push(since(t0));
@@ -214,7 +216,10 @@ async function main() {
   await ns.close();
 }
 
-/** The create rows only, interleaved per round, wall and CPU time (see the usage above). */
+/**
+ * The create and delete rows only (C floor, createMany / deleteMany, 2048 outstanding),
+ * interleaved per round, wall and CPU time (see the usage above).
+ */
 async function createOnly(ns, ct, runFloor, lastFloorCpu, count) {
   const libs = [['', ct]];
   if (process.env.BENCH_BASE) libs.push([' (base)', await require(process.env.BENCH_BASE).Conntrack.open({ netns: ns.path })]);
@@ -226,34 +231,49 @@ async function createOnly(ns, ct, runFloor, lastFloorCpu, count) {
     rows.get(name).wall.push(wall);
     rows.get(name).cpu.push(cpu);
   };
-  const timed = async (name, fn) => {
+  const timed = async (name, fn, expected) => {
     const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     await fn();
     const wall = since(t0);
     const c = process.cpuUsage(c0);
     add(name, wall, (c.user + c.system) / 1e6);
-    if ((await count()) !== N) throw new Error(`${name}: wrong count`);
-    await runFloor('delete');
+    if ((await count()) !== expected) throw new Error(`${name}: wrong count`);
   };
   for (let r = 0; r < ROUNDS; r++) {
-    add('C floor', await runFloor('create'), lastFloorCpu());
-    await runFloor('delete');
+    add('create: C floor', await runFloor('create'), lastFloorCpu());
+    add('delete: C floor', await runFloor('delete'), lastFloorCpu());
     for (const [tag, c] of libs) {
-      await timed(`createMany${tag}`, async () => {
-        const made = await c.createMany(specs);
-        if (made.ok !== N) throw new Error(`createMany: ${made.ok} ok, ${made.errors.length} errors`);
-      });
-      await timed(`create, 2048 outstanding${tag}`, () => pool(N, 2048, (i) => c.create(specs[i])));
+      const bulk = async () => {
+        await timed(`create: createMany${tag}`, async () => {
+          const made = await c.createMany(specs);
+          if (made.ok !== N) throw new Error(`createMany: ${made.ok} ok, ${made.errors.length} errors`);
+        }, N);
+        await timed(`delete: deleteMany${tag}`, async () => {
+          const gone = await c.deleteMany(keys);
+          if (gone.ok !== N) throw new Error(`deleteMany: ${gone.ok} ok, ${gone.errors.length} errors`);
+        }, 0);
+      };
+      const single = async () => {
+        await timed(`create: 2048 outstanding${tag}`, () => pool(N, 2048, (i) => c.create(specs[i])), N);
+        await timed(`delete: 2048 outstanding${tag}`, () => pool(N, 2048, (i) => c.delete(keys[i])), 0);
+      };
+      // The first library run after the floor's tends to be slower (the kernel reallocates
+      // what the floor's deletes freed): alternate which goes first.
+      for (const run of r % 2 === 0 ? [bulk, single] : [single, bulk]) await run();
     }
   }
-  const f = rows.get('C floor');
-  const table = [...rows].map(([name, v]) => [
-    name, best(v.wall).toFixed(3), median(v.wall).toFixed(3), (best(f.wall) / best(v.wall)).toFixed(2) + 'x',
-    best(v.cpu).toFixed(3), (best(f.cpu) / best(v.cpu)).toFixed(2) + 'x',
-  ]);
-  printTable(`create ${N} entries (best of ${ROUNDS}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`,
-    ['method', 'best s', 'median s', 'wall vs floor', 'CPU s', 'CPU vs floor'], table);
+  const order = [...rows.keys()].sort((a, b) => (a.startsWith('create') === b.startsWith('create') ? 0 : a.startsWith('create') ? -1 : 1));
+  const table = order.map((name) => {
+    const v = rows.get(name);
+    const f = rows.get(name.startsWith('create') ? 'create: C floor' : 'delete: C floor');
+    return [
+      name, best(v.wall).toFixed(3), median(v.wall).toFixed(3), (median(f.wall) / median(v.wall)).toFixed(2) + 'x',
+      best(v.cpu).toFixed(3), median(v.cpu).toFixed(3), (median(f.cpu) / median(v.cpu)).toFixed(2) + 'x',
+    ];
+  });
+  printTable(`create and delete ${N} entries (best and median of ${ROUNDS}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`,
+    ['method', 'best s', 'median s', 'wall vs floor (median)', 'best CPU s', 'median CPU s', 'CPU vs floor (median)'], table);
   for (const [, c] of libs.slice(1)) await c.close();
 }
 

@@ -10,8 +10,8 @@ import { checkObject } from './common/validate';
 import { Netns, type NetnsOption } from './common/netns';
 import { Dump, DumpOptions, DumpSpec } from './wire/dump';
 import { IPCTNL_MSG_CT_GET_STATS, NLM_F_DUMP, NLM_F_REQUEST } from './wire/enums';
-import type { Subscription } from './wire/handle';
-import { ctType } from './wire/netlink';
+import type { ExplainError, Handle, Subscription } from './wire/handle';
+import { type AttrWriter, ctType } from './wire/netlink';
 import { NfSocket, ReplyHandler } from './wire/socket';
 import { openSubscription } from './wire/subscription';
 import type {
@@ -95,7 +95,7 @@ class AckRequest implements ReplyHandler {
   resolve!: () => void;
   reject!: (err: unknown) => void;
 
-  constructor(readonly operation: string) {}
+  constructor(readonly operation: string, private readonly ct?: Handle, private readonly explain?: ExplainError) {}
 
   get ackOnly(): boolean {
     return true;
@@ -106,8 +106,9 @@ class AckRequest implements ReplyHandler {
   }
 
   done(err?: ConntrackError): void {
-    if (err) this.reject(err);
-    else this.resolve();
+    if (!err) this.resolve();
+    else if (this.explain) this.explain(this.ct!, err, this.operation).then(this.reject, this.reject);
+    else this.reject(err);
   }
 }
 
@@ -217,13 +218,25 @@ export class Conntrack {
    * @internal A request answered by an ack alone (create, update, delete, flush): resolves
    * with nothing, and costs less than request() on the hot path of bulk operations.
    */
-  requestAck(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string): Promise<void> {
-    const h = new AckRequest(operation);
+  requestAck(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string, explain?: ExplainError): Promise<void> {
+    const h = new AckRequest(operation, explain && this, explain);
     const p = new Promise<void>((resolve, reject) => {
       h.resolve = resolve;
       h.reject = reject;
     });
     this.sock.request(type, flags | NLM_F_REQUEST, family, payload, h);
+    return p;
+  }
+
+  /** @internal See Handle.requestAckEncoded. */
+  requestAckEncoded<T>(type: number, flags: number, encode: (w: AttrWriter, item: T) => number, item: T, operation: string, explain?: ExplainError): Promise<void> {
+    const h = new AckRequest(operation, explain && this, explain);
+    // The promise first: the socket may settle the request at once (closed, or a failed send).
+    const p = new Promise<void>((resolve, reject) => {
+      h.resolve = resolve;
+      h.reject = reject;
+    });
+    this.sock.requestEncoded(type, flags | NLM_F_REQUEST, encode, item, h);
     return p;
   }
 

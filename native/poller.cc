@@ -74,6 +74,12 @@ void Poller::Drain() {
     used += kept;
   }
   if (used == 0 && c.overruns == 0 && c.skipped == 0 && c.fatal == 0) return;
+  // Send failures first: the requests of a datagram the sender thread could not send must
+  // fail before a later reply is read as closing them (see requestBatch's sparse acks).
+  if (used > 0) {
+    owner->ReportSendFailures();
+    if (owner_ == nullptr || closing_) return;  // JS closed the socket meanwhile
+  }
   owner->Deliver(block_.data(), used, c.overruns, c.skipped, c.fatal);
 }
 

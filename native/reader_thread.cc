@@ -295,6 +295,13 @@ void ReaderThread::Deliver() {
       delete b.data;
       return;
     }
+    if (b.used > 0) {
+      owner->ReportSendFailures();  // as in poller.cc: failed sends before later replies
+      if (closing_ || owner_ == nullptr) {
+        delete b.data;
+        return;
+      }
+    }
     owner->Deliver(b.data ? b.data->data() : nullptr, b.used, b.overruns, b.skipped, b.fatal);
     Recycle(b.data);
     if (thread_error != 0 || closing_ || owner_ == nullptr) return;  // the callback closed the socket

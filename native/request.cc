@@ -75,11 +75,18 @@ Napi::Value Socket::Request(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, seq);
 }
 
-// requestBatch(type, flags, family, payloads, ends) -> first seq
+// requestBatch(type, flags, family, payloads, ends, sparseAcks?) -> first seq
 // Sends ends.length messages of one type whose payloads are consecutive slices of
 // `payloads` (message i ends at ends[i]); their sequence numbers are consecutive from the
 // returned one. Packs as many messages per sendmsg() as fit, so a pipelined bulk operation
 // costs one N-API call and a few syscalls.
+//
+// With sparseAcks, NLM_F_ACK is set only on the last message of each datagram (and
+// cleared on the others): netlink_rcv_skb() acks a message that fails whether or not it
+// asked, and ctnetlink handles a socket's messages in order inside sendmsg(), so the ack
+// closing a datagram also says that every earlier message without an error reply
+// succeeded. The kernel then builds, queues and hands over one ack per datagram instead of
+// one per message.
 //
 // Arguments are checked before anything is sent (a TypeError or RangeError means nothing
 // was sent). A failure part-way (a send() error, or ENOMEM) throws an Error with `errno`,
@@ -95,6 +102,7 @@ Napi::Value Socket::RequestBatch(const Napi::CallbackInfo& info) {
   if (!info[3].IsBuffer()) throw Napi::TypeError::New(env, "requestBatch: payloads must be a Buffer");
   if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
     throw Napi::TypeError::New(env, "requestBatch: ends must be a Uint32Array");
+  const bool sparse_acks = info[5].ToBoolean();
   auto payloads = info[3].As<Napi::Buffer<uint8_t>>();
   auto ends = info[4].As<Napi::Uint32Array>();
   size_t count = ends.ElementLength();
@@ -118,23 +126,32 @@ Napi::Value Socket::RequestBatch(const Napi::CallbackInfo& info) {
   const char* syscall = "sendmsg";
   try {
     thread_local std::vector<char> buf(kMaxSend + MNL_SOCKET_BUFFER_SIZE);
+    const uint16_t item_flags = sparse_acks ? static_cast<uint16_t>(flags & ~NLM_F_ACK) : flags;
     size_t off = 0;
+    size_t last = 0;  // offset of the datagram's last message
     size_t start = 0;
+    // Sparse acks: the datagram's last message asks for the ack that closes it.
+    auto close_datagram = [&] {
+      if (sparse_acks) reinterpret_cast<struct nlmsghdr*>(buf.data() + last)->nlmsg_flags |= NLM_F_ACK;
+    };
     for (size_t i = 0; i < count && err == 0; i++) {
       size_t end = ends[i];
       if (off > 0 && off + MessageSize(end - start) > max_send_) {
+        close_datagram();
         err = Transmit(buf.data(), off);
         if (err != 0) break;
         sent += packed;
         packed = 0;
         off = 0;
       }
-      off = PutMessage(buf, off, type, flags, family, 0, first + static_cast<uint32_t>(i), payloads.Data() + start,
+      last = off;
+      off = PutMessage(buf, off, type, item_flags, family, 0, first + static_cast<uint32_t>(i), payloads.Data() + start,
                        end - start);
       packed++;
       start = end;
     }
     if (err == 0 && off > 0) {
+      close_datagram();
       err = Transmit(buf.data(), off);
       if (err == 0) sent += packed;
     }

@@ -107,7 +107,11 @@ void Sender::Loop() {
 // their sequence numbers (u32 each, host order) with a negative errno, and fails them.
 // After an allocation failure JS gets a positive ENOMEM instead: every request fails.
 void Sender::OnAsync(uv_async_t* handle) {
-  auto* self = static_cast<Sender*>(handle->data);
+  static_cast<Sender*>(handle->data)->Report();
+}
+
+void Sender::Report() {
+  Sender* self = this;
   int err;
   bool failed;
   std::vector<uint32_t> seqs;

@@ -28,6 +28,9 @@ class Sender {
   // Stops the thread (after the send in progress), then closes the handle; deletes itself
   // in the close callback. Blocks still queued are dropped: their requests fail in JS.
   void Close();
+  // On the loop: hands failed sends (and an allocation failure) recorded so far to JS now.
+  // The socket calls it before delivering replies, so those failures are known first.
+  void Report();
 
  private:
   void Run();

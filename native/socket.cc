@@ -224,6 +224,10 @@ void Socket::Deliver(const char* data, size_t len, uint32_t overruns, uint32_t s
   napi_close_handle_scope(raw, scope);
 }
 
+void Socket::ReportSendFailures() {
+  if (sender_) sender_->Report();
+}
+
 void Socket::CheckOpen(Napi::Env env) const {
   if (!nl_) ThrowErrno(env, "closed", EBADF);
 }

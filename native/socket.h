@@ -34,6 +34,8 @@ class Socket : public Napi::ObjectWrap<Socket> {
   void Shutdown();
   // Hands one receive batch to JS: onData(copy of data, overruns, skipped, errno).
   void Deliver(const char* data, size_t len, uint32_t overruns, uint32_t skipped, int err);
+  // Reports the sender thread's failed sends to JS now (no-op without a sender thread).
+  void ReportSendFailures();
 
   // Opens the netlink socket (in the caller's namespace); nullptr with errno on failure.
   static struct mnl_socket* OpenNetlink();

@@ -8,11 +8,11 @@ import {
   NFNL_SUBSYS_CTNETLINK, NLM_F_CREATE, NLM_F_EXCL,
 } from '../wire/enums';
 import { ConntrackError, invalid } from '../common/errors';
-import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
+import { type AttrWriter, NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { Flow, decodeFlow, isFlowFamily, statusNames } from './flow';
 import type { CreateSpec, EntryKey, GetOptions, UpdateSpec } from './entry-types';
 import { checkBoolean, checkKeys, checkObject, show } from '../common/validate';
-import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveUpdate } from './entry-spec';
+import { FAMILY_NUM, SETTABLE, encodeCreate, encodeKey, encodeKeyRequest, encodeUpdate, needsScaleFlags, resolveKey, resolveUpdate, writeCreate, writeCreateFast, writeKeyFast } from './entry-spec';
 import type { ResolvedUpdate } from './entry-spec';
 import { explainTableFull } from './table-full';
 
@@ -48,17 +48,27 @@ export async function getEntry(ct: Handle, key: EntryKey, options: GetOptions = 
   return flow;
 }
 
+/** Writes a create spec that has no labels; returns its family. */
+function writeCreateFamily(w: AttrWriter, spec: CreateSpec): number {
+  const fast = writeCreateFast(w, spec);
+  return fast >= 0 ? fast : writeCreate(w, spec).family;
+}
+
 /** ct.create(). Not an async function: bulk callers make 100k of these at once. */
 export function createEntry(ct: Handle, spec: CreateSpec): Promise<void> {
   let enc: ReturnType<typeof encodeCreate>;
   try {
     ct.assertOpen('create');
+    // Without labels (nothing to check afterwards) the spec is encoded straight into the
+    // socket's outgoing buffer.
+    if (spec === null || typeof spec !== 'object' || !('labels' in spec)) {
+      return ct.requestAckEncoded(ctType(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, writeCreateFamily, spec, 'create', explainTableFull);
+    }
     enc = encodeCreate(spec);
   } catch (err) {
     return Promise.reject(err);
   }
-  const sent = ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, enc.family, enc.payload, 'create')
-    .catch((err: unknown) => explainTableFull(ct, err, 'create').then((e) => Promise.reject(e)));
+  const sent = ct.requestAck(ctType(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL, enc.family, enc.payload, 'create', explainTableFull);
   const labels = enc.labels;
   if (!labels || labels.every((b) => b === 0)) return sent;
   return sent.then(() => checkLabelsKept(ct, spec));
@@ -191,14 +201,21 @@ function checkScaleFlags(r: ReturnType<typeof resolveUpdate>, flow: Flow): void 
 
 /** ct.delete(). Not an async function, like createEntry(). */
 export function deleteEntry(ct: Handle, key: EntryKey): Promise<void> {
-  let enc: ReturnType<typeof encodeKeyRequest>;
   try {
     ct.assertOpen('delete');
-    enc = encodeKeyRequest(key, undefined, true);
+    return ct.requestAckEncoded(ctType(IPCTNL_MSG_CT_DELETE), 0, writeDeleteKey, key, 'delete');
   } catch (err) {
     return Promise.reject(err);
   }
-  return ct.requestAck(ctType(IPCTNL_MSG_CT_DELETE), 0, enc.family, enc.payload, 'delete');
+}
+
+/** Writes a delete's key (with its id, when given) straight into the request buffer; returns its family. */
+function writeDeleteKey(w: AttrWriter, key: EntryKey): number {
+  const fast = writeKeyFast(w, key);
+  if (fast >= 0) return fast;
+  const k = resolveKey(key);
+  encodeKey(w, k, true);
+  return FAMILY_NUM[k.family];
 }
 
 const NEVER_CLEARED = (1 << IPS_SEEN_REPLY_BIT) | (1 << IPS_ASSURED_BIT);

@@ -4,6 +4,8 @@
  * never import Conntrack, so they can be driven by a scripted fake as well.
  */
 import type { Child } from '../common/children';
+import type { ConntrackError } from '../common/errors';
+import type { AttrWriter } from './netlink';
 import type { Netns } from '../common/netns';
 import type { Dump, DumpOptions, DumpSpec } from './dump';
 import type { EventSink, NfSocket, ReplyHandler } from './socket';
@@ -25,6 +27,9 @@ export interface Subscription {
   operation: string;
 }
 
+/** Maps a request's refusal to the error its caller sees (may ask the kernel more first). */
+export type ExplainError = (ct: Handle, err: ConntrackError, operation: string) => Promise<unknown>;
+
 export interface Handle {
   /**
    * The namespace the handle's sockets and file operations work in, open for the handle's
@@ -35,8 +40,18 @@ export interface Handle {
   assertOpen(operation: string): void;
   /** One request; resolves with copies of the reply's data messages once the kernel acks it. */
   request(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string): Promise<Buffer[]>;
-  /** A request the kernel answers with an ack alone (create, update, delete, flush). */
-  requestAck(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string): Promise<void>;
+  /**
+   * A request the kernel answers with an ack alone (create, update, delete, flush).
+   * `explain`, when given, turns a refusal into the error the promise rejects with (one
+   * shared function instead of a .catch() chain per request).
+   */
+  requestAck(type: number, flags: number, family: number, payload: Buffer | undefined, operation: string, explain?: ExplainError): Promise<void>;
+  /**
+   * requestAck() of a payload `encode` writes straight into the socket's outgoing buffer,
+   * returning the family: no payload Buffer per request. A throw from `encode` (a refused
+   * item) is thrown from here, with nothing queued.
+   */
+  requestAckEncoded<T>(type: number, flags: number, encode: (w: AttrWriter, item: T) => number, item: T, operation: string, explain?: ExplainError): Promise<void>;
   /**
    * `ends.length` requests of one header whose payloads are consecutive slices of
    * `payloads`; `handler.done(err, i)` is called once per item.

@@ -21,9 +21,10 @@ export interface NativeSocket {
   /**
    * Sends `ends.length` requests whose payloads are consecutive slices; returns the first
    * seq. A TypeError or RangeError means nothing was sent; a failure part-way throws a
-   * BatchSendError.
+   * BatchSendError. With `sparseAcks`, only the last message of each datagram asks for an
+   * ack (NLM_F_ACK); the others are answered only when they fail (see native/request.cc).
    */
-  requestBatch(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array): number;
+  requestBatch(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, sparseAcks?: boolean): number;
   /** Reads (and keeps the wrapper from being collected) until pause(). */
   start(batchBytes?: number): void;
   /** Stops reading; a paused socket that JS no longer reaches is collected with its fd. */

@@ -217,6 +217,33 @@ export class AttrWriter {
     return this.buf;
   }
 
+  private wordsOf: Buffer | undefined;
+  private wordsView: Uint32Array | undefined;
+
+  /**
+   * The buffer as host-order u32 words (word i is bytes 4i..4i+3), for hand-written
+   * encoders that store whole aligned words. Valid until the buffer grows; a buffer that
+   * does not start on a 4-byte boundary is moved to one that does.
+   */
+  get words(): Uint32Array {
+    if (this.wordsOf !== this.buf) {
+      if ((this.buf.byteOffset & 3) !== 0) {
+        const next = Buffer.allocUnsafeSlow(this.buf.length);
+        this.buf.copy(next, 0, 0, this.pos);
+        this.buf = next;
+      }
+      this.wordsView = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >>> 2);
+      this.wordsOf = this.buf;
+    }
+    return this.wordsView!;
+  }
+
+  /** Makes room for `n` more bytes at once (a bulk call that knows its size: no regrowth). */
+  reserve(n: number): this {
+    this.ensure(n);
+    return this;
+  }
+
   /** Reserves `n` bytes at the end for a hand-written encoder; returns their offset in `buffer`. */
   raw(n: number): number {
     this.ensure(n);
@@ -231,6 +258,14 @@ export class AttrWriter {
     this.ensure(n);
     other.buf.copy(this.buf, this.pos, start, end);
     this.pos += n;
+    return this;
+  }
+
+  /** Drops the first `n` bytes written (closed nests only): the rest moves to the front. */
+  dropFront(n: number): this {
+    if (n <= 0) return this;
+    this.buf.copyWithin(0, n, this.pos);
+    this.pos -= n;
     return this;
   }
 
@@ -258,7 +293,14 @@ export class AttrWriter {
   /** A copy of what was written. */
   finish(): Buffer {
     if (this.nests.length) throw new Error('AttrWriter: unclosed nest');
-    return Buffer.from(this.buf.subarray(0, this.pos));
+    const n = this.pos;
+    const out = Buffer.allocUnsafe(n);
+    // A request payload is ~100 bytes: a loop beats Buffer.from()'s generic copy path.
+    if (n <= 512) {
+      const src = this.buf;
+      for (let i = 0; i < n; i++) out[i] = src[i];
+    } else this.buf.copy(out, 0, 0, n);
+    return out;
   }
 
   /** What was written, without a copy: the writer must not be used afterwards. */

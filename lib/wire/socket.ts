@@ -9,7 +9,7 @@ import { ConntrackError, fromNative, kernelError } from '../common/errors';
 import { isObject } from '../common/validate';
 import { type Netns, isNetnsError } from '../common/netns';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST } from './enums';
-import { NLMSG_HDRLEN, align4, parseError } from './netlink';
+import { AttrWriter, NLMSG_HDRLEN, align4, parseError } from './netlink';
 import { rethrowLater } from '../common/callback';
 import { type BatchSendError, NativeSocket, type NativeSocketOptions, type OnData, native } from './native';
 
@@ -43,7 +43,9 @@ interface Queued {
   type: number;
   flags: number;
   family: number;
-  payload: Buffer | undefined;
+  /** The payload: bytes [start, end) of the socket's staging writer (none when equal). */
+  start: number;
+  end: number;
   handler: ReplyHandler;
   /** Receive buffer budgeted for the reply (see replyCost). */
   cost: number;
@@ -83,6 +85,12 @@ const MAX_IN_FLIGHT = 4096;
 const RING = MAX_IN_FLIGHT * 2;
 /** Largest errno Linux uses (MAX_ERRNO); an error field outside -4095..0 is damage. */
 const MAX_ERRNO = 4095;
+/**
+ * The staging buffer's usual size; one that grew past STAGING_KEEP (100k requests queued
+ * in one loop) is dropped once empty rather than held for the socket's lifetime.
+ */
+const STAGING_SIZE = 1 << 16;
+const STAGING_KEEP = 1 << 20;
 /** Queued requests that are sent at once instead of at the end of the tick. */
 const EAGER_BATCH = 128;
 
@@ -95,6 +103,14 @@ export class NfSocket {
   private readonly ringSeq = new Uint32Array(RING);
   private readonly ringCost = new Uint32Array(RING);
   private readonly ringItem = new Int32Array(RING);
+  /**
+   * 1 for a request sent without NLM_F_ACK (sparse acks): the kernel answers it only if it
+   * fails, and any later reply on this socket says it succeeded otherwise.
+   */
+  private readonly ringSilent = new Uint8Array(RING);
+  /** Silent requests in flight, and the lowest sequence number one of them may have. */
+  private silent = 0;
+  private silentLow = 0;
   /** The batch item index of the request takePending() last returned. */
   private takenItem = -1;
   private inFlight = 0;
@@ -104,6 +120,12 @@ export class NfSocket {
   private halfBuffer = 32 * 1024;
   private queue: Queued[] = [];
   private queueHead = 0;
+  /**
+   * The payloads of the queued requests, back to back in queue order: a run of requests
+   * goes to the native side as one slice of it (no per-request Buffer, no copy in JS), and
+   * encoders can write a request straight into it (requestEncoded).
+   */
+  private staging = new AttrWriter(STAGING_SIZE);
   private flushScheduled = false;
   private closed = false;
   private reading = false;
@@ -180,6 +202,10 @@ export class NfSocket {
     this.inFlight--;
     this.inFlightBytes -= this.ringCost[i];
     this.takenItem = this.ringItem[i];
+    if (this.ringSilent[i] === 1) {
+      this.ringSilent[i] = 0;
+      this.silent--;
+    }
     return h;
   }
 
@@ -188,7 +214,7 @@ export class NfSocket {
     return this.ringSeq[i] === seq ? this.ring[i] : undefined;
   }
 
-  private addPending(seq: number, h: ReplyHandler, cost: number, item = -1): void {
+  private addPending(seq: number, h: ReplyHandler, cost: number, item = -1, silent = false): void {
     const i = seq & (RING - 1);
     // At most MAX_IN_FLIGHT consecutive sequence numbers are live, and the kernel answers in
     // order, so the slot is free; if it ever is not, the request in it has gone 8192
@@ -197,14 +223,45 @@ export class NfSocket {
     if (stale !== undefined) {
       this.inFlight--;
       this.inFlightBytes -= this.ringCost[i];
+      if (this.ringSilent[i] === 1) {
+        this.ringSilent[i] = 0;
+        this.silent--;
+      }
       stale.done(new ConntrackError('ERR_PROTOCOL', `${stale.operation}: the kernel never answered this request`), this.ringItem[i]);
     }
     this.ring[i] = h;
     this.ringSeq[i] = seq;
     this.ringCost[i] = cost;
     this.ringItem[i] = item;
+    if (silent) {
+      if (this.silent === 0) this.silentLow = seq;
+      this.ringSilent[i] = 1;
+      this.silent++;
+    }
     this.inFlight++;
     this.inFlightBytes += cost;
+  }
+
+  /**
+   * A reply for request `seq` arrived: every silent request sent before it that is still
+   * pending succeeded. The kernel handles a socket's requests in order inside sendmsg()
+   * and queues a failure's error reply there, so an error for an earlier request would
+   * have been read before this reply (a batch that reports an overrun vouches for none),
+   * and send failures are delivered before the replies that follow them.
+   */
+  private settleSilentBefore(seq: number): void {
+    const span = (seq - this.silentLow) >>> 0;
+    // Not after the lowest silent request (a dump's later part, say): vouches for none.
+    if (span === 0 || span > RING) return;
+    let s = this.silentLow;
+    for (let k = 0; k < span && this.silent > 0; k++, s = (s + 1) >>> 0) {
+      const i = s & (RING - 1);
+      if (this.ringSilent[i] === 1 && this.ringSeq[i] === s) {
+        const h = this.ring[i]!;
+        this.settle(s, h, undefined);
+      }
+    }
+    this.silentLow = seq;
   }
 
   /** True when one more request of `cost` fits the window (one always fits when idle). */
@@ -246,7 +303,38 @@ export class NfSocket {
       handler.done(this.failure ?? new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
       return;
     }
-    this.queue.push({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload, handler, cost: replyCost(handler) });
+    const st = this.staging;
+    const start = st.length;
+    if (payload !== undefined && payload.length > 0) {
+      const at = st.raw(payload.length); // may move the buffer: take `buffer` after it
+      payload.copy(st.buffer, at);
+    }
+    this.enqueue(type, flags, family, start, handler);
+  }
+
+  /**
+   * request() of a payload that `encode` writes straight into the staging buffer (and whose
+   * family it returns). A throw from `encode` (a refused spec) queues nothing and passes on.
+   */
+  requestEncoded<T>(type: number, flags: number, encode: (w: AttrWriter, item: T) => number, item: T, handler: ReplyHandler): void {
+    if (this.closed || this.closing) {
+      handler.done(this.failure ?? new ConntrackError('ERR_CLOSED', `${handler.operation}: the connection is closed`), -1);
+      return;
+    }
+    const st = this.staging;
+    const start = st.length;
+    let family: number;
+    try {
+      family = encode(st, item);
+    } catch (err) {
+      st.truncate(start);
+      throw err;
+    }
+    this.enqueue(type, flags, family, start, handler);
+  }
+
+  private enqueue(type: number, flags: number, family: number, start: number, handler: ReplyHandler): void {
+    this.queue.push({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, start, end: this.staging.length, handler, cost: replyCost(handler) });
     // A caller issuing many requests in one synchronous loop: send full batches right away,
     // so the kernel (on the sender thread) works while the caller encodes the rest.
     if (this.queue.length - this.queueHead >= EAGER_BATCH && this.fits(ACK_COST)) {
@@ -272,11 +360,18 @@ export class NfSocket {
     }
     if (ends.length === 0) return;
     // Without NLM_F_REQUEST the kernel acks a message without acting on it.
+    const at = this.staging.length;
     this.queue.push({
-      type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, payload: undefined, handler, cost: replyCost(handler),
+      type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, family, start: at, end: at, handler, cost: replyCost(handler),
       batch: { payloads, ends, next: 0 },
     });
     this.flush();
+  }
+
+  /** Nothing is queued: the staging buffer starts over (smaller, if it grew large). */
+  private resetStaging(): void {
+    if (this.staging.buffer.length > STAGING_KEEP) this.staging = new AttrWriter(STAGING_SIZE);
+    else this.staging.reset();
   }
 
   /** Sends as many items of a batch as the window allows; true when all are sent. */
@@ -295,13 +390,14 @@ export class NfSocket {
     const endOff = b.ends[b.next + n - 1];
     const ends = new Uint32Array(n);
     for (let k = 0; k < n; k++) ends[k] = b.ends[b.next + k] - startOff;
+    const silent = a.handler.ackOnly === true;
     try {
-      const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends);
-      for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k);
+      const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends, silent);
+      for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k, silent);
     } catch (err) {
       // Items [0, sent) reached the kernel and will be answered; only the rest failed.
       const sent = sentBefore(err, n);
-      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, a.handler, cost, b.next + k);
+      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, a.handler, cost, b.next + k, silent);
       const e = fromNative(err, a.handler.operation);
       for (let k = sent; k < n; k++) a.handler.done(e, b.next + k);
     }
@@ -317,7 +413,7 @@ export class NfSocket {
     // Send queued requests in order while their replies fit the window: runs of single
     // requests with one header go out in one batch call; requestMany() batches in slices.
     let end = this.queueHead;
-    while (end < q.length) {
+    while (end < q.length && !this.closed) {
       const a = q[end];
       if (a.batch) {
         if (!this.sendBatchItems(a)) break; // window full part-way: resume here later
@@ -344,12 +440,21 @@ export class NfSocket {
       return;
     }
     // Drop what was sent: cheaply (a moving head) until the dead prefix is worth compacting.
+    if (this.closed) return;
     if (end === q.length) {
       this.queue = [];
       this.queueHead = 0;
+      this.resetStaging();
     } else if (end > 1024 && end * 2 > q.length) {
       this.queue = q.slice(end);
       this.queueHead = 0;
+      // The staging bytes of what was sent go too.
+      const base = this.queue[0].start;
+      this.staging.dropFront(base);
+      for (const r of this.queue) {
+        r.start -= base;
+        r.end -= base;
+      }
     } else {
       for (let k = this.queueHead; k < end; k++) q[k] = undefined as unknown as Queued;
       this.queueHead = end;
@@ -359,31 +464,31 @@ export class NfSocket {
 
   private sendRun(items: Queued[], from: number, to: number): void {
     const a = items[from];
+    let runSilent = false;
     try {
+      // The native side copies the payloads before it returns: slices of staging suffice.
+      const st = this.staging.buffer;
       if (to - from === 1) {
-        const seq = this.handle.request(a.type, a.flags, a.family, a.payload);
+        const seq = this.handle.request(a.type, a.flags, a.family, a.end > a.start ? st.subarray(a.start, a.end) : undefined);
         this.addPending(seq, a.handler, a.cost);
         return;
       }
-      let total = 0;
-      for (let k = from; k < to; k++) total += items[k].payload?.length ?? 0;
-      const payloads = Buffer.allocUnsafe(total);
+      // Consecutive queued requests have consecutive payloads.
+      const base = a.start;
+      const payloads = st.subarray(base, items[to - 1].end);
       const ends = new Uint32Array(to - from);
-      let off = 0;
+      let silent = true;
       for (let k = from; k < to; k++) {
-        const p = items[k].payload;
-        if (p) {
-          p.copy(payloads, off);
-          off += p.length;
-        }
-        ends[k - from] = off;
+        ends[k - from] = items[k].end - base;
+        if (items[k].handler.ackOnly !== true) silent = false;
       }
-      const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends);
-      for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler, items[k].cost);
+      runSilent = silent;
+      const first = this.handle.requestBatch(a.type, a.flags, a.family, payloads, ends, silent);
+      for (let k = from; k < to; k++) this.addPending((first + (k - from)) >>> 0, items[k].handler, items[k].cost, -1, silent);
     } catch (err) {
       // Items [0, sent) of the run reached the kernel and will be answered; only the rest failed.
       const sent = to - from > 1 ? sentBefore(err, to - from) : 0;
-      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, items[from + k].handler, items[from + k].cost);
+      for (let k = 0; k < sent; k++) this.addPending(((err as BatchSendError).firstSeq + k) >>> 0, items[from + k].handler, items[from + k].cost, -1, runSilent);
       for (let k = from + sent; k < to; k++) items[k].handler.done(fromNative(err, items[k].handler.operation), -1);
     }
   }
@@ -431,7 +536,10 @@ export class NfSocket {
       this.onSendFailure(batch, -errno);
       return;
     }
-    if (batch) this.dispatch(batch);
+    // A batch with an overrun: replies were lost, perhaps the error of a silent request,
+    // and nothing says where in the batch. Its replies then settle only their own requests;
+    // the silent ones fail below with everything else in flight (never reported created).
+    if (batch) this.dispatch(batch, overruns === 0);
     if (overruns > 0) {
       if (this.events) this.events.overrun(overruns);
       if (this.inFlight > 0) {
@@ -508,13 +616,15 @@ export class NfSocket {
         items.push(this.ringItem[i]);
         this.ring[i] = undefined;
       }
+      this.ringSilent[i] = 0;
     }
     this.inFlight = 0;
     this.inFlightBytes = 0;
+    this.silent = 0;
     for (let k = 0; k < handlers.length; k++) handlers[k].done(err, items[k]);
   }
 
-  private dispatch(buf: Buffer): void {
+  private dispatch(buf: Buffer, vouch = true): void {
     const end = buf.length;
     const portId = this.handle.portId;
     let p = 0;
@@ -535,6 +645,10 @@ export class NfSocket {
         if (h !== undefined) this.settle(seq, h, protocolError(h.operation, `a reply of ${len} bytes in a batch of ${end - p}`));
         else this.unmatched++;
         break;
+      }
+      if (h !== undefined && this.silent > 0 && vouch) {
+        this.settleSilentBefore(seq);
+        if (this.closed) break; // a settled request's callback closed the socket
       }
       if (h === undefined) {
         if (seq === 0 && this.events && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_NOOP) {
@@ -639,6 +753,7 @@ export class NfSocket {
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
+    this.resetStaging();
     for (const q of queued) {
       if (q.batch) for (let k = q.batch.next; k < q.batch.ends.length; k++) q.handler.done(err, k);
       else q.handler.done(err, -1);

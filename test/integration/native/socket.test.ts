@@ -8,7 +8,9 @@ import * as v8 from 'v8';
 import * as vm from 'vm';
 import { Sandbox, sandbox } from '../../../apps/testing';
 import { waitFor } from '../../helpers/wait';
-import { AF_INET, CT_GET, Client, NLM_F_ACK, NLM_F_REQUEST, addon, client } from './addon';
+import { AttrWriter } from '../../../lib/wire/netlink';
+import { writeCreate } from '../../../lib/flows/entry-spec';
+import { AF_INET, CT_GET, Client, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK, NLM_F_ACK, NLM_F_REQUEST, addon, client } from './addon';
 
 const ENOMEM = 12;
 const ENOBUFS = 105;
@@ -91,6 +93,49 @@ describe('requestBatch when a send fails part-way', () => {
     await drain(c);
     // Only the drain request was answered: nothing of the refused batches reached the kernel.
     expect(c.seen.size).toBe(1);
+    c.sock.close();
+  });
+});
+
+describe('requestBatch with sparse acks', () => {
+  const CT_NEW = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
+  const NLM_F_CREATE = 0x400;
+  const NLM_F_EXCL = 0x200;
+  const EEXIST = 17;
+  /** Creates of UDP entries 10.7.x.y -> 10.7.0.1 for the given item numbers. */
+  function creates(items: number[]): { payloads: Buffer; ends: Uint32Array } {
+    const w = new AttrWriter(1 << 16);
+    const ends = new Uint32Array(items.length);
+    items.forEach((i, k) => {
+      writeCreate(w, { proto: 'udp', orig: { src: `10.7.${i >> 8}.${i & 255}`, dst: '10.7.0.1', sport: 1000, dport: 53 }, timeout: 120 });
+      ends[k] = w.length;
+    });
+    return { payloads: w.take(), ends };
+  }
+
+  test('only each datagram\'s last message is acked; failures are answered at their own sequence number', async () => {
+    const c = client({ netns: ns.path, asyncSend: true });
+    c.sock.start();
+    const N = 3000;
+    const existing = [0, 1, 1499, 2998];
+    const pre = creates(existing);
+    await c.answer(c.sock.requestBatch(CT_NEW, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, AF_INET, pre.payloads, pre.ends) + existing.length - 1);
+    c.seen.clear();
+    const { payloads, ends } = creates([...Array(N).keys()]);
+    const first = c.sock.requestBatch(CT_NEW, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, AF_INET, payloads, ends, true);
+    await c.answer((first + N - 1) >>> 0);
+    await drain(c);
+    const answers = [...Array(N).keys()].map((i) => c.seen.get((first + i) >>> 0));
+    const failed = answers.flatMap((a, i) => (a && a.errno !== 0 ? [[i, a.errno]] : []));
+    const acked = answers.flatMap((a, i) => (a && a.errno === 0 ? [i] : []));
+    expect(failed).toEqual(existing.map((i) => [i, EEXIST]));
+    // One ack per datagram (the batch is about 400 KB: a handful of datagrams of at most
+    // 128 KiB), the last item's among them.
+    const datagrams = Math.ceil(payloads.length / (96 * 1024));
+    expect(acked.length).toBeGreaterThanOrEqual(Math.ceil(payloads.length / (128 * 1024)));
+    expect(acked.length).toBeLessThanOrEqual(datagrams + 1);
+    expect(acked[acked.length - 1]).toBe(N - 1);
+    expect((await c.dumpSources()).length).toBe(N);
     c.sock.close();
   });
 });

@@ -1,9 +1,10 @@
 /**
- * lib/flows/entry-spec.ts writeCreateFast(): the hand-written encoder bulk creates use for
- * their common shape must accept only specs writeCreate() accepts, and write the same bytes.
+ * lib/flows/entry-spec.ts writeCreateFast() and writeKeyFast(): the hand-written encoders
+ * bulk creates and deletes use for their common shape must accept only what the general
+ * path (writeCreate(), resolveKey() + encodeKey()) accepts, and write the same bytes.
  */
 import fc from 'fast-check';
-import { writeCreate, writeCreateFast } from '../../../lib/flows/entry-spec';
+import { encodeKey, resolveKey, writeCreate, writeCreateFast, writeKeyFast } from '../../../lib/flows/entry-spec';
 import { AttrWriter } from '../../../lib/wire/netlink';
 import { AF_INET, AF_INET6 } from '../../../lib/wire/enums';
 
@@ -80,6 +81,29 @@ describe('writeCreateFast', () => {
     expect(fast(cases[1])!.family).toBe(AF_INET6);
   });
 
+  test('specs made with spread syntax, and objects with a null prototype: the same bytes', () => {
+    const keys = [...Array(50).keys()].map((i) => ({ proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1 + i, dport: 53 } }));
+    for (const s of [...keys.map((k) => ({ ...k, timeout: 600, mark: 1 })), Object.assign(Object.create(null), keys[0], { timeout: 5 })]) {
+      const f = fast(s);
+      expect(f).toBeDefined();
+      expect(f).toEqual(general(s));
+    }
+  });
+
+  test('a class instance (its getters are not own keys) takes the general path', () => {
+    class Spec {
+      proto = 'udp';
+      orig = { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 };
+      timeout = 30;
+      get mark(): number {
+        return 9;
+      }
+    }
+    const s = new Spec();
+    expect(fast(s)).toBeUndefined();
+    expect(general(s)).toBeDefined();
+  });
+
   test('declines what it does not handle, leaving it to writeCreate()', () => {
     const base = { proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, timeout: 30 };
     for (const s of [
@@ -112,6 +136,92 @@ describe('writeCreateFast', () => {
       fc.property(spec, (s) => {
         const f = fast(s);
         if (f !== undefined) expect(f).toEqual(general(s));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
+
+/** resolveKey() + encodeKey()'s bytes and family, or undefined when it refuses the key. */
+function generalKey(key: unknown): { family: number; bytes: Buffer } | undefined {
+  const w = new AttrWriter(16);
+  try {
+    const k = resolveKey(key);
+    encodeKey(w, k, true);
+    return { family: k.family === 'ipv4' ? AF_INET : AF_INET6, bytes: w.finish() };
+  } catch {
+    return undefined;
+  }
+}
+
+function fastKey(key: unknown): { family: number; bytes: Buffer } | undefined {
+  const w = new AttrWriter(16);
+  const family = writeKeyFast(w, key);
+  if (family < 0) {
+    expect(w.length).toBe(0);
+    return undefined;
+  }
+  return { family, bytes: w.finish() };
+}
+
+const commonKey = fc.record(
+  {
+    proto: fc.constantFrom('tcp', 'udp', 'udplite', 'sctp', 'dccp', 6, 17),
+    orig: fc.record({ src: v4, dst: v4, sport: fc.nat(65535), dport: fc.nat(65535) }),
+    zone: fc.option(fc.nat(65535), { nil: undefined }),
+    id: fc.option(fc.nat(0xffffffff), { nil: undefined }),
+  },
+  { requiredKeys: ['proto', 'orig'] },
+);
+const anyKey = fc.record(
+  { proto, orig: fc.oneof({ weight: 5, arbitrary: tuple }, oddValue), reply: tuple, zone: fc.oneof(fc.nat(65535), oddValue), id: u32, mark: u32, colour: fc.constant('red') },
+  { requiredKeys: [] },
+);
+
+describe('writeKeyFast', () => {
+  test('writes what resolveKey() + encodeKey() write (IPv4, IPv6, zone, id)', () => {
+    for (const k of [
+      { proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 1000 } },
+      { proto: 'tcp', orig: { src: '2001:db8::1', dst: 'fd00::2', sport: 443, dport: 65535 }, zone: 7, id: 0xfffffffe },
+      { proto: 132, orig: { src: '192.0.2.1', dst: '192.0.2.2', sport: 0, dport: 0 }, zone: 0, id: 0 },
+    ]) {
+      const f = fastKey(k);
+      expect(f).toBeDefined();
+      expect(f).toEqual(generalKey(k));
+    }
+  });
+
+  test('declines what it does not handle, leaving it to the general path', () => {
+    const base = { proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 } };
+    for (const k of [
+      { proto: 'udp', reply: base.orig },
+      { ...base, mark: 1 }, // a Flow's field: accepted and ignored by resolveKey, not fast
+      { ...base, proto: 'icmp' },
+      { ...base, orig: { ...base.orig, dst: '::1' } },
+      { ...base, id: -1 },
+      null,
+      [base],
+    ]) {
+      expect(fastKey(k)).toBeUndefined();
+    }
+  });
+
+  test('on generated common keys: always accepts, same bytes as the general path', () => {
+    fc.assert(
+      fc.property(commonKey, (k) => {
+        const f = fastKey(k);
+        expect(f).toBeDefined();
+        expect(f).toEqual(generalKey(k));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('on generated keys of any shape: accepts only what the general path accepts, with the same bytes', () => {
+    fc.assert(
+      fc.property(anyKey, (k) => {
+        const f = fastKey(k);
+        if (f !== undefined) expect(f).toEqual(generalKey(k));
       }),
       { numRuns: 5000 },
     );

@@ -16,6 +16,8 @@ export interface SentRequest {
   flags: number;
   family: number;
   payload: Buffer | undefined;
+  /** Sent by requestBatch() with sparse acks (only a datagram's last message acked). */
+  sparse?: boolean;
 }
 
 export class FakeConnection implements NativeSocket {
@@ -28,15 +30,17 @@ export class FakeConnection implements NativeSocket {
 
   request(type: number, flags: number, family: number, payload?: Buffer): number {
     const seq = this.nextSeq++;
-    this.sent.push({ seq, type, flags, family, payload });
+    // A copy, as the native side makes before it returns (the caller may reuse the bytes).
+    this.sent.push({ seq, type, flags, family, payload: payload && Buffer.from(payload) });
     return seq;
   }
 
-  requestBatch(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array): number {
+  requestBatch(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, sparseAcks?: boolean): number {
     const first = this.nextSeq;
     let start = 0;
     for (let i = 0; i < ends.length; i++) {
       this.request(type, flags, family, payloads.subarray(start, ends[i]));
+      if (sparseAcks) this.sent[this.sent.length - 1].sparse = true;
       start = ends[i];
     }
     return first;
