@@ -7,6 +7,7 @@
 #pragma once
 
 #include <uv.h>
+#include "page_buffer.h"
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -39,7 +40,7 @@ class ReaderThread {
  private:
   // Received datagrams waiting for JS (data is null for a block that carries only an error).
   struct Block {
-    std::vector<char>* data;
+    PageBuffer* data;
     size_t used;
     uint32_t overruns;
     uint32_t skipped;
@@ -53,7 +54,7 @@ class ReaderThread {
   static size_t BlockBytes(const Block& b);
   void UpdateRef();
   void Deliver();
-  void Recycle(std::vector<char>* data);
+  void Recycle(PageBuffer* data);
   static void OnAsync(uv_async_t* handle);
   static void OnClose(uv_handle_t* handle);
 
@@ -67,7 +68,7 @@ class ReaderThread {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Block> queue_;
-  std::vector<std::vector<char>*> free_;
+  std::vector<PageBuffer*> free_;
   size_t queued_bytes_ = 0;
   bool paused_ = true;     // written on the main thread, read by the thread under mu_
   bool stop_ = false;

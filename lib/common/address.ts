@@ -11,20 +11,23 @@ export function formatIPv4(b: Uint8Array, o: number): string {
 }
 
 // Addresses repeat heavily across a table (local addresses, busy peers), so decoding keeps
-// the text of recently seen IPv4 addresses: one Map lookup instead of building a string.
-const V4_CACHE_MAX = 1 << 16;
-let v4cache = new Map<number, string>();
+// the text of recently seen IPv4 addresses in a direct-mapped cache: one array probe per
+// address, and a miss (a table of distinct peers) overwrites its slot instead of growing a
+// Map that is thrown away when full.
+const V4_SLOTS = 1 << 16;
+const v4keys = new Int32Array(V4_SLOTS);
+const v4text: (string | undefined)[] = Array.from({ length: V4_SLOTS }, () => undefined);
 
-/** formatIPv4() through a bounded cache keyed by the address as an int32. */
+/** formatIPv4() through the cache, keyed by the address as an int32. */
 export function formatIPv4Cached(b: Uint8Array, o: number): string {
   const key = (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
-  let s = v4cache.get(key);
-  if (s === undefined) {
-    s = formatIPv4(b, o);
-    if (v4cache.size >= V4_CACHE_MAX) v4cache = new Map();
-    v4cache.set(key, s);
-  }
-  return s;
+  const i = Math.imul(key, 0x9e3779b1) >>> 16;
+  const s = v4text[i];
+  if (s !== undefined && v4keys[i] === key) return s;
+  const t = formatIPv4(b, o);
+  v4keys[i] = key;
+  v4text[i] = t;
+  return t;
 }
 
 export function formatIPv6(b: Uint8Array, o: number): string {

@@ -4,17 +4,17 @@
  * kernel lists (dying, unconfirmed) and dumps that zero counters as they read them.
  */
 import { DUMP_OPTION_KEYS, validateDumpOptions } from '../wire/dump';
-import { fnv1a } from '../common/hash';
+import { u16le } from '../wire/bytes';
 import { ConntrackError, invalid } from '../common/errors';
 import { checkBoolean, isObject } from '../common/validate';
 import { RequestWindow } from '../common/window';
 import type { Dump, DumpOptions, DumpSpec } from '../wire/dump';
 import {
   IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_GET_CTRZERO, IPCTNL_MSG_CT_GET_DYING,
-  IPCTNL_MSG_CT_GET_UNCONFIRMED, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK,
+  IPCTNL_MSG_CT_GET_UNCONFIRMED, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK, CTA_TUPLE_ORIG, NLA_TYPE_MASK,
 } from '../wire/enums';
 import type { Handle } from '../wire/handle';
-import { NFGEN_FAMILY_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
+import { NFGEN_FAMILY_OFFSET, NFNL_ATTR_OFFSET, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import { CompiledFilter, FlowFilter, compileFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
 import { matchDump } from './matching';
@@ -32,17 +32,25 @@ export interface FlowDumpOptions extends DumpOptions {
 }
 
 /**
- * A signature of what names a flow's original direction (with its id: one entry): the
- * address strings hashed in place and the numbers mixed in, with no string built per flow.
+ * The signature paired with a flow's id for duplicate suppression: a hash of its
+ * CTA_TUPLE_ORIG attribute's bytes (the kernel writes it first), which tells apart two
+ * entries whose 32-bit ids collide. Hashed from the bytes: no strings are read per flow.
  */
-function flowSignature(f: Flow): number {
-  const o = f.orig;
-  let h = fnv1a(o.src, fnv1a(o.dst));
-  const a = o.icmp === undefined ? ((o.sport ?? 0x10000) << 16) ^ (o.dport ?? 0x10000) : 0x40000000 ^ (o.icmp.id << 8) ^ o.icmp.type;
-  h = Math.imul(h ^ a, 0x01000193);
-  const p = typeof f.proto === 'number' ? f.proto : fnv1a(f.proto);
-  h = Math.imul(h ^ p, 0x01000193);
-  h = Math.imul(h ^ ((f.zone << 16) | (o.zone ?? 0)), 0x01000193);
+/** @internal Exported for tests. */
+export function flowSignature(_f: Flow, buf: Buffer, off: number, len: number): number {
+  const end = off + len;
+  let h = 0x811c9dc5;
+  for (let p = off + NFNL_ATTR_OFFSET; p + 4 <= end;) {
+    const l = u16le(buf, p);
+    if (l < 4 || p + l > end) break;
+    if ((u16le(buf, p + 2) & NLA_TYPE_MASK) === CTA_TUPLE_ORIG) {
+      // Whole words up to the attribute's padded end (the padding is zero).
+      const e = Math.min(p + ((l + 3) & ~3), end);
+      for (let q = p; q + 4 <= e; q += 4) h = Math.imul(h ^ (buf[q] | (buf[q + 1] << 8) | (buf[q + 2] << 16) | (buf[q + 3] << 24)), 0x01000193);
+      break;
+    }
+    p += (l + 3) & ~3;
+  }
   return h >>> 0;
 }
 

@@ -38,10 +38,11 @@ export interface DumpSpec<T> {
   /**
    * Duplicate suppression (both or neither). Kernel ids are 32-bit hashes that can collide
    * between distinct entries (a few pairs are expected among 200k), so an entry is its id
-   * plus a signature of its tuple: items with equal id and signature are one entry.
+   * plus a signature of its tuple (from the item, or from its message bytes
+   * buf[off, off + len)): items with equal id and signature are one entry.
    */
   idOf?(item: T): number;
-  signatureOf?(item: T): number;
+  signatureOf?(item: T, buf: Buffer, off: number, len: number): number;
 }
 
 /** The keys DumpOptions takes. */
@@ -113,7 +114,7 @@ export class Dump<T> implements AsyncIterableIterator<T> {
     const item = this.spec.decode(buf, off, len, msgType);
     if (item === undefined) return;
     if (this.spec.match && !this.spec.match(item)) return;
-    if (this.recent !== undefined && this.recent.seen(this.spec.idOf!(item), this.spec.signatureOf!(item))) {
+    if (this.recent !== undefined && this.recent.seen(this.spec.idOf!(item), this.spec.signatureOf!(item, buf, off, len))) {
       this.duplicates++;
       return;
     }
