@@ -28,7 +28,13 @@
       "defines": [
         "NAPI_VERSION=8",
         "NODE_ADDON_API_DISABLE_DEPRECATED",
-        "NODE_ADDON_API_CPP_EXCEPTIONS"
+        "NODE_ADDON_API_CPP_EXCEPTIONS",
+        # In an environment that is being torn down (worker.terminate(), process.exit() in
+        # a worker) every N-API call that could run JS fails, napi_throw included. Without
+        # this, node-addon-api then throws a second Napi::Error out of its noexcept callback
+        # wrappers (method calls, AsyncWorker completion) and std::terminate aborts the
+        # whole process; with it, the error is dropped, as no JS is left to see it.
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
       ],
       "cflags_cc!": [ "-fno-exceptions", "-fno-rtti" ],
       "cflags_cc": [ "-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter" ],

@@ -73,6 +73,18 @@ void OpenSocketWorker::OnOK() {
     deferred_.Reject(ErrnoError(env, "openSocket: the environment is shutting down", "socket", ECANCELED).Value());
     return;
   }
+  // Closes the socket if the constructor never took it. A guard, not a statement after the
+  // try: in an environment being torn down, Reject() in the handlers below throws too (N-API
+  // cannot settle the promise), and the socket must not leak on that way out.
+  struct AdoptGuard {
+    AddonState* state;
+    ~AdoptGuard() {
+      if (state->adopt) {
+        mnl_socket_close(state->adopt);
+        state->adopt = nullptr;
+      }
+    }
+  } guard{state};
   state->adopt = nl_;
   nl_ = nullptr;
   try {
@@ -82,10 +94,6 @@ void OpenSocketWorker::OnOK() {
     deferred_.Reject(e.Value());
   } catch (const std::bad_alloc&) {
     deferred_.Reject(ErrnoError(env, "malloc", ENOMEM).Value());
-  }
-  if (state->adopt) {  // the constructor failed before taking it
-    mnl_socket_close(state->adopt);
-    state->adopt = nullptr;
   }
 }
 

@@ -217,8 +217,13 @@ void Socket::Deliver(const char* data, size_t len, uint32_t overruns, uint32_t s
     napi_value result;
     if (napi_make_callback(raw, nullptr, recv, cb, 4, argv, &result) == napi_pending_exception) {
       // An exception thrown by the JS callback: report it as uncaught, like any callback.
+      // (The same status with nothing pending means the environment is being torn down and
+      // the callback never ran: nothing to report.)
+      bool pending = false;
       napi_value exc;
-      if (napi_get_and_clear_last_exception(raw, &exc) == napi_ok) napi_fatal_exception(raw, exc);
+      if (napi_is_exception_pending(raw, &pending) == napi_ok && pending &&
+          napi_get_and_clear_last_exception(raw, &exc) == napi_ok)
+        napi_fatal_exception(raw, exc);
     }
   }
   napi_close_handle_scope(raw, scope);
