@@ -87,6 +87,7 @@ async function flood(ct, ns, floorBin, rcvbuf, first) {
   const sent = await sendUdp(ns, FLOOD, first);
   const secs = since(t0);
   await stream.barrier(); // everything the kernel queued for the stream has been read
+  while (stream.queued > 0) await new Promise((r) => setImmediate(r)); // and consumed by the loop
   const cpu = process.cpuUsage(c0);
   const lost = stream.lost;
   const granted = stream.receiveBufferSize;

@@ -30,6 +30,9 @@ static constexpr size_t kMaxFreeBlocks = 24;
 // quiet sockets are handed over at once.
 static constexpr int64_t kLingerNs = 300 * 1000;
 static constexpr int64_t kBusyNs = 2 * 1000 * 1000;
+// While JS has queued blocks, a partly filled block waits for more data and looks this
+// often whether JS has caught up (then it is handed over at once).
+static constexpr int64_t kBacklogCheckNs = 1000 * 1000;
 
 static int64_t NowNs() {
   struct timespec ts;
@@ -150,6 +153,11 @@ size_t ReaderThread::BlockBytes(const Block& b) {
   return b.data ? b.data->size() : 0;
 }
 
+bool ReaderThread::Backlogged() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return !queue_.empty();
+}
+
 void ReaderThread::Publish(Block b) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -219,23 +227,36 @@ void ReaderThread::Loop() {
       int timeout_ms = -1;
       struct timespec linger_ts;
       const struct timespec* wait = nullptr;
+      bool backlog = false;  // waiting because JS has not taken the queued blocks yet
       if (st == RecvStatus::kAgain) {
         if (b.used > 0 || b.overruns > 0 || b.skipped > 0) {
-          // Hand over what we have, unless the socket is busy and a short wait may add more.
-          if (b.used == 0 || EndsReply(block.data() + last, block.data() + b.used)) break;
-          int64_t now = NowNs();
-          if (linger_until == 0) {
-            if (now - last_publish_ns_ > kBusyNs) break;
-            linger_until = now + kLingerNs;
+          // Replies go at once.
+          if (b.used > 0 && EndsReply(block.data() + last, block.data() + b.used)) break;
+          if (Backlogged()) {
+            // JS still has blocks to work through: handing this one over now would only queue
+            // a mostly empty block (each counts its whole allocation against kMaxQueued), so
+            // it goes on filling, looking back every kBacklogCheckNs.
+            backlog = true;
+            linger_ts.tv_sec = 0;
+            linger_ts.tv_nsec = static_cast<long>(kBacklogCheckNs);
+          } else {
+            // Hand over what we have, unless the socket is busy and a short wait may add more.
+            if (b.used == 0) break;
+            int64_t now = NowNs();
+            if (linger_until == 0) {
+              if (now - last_publish_ns_ > kBusyNs) break;
+              linger_until = now + kLingerNs;
+            }
+            if (now >= linger_until) break;
+            linger_ts.tv_sec = 0;
+            linger_ts.tv_nsec = static_cast<long>(linger_until - now);
           }
-          if (now >= linger_until) break;
-          linger_ts.tv_sec = 0;
-          linger_ts.tv_nsec = static_cast<long>(linger_until - now);
           wait = &linger_ts;
           timeout_ms = 0;
         }
         struct pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
         int r = timeout_ms < 0 ? poll(fds, 2, -1) : ppoll(fds, 2, wait, nullptr);
+        if (r == 0 && backlog) continue;  // look again whether JS has caught up
         if (r == 0) break;  // lingered long enough
         if (r < 0 && errno != EINTR) {
           b.fatal = errno;

@@ -50,6 +50,7 @@ class ReaderThread {
   void Run();
   void Loop();
   void Publish(Block b);
+  bool Backlogged();  // blocks wait for JS
   // What a queued block counts against kMaxQueued: its allocation.
   static size_t BlockBytes(const Block& b);
   void UpdateRef();

@@ -59,7 +59,7 @@ export interface Handle {
   requestMany(type: number, flags: number, family: number, payloads: Buffer, ends: Uint32Array, handler: ReplyHandler): void;
   /** A dump on a socket of its own, closed with the handle. */
   startDump<T>(spec: DumpSpec<T>, options?: DumpOptions): Dump<T>;
-  /** A subscribed socket in the handle's namespace, listening when this returns. */
+  /** A subscribed socket in the handle's namespace; it reads once the owner calls setListening(true). */
   subscribe(subscription: Subscription): NfSocket;
   /** Registers a child closed with the handle; returns what the child calls once it closed. */
   adopt(child: Child): () => void;

@@ -3,7 +3,7 @@ import type { Netns } from '../common/netns';
 import type { Subscription } from './handle';
 import { NfSocket } from './socket';
 
-/** Opens a socket in `netns`, prepares it, joins the groups and starts listening. */
+/** Opens a socket in `netns`, prepares it and joins the groups; the owner starts the reading (setListening). */
 export function openSubscription(netns: Netns | undefined, s: Subscription): NfSocket {
   const sock = new NfSocket({ netns, threaded: s.threaded });
   try {
@@ -14,6 +14,7 @@ export function openSubscription(netns: Netns | undefined, s: Subscription): NfS
     throw fromNative(err, s.operation);
   }
   sock.events = s.sink;
-  sock.setListening(true);
+  // Not reading yet: the owner calls setListening(true) once something consumes the
+  // stream (a reader thread started here would take its first block before that).
   return sock;
 }
