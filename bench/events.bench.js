@@ -129,6 +129,7 @@ async function main() {
     console.log(`drain of ${N} queued events: skipped (SO_RCVBUFFORCE refused, so ${N} events cannot be queued: run as real root for it)`);
     a.close();
     b.close();
+    await fillUdp(ns, 1); // the namespace's tracking rule and timeouts, which the flood relies on
     await floodRuns(ct, ns, floorBin);
     await ns.close();
     return;
