@@ -2,6 +2,7 @@
 #include "fault_injection.h"
 #include "recv.h"
 #include "socket.h"
+#include "start_thread.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -10,7 +11,6 @@
 #include <linux/netlink.h>
 #include <ctime>
 #include <new>
-#include <system_error>
 
 namespace conntrack {
 
@@ -79,13 +79,8 @@ void ReaderThread::Unref() {
 int ReaderThread::Start(size_t batch_bytes) {
   if (closing_) return 0;
   if (!started_) {
-    try {
-      thread_ = std::thread([this] { Run(); });
-    } catch (const std::system_error& e) {
-      return e.code().value() ? e.code().value() : EAGAIN;
-    } catch (const std::bad_alloc&) {
-      return ENOMEM;
-    }
+    int err = StartThread(&thread_, [this] { Run(); });
+    if (err != 0) return err;
     started_ = true;
   }
   {

@@ -2,12 +2,12 @@
 #include "fault_injection.h"
 #include "request.h"
 #include "socket.h"
+#include "start_thread.h"
 
 #include <errno.h>
 #include <libmnl/libmnl.h>
 #include <sys/socket.h>
 #include <new>
-#include <system_error>
 
 namespace conntrack {
 
@@ -18,16 +18,7 @@ Sender::Sender(uv_loop_t* loop, int fd, Socket* owner) : fd_(fd), owner_(owner) 
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
 }
 
-int Sender::Start() {
-  try {
-    thread_ = std::thread([this] { Run(); });
-  } catch (const std::system_error& e) {
-    return e.code().value() ? e.code().value() : EAGAIN;
-  } catch (const std::bad_alloc&) {
-    return ENOMEM;
-  }
-  return 0;
-}
+int Sender::Start() { return StartThread(&thread_, [this] { Run(); }); }
 
 int Sender::Enqueue(const char* data, size_t len) {
   try {
