@@ -107,7 +107,9 @@ class AckRequest implements ReplyHandler {
 
   done(err?: ConntrackError): void {
     if (!err) this.resolve();
-    else if (this.explain) this.explain(this.ct!, err, this.operation).then(this.reject, this.reject);
+    // The explainer may send requests of its own: never from inside the socket's send or
+    // receive loop that is settling this one.
+    else if (this.explain) Promise.resolve().then(() => this.explain!(this.ct!, err, this.operation)).then(this.reject, this.reject);
     else this.reject(err);
   }
 }

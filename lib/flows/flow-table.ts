@@ -9,7 +9,7 @@
 import { IntIndex } from '../common/int-index';
 import { Slab } from '../common/slab';
 import { u16le } from '../wire/bytes';
-import { NLA_TYPE_MASK } from '../wire/enums';
+import { CTA_HELP, CTA_MARK, CTA_SECCTX, NLA_TYPE_MASK } from '../wire/enums';
 import { NFNL_ATTR_OFFSET, NLMSG_HDRLEN, align4 } from '../wire/netlink';
 import { Flow, decodeFlow } from './flow';
 import { RawEntry, scanEntry } from './raw-entry';
@@ -167,6 +167,7 @@ export class FlowTable {
     let to = ref;
     if (!this.slab.fits(ref, len)) {
       to = this.slab.alloc(len);
+      this.slab.bufferOf(ref).writeUInt32LE(0, this.slab.offsetOf(ref)); // a free slot reads as length 0 (see refs())
       this.slab.free(ref);
       this.byKey.replace(hash, ref, to);
     }
@@ -258,9 +259,12 @@ export class FlowTable {
   /**
    * Builds in `merged` the message at buf[off, off + len) with the top-level attributes it
    * lacks taken from stored entry `ref`: what an UPDATE event leaves out because it did
-   * not change (protocol info, counters, labels, helper, use count, ...). Returns its length.
+   * not change (protocol info, counters, labels, use count, ...). Returns its length.
+   * With `update`, the attributes the kernel puts in every UPDATE event while they are set
+   * (CTA_HELP, CTA_SECCTX, CTA_MARK when non-zero) are not carried: their absence means
+   * the helper, the context or the mark is gone. A DESTROY event lacks them anyway.
    */
-  merge(ref: number, buf: Buffer, off: number, len: number): number {
+  merge(ref: number, buf: Buffer, off: number, len: number, update = false): number {
     const sb = this.slab.bufferOf(ref);
     const so = this.slab.offsetOf(ref);
     const slen = sb.readUInt32LE(so);
@@ -287,6 +291,10 @@ export class FlowTable {
       if (l < 4 || p + l > send) break;
       const t = u16le(sb, p + 2) & NLA_TYPE_MASK;
       const present = t < 32 ? (this.lo >>> t) & 1 : t < 64 ? (this.hi >>> (t - 32)) & 1 : 1;
+      if (update && (t === CTA_HELP || t === CTA_SECCTX || t === CTA_MARK)) {
+        p += align4(l);
+        continue;
+      }
       if (!present) n = copyAttr(sb, p, Math.min(align4(l), send - p), out, n);
       p += align4(l);
     }

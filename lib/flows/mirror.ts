@@ -485,7 +485,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       const o = this.held.offsetOf(ref);
       this.apply(b, o, b.readUInt32LE(o), KINDS[b[o + SEQ_OFFSET]], emit);
     }
-    this.dropPending();
+    this.held.clear();
     if (reason === 'lost') this.resyncs++;
     else if (reason === 'refresh') this.refreshes++;
     this.syncing = false;
@@ -564,7 +564,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     if (sameEntry) {
       // The same entry: the attributes the event left out (unchanged) are kept.
       const prev = emit && this.listenerCount('update') > 0 ? table.decode(ref) : undefined;
-      const n = table.merge(ref, buf, off, len);
+      const n = table.merge(ref, buf, off, len, true);
       const merged = scanEntry(table.merged, 0, n, this.msg);
       const now = table.replace(ref, table.merged, 0, n, merged, gen, hash);
       if (prev !== undefined) this.emitUser('update', table.decode(now), prev);
@@ -591,7 +591,10 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
 
   /** Forgets the events held for the running resync (and the memory that held them). */
   private dropPending(): void {
-    if (this.pending !== undefined) this.pending.length = 0;
+    // During the replay `pending` is already detached and its events are being applied:
+    // a resync requested meanwhile (a listener reading `lost`) must not free them.
+    if (this.pending === undefined) return;
+    this.pending.length = 0;
     this.held.clear();
   }
 

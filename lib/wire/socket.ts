@@ -111,6 +111,19 @@ export class NfSocket {
   /** Silent requests in flight, and the lowest sequence number one of them may have. */
   private silent = 0;
   private silentLow = 0;
+  /**
+   * A request on this socket succeeded, so the kernel's CAP_NET_ADMIN check passes for it
+   * (it checks the opener's capability once per datagram and, failing, answers only the
+   * datagram's first message with EPERM: sparse acks would then vouch for the rest).
+   */
+  private capable = false;
+  /**
+   * Replies may have gone missing unannounced: after an overrun the socket stays congested
+   * (the kernel reports ENOBUFS once and drops silently until the queue empties), and a
+   * skipped datagram may have held an error. No sparse acks and no vouching until nothing
+   * is in flight.
+   */
+  private tainted = false;
   /** The batch item index of the request takePending() last returned. */
   private takenItem = -1;
   private inFlight = 0;
@@ -390,7 +403,7 @@ export class NfSocket {
     const endOff = b.ends[b.next + n - 1];
     const ends = new Uint32Array(n);
     for (let k = 0; k < n; k++) ends[k] = b.ends[b.next + k] - startOff;
-    const silent = a.handler.ackOnly === true;
+    const silent = a.handler.ackOnly === true && this.capable && !this.tainted;
     try {
       const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends, silent);
       for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k, silent);
@@ -477,7 +490,7 @@ export class NfSocket {
       const base = a.start;
       const payloads = st.subarray(base, items[to - 1].end);
       const ends = new Uint32Array(to - from);
-      let silent = true;
+      let silent = this.capable && !this.tainted;
       for (let k = from; k < to; k++) {
         ends[k - from] = items[k].end - base;
         if (items[k].handler.ackOnly !== true) silent = false;
@@ -539,7 +552,13 @@ export class NfSocket {
     // A batch with an overrun: replies were lost, perhaps the error of a silent request,
     // and nothing says where in the batch. Its replies then settle only their own requests;
     // the silent ones fail below with everything else in flight (never reported created).
-    if (batch) this.dispatch(batch, overruns === 0);
+    if (batch) this.dispatch(batch, overruns === 0 && skipped === 0 && !this.tainted);
+    if (overruns > 0 || skipped > 0) this.tainted = true;
+    if (skipped > 0 && overruns === 0 && this.silent > 0) {
+      // A dropped datagram may have held a silent request's error: none of them can be
+      // vouched for now.
+      this.failSilent(new ConntrackError('ERR_OUTCOME_UNKNOWN', 'a reply from the kernel was malformed and skipped; this request may or may not have been carried out: check the table'));
+    }
     if (overruns > 0) {
       if (this.events) this.events.overrun(overruns);
       if (this.inFlight > 0) {
@@ -557,6 +576,7 @@ export class NfSocket {
       this.failPending(err);
       this.events?.error(err);
     }
+    if (this.tainted && this.inFlight === 0) this.tainted = false; // every reply read: the queue is empty
     this.kick();
   }
 
@@ -687,8 +707,17 @@ export class NfSocket {
     }
   }
 
+  /** Fails the silent requests in flight (and only those). */
+  private failSilent(err: ConntrackError): void {
+    for (let i = 0; i < RING && this.silent > 0; i++) {
+      const h = this.ring[i];
+      if (h !== undefined && this.ringSilent[i] === 1) this.settle(this.ringSeq[i], h, err);
+    }
+  }
+
   /** Takes request `seq` off the window and calls its handler once. */
   private settle(seq: number, h: ReplyHandler, err: ConntrackError | undefined): void {
+    if (err === undefined) this.capable = true;
     this.takePending(seq);
     const item = this.takenItem;
     try {

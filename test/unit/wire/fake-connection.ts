@@ -90,6 +90,19 @@ export function fakeSocket(options: { receiveBufferSize?: number } = {}): { sock
   return { sock, conn };
 }
 
+/**
+ * An NfSocket on a fake connection that has already seen a request succeed (one ack-only
+ * request, acked), as sparse acks need; `conn.sent` starts empty.
+ */
+export async function capableSocket(options: { receiveBufferSize?: number } = {}): Promise<{ sock: NfSocket; conn: FakeConnection }> {
+  const r = fakeSocket(options);
+  r.sock.request(0x100, 0, 2, undefined, { operation: 'probe', ackOnly: true, message() {}, done() {} });
+  await new Promise((resolve) => process.nextTick(resolve));
+  r.conn.feed(ack(r.conn.sent[0].seq));
+  r.conn.sent.splice(0);
+  return r;
+}
+
 /** A netlink header followed by `body` (length, type, flags, seq, pid filled in). */
 export function nlmsg(type: number, flags: number, seq: number, body: Buffer = Buffer.alloc(0), pid = PORT_ID): Buffer {
   const len = 16 + body.length;

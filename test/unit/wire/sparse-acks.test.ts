@@ -5,12 +5,12 @@
  * replies to requests sent before them (a dump's later parts) vouch for none.
  */
 import { ConntrackError } from '../../../lib/common/errors';
-import { NLMSG_DONE, Outcome, ack, fakeSocket, nlmsg, recorder } from './fake-connection';
+import { NLMSG_DONE, Outcome, ack, capableSocket, fakeSocket, nlmsg, recorder } from './fake-connection';
 
 const EEXIST = 17;
 
-function batchOf(n: number) {
-  const { sock, conn } = fakeSocket();
+async function batchOf(n: number) {
+  const { sock, conn } = await capableSocket();
   const outcomes: Outcome[] = Array.from({ length: n }, () => ({ settled: false, messages: 0 }));
   const payloads = Buffer.alloc(8 * n);
   const ends = Uint32Array.from({ length: n }, (_, i) => 8 * (i + 1));
@@ -30,8 +30,8 @@ function batchOf(n: number) {
 }
 
 describe('sparse acks', () => {
-  test('a batch of ack-only items is sent with sparse acks; one later reply settles every earlier item', () => {
-    const { sock, conn, outcomes } = batchOf(5);
+  test('a batch of ack-only items is sent with sparse acks; one later reply settles every earlier item', async () => {
+    const { sock, conn, outcomes } = await batchOf(5);
     expect(conn.sent.map((r) => r.sparse)).toEqual([true, true, true, true, true]);
     const seq = (i: number) => conn.sent[i].seq;
     conn.feed(Buffer.concat([ack(seq(1), EEXIST), ack(seq(4))]));
@@ -40,8 +40,8 @@ describe('sparse acks', () => {
     expect(sock.outstanding).toBe(0);
   });
 
-  test('an error in the middle settles the items before it, not those after', () => {
-    const { conn, outcomes } = batchOf(6);
+  test('an error in the middle settles the items before it, not those after', async () => {
+    const { conn, outcomes } = await batchOf(6);
     const seq = (i: number) => conn.sent[i].seq;
     conn.feed(ack(seq(2), EEXIST));
     expect(outcomes.map((o) => o.settled)).toEqual([true, true, true, false, false, false]);
@@ -51,7 +51,7 @@ describe('sparse acks', () => {
   });
 
   test('a reply to a request sent before the silent ones vouches for none of them', async () => {
-    const { sock, conn } = fakeSocket();
+    const { sock, conn } = await capableSocket();
     const dump = recorder('list', false);
     sock.request(0x101, 0x300, 2, undefined, dump.handler);
     await new Promise((r) => process.nextTick(r));
@@ -71,7 +71,7 @@ describe('sparse acks', () => {
   });
 
   test('requests that bring replies are not sent silently', async () => {
-    const { sock, conn } = fakeSocket();
+    const { sock, conn } = await capableSocket();
     const a = recorder('get', false);
     const b = recorder('get', false);
     sock.request(0x101, 0, 2, Buffer.alloc(8), a.handler);
@@ -83,16 +83,16 @@ describe('sparse acks', () => {
     expect(b.outcome.settled).toBe(true);
   });
 
-  test('a batch that reports an overrun vouches for no silent request: they fail with ENOBUFS', () => {
-    const { conn, outcomes } = batchOf(4);
+  test('a batch that reports an overrun vouches for no silent request: they fail with ENOBUFS', async () => {
+    const { conn, outcomes } = await batchOf(4);
     // The lost reply could be item 0's error: item 1's ack settles item 1 only.
     conn.feed(ack(conn.sent[1].seq), 1);
     expect(outcomes.map((o) => o.ok)).toEqual([false, true, false, false]);
     expect(outcomes.filter((o) => !o.ok).map((o) => (o.error as ConntrackError).code)).toEqual(['ENOBUFS', 'ENOBUFS', 'ENOBUFS']);
   });
 
-  test('replies in a batch before the overrun settle as usual', () => {
-    const { conn, outcomes } = batchOf(4);
+  test('replies in a batch before the overrun settle as usual', async () => {
+    const { conn, outcomes } = await batchOf(4);
     conn.feed(ack(conn.sent[1].seq));
     conn.feed(null, 1);
     expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, false]);
@@ -100,8 +100,8 @@ describe('sparse acks', () => {
   });
 });
 
-test('a callback that closes the socket while earlier silent items settle: every item settles once', () => {
-  const { sock, conn } = fakeSocket();
+test('a callback that closes the socket while earlier silent items settle: every item settles once', async () => {
+  const { sock, conn } = await capableSocket();
   const outcomes: (string | undefined)[][] = [[], [], []];
   sock.requestMany(0x100, 0, 2, Buffer.alloc(24), Uint32Array.of(8, 16, 24), {
     operation: 'createMany',
@@ -118,7 +118,7 @@ test('a callback that closes the socket while earlier silent items settle: every
 
 describe('staged payloads', () => {
   test('every request goes out with its own payload bytes, through window stalls and queue compaction', async () => {
-    const { sock, conn } = fakeSocket({ receiveBufferSize: 32 * 1024 }); // a window of 32 ack-only requests
+    const { sock, conn } = await capableSocket({ receiveBufferSize: 32 * 1024 }); // a window of 32 ack-only requests
     const N = 3000;
     const size = (i: number): number => 4 + (i % 3) * 4 + (i % 7 === 0 ? 200 : 0); // mixed sizes, enough to outgrow the staging buffer
     const outcomes = Array.from({ length: N }, () => recorder());
@@ -141,5 +141,54 @@ describe('staged payloads', () => {
     expect(conn.sent.filter((r, i) => !r.payload!.subarray(4).every((b) => b === (i & 0xff)))).toEqual([]);
     expect(outcomes.every((o) => o.outcome.ok === true)).toBe(true);
     expect(sock.outstanding).toBe(0);
+  });
+});
+
+describe('when sparse acks are not safe', () => {
+  const EPERM = 1;
+  function many(sock: ReturnType<typeof fakeSocket>['sock'], n: number): Outcome[] {
+    const outcomes: Outcome[] = Array.from({ length: n }, () => ({ settled: false, messages: 0 }));
+    sock.requestMany(0x100, 0, 2, Buffer.alloc(8 * n), Uint32Array.from({ length: n }, (_, i) => 8 * (i + 1)), {
+      operation: 'createMany',
+      ackOnly: true,
+      message() {},
+      done(err, item) {
+        outcomes[item].settled = true;
+        outcomes[item].ok = err === undefined;
+        outcomes[item].error = err;
+      },
+    });
+    return outcomes;
+  }
+
+  test('before any request on the socket succeeded, every request carries its own ack: a datagram refused as a whole (EPERM for its first message only) reports nothing else created', () => {
+    const { conn, sock } = fakeSocket();
+    const outcomes = many(sock, 4);
+    expect(conn.sent.map((r) => r.sparse === true)).toEqual([false, false, false, false]);
+    // Without CAP_NET_ADMIN nfnetlink_rcv() answers a datagram's first message and drops the rest.
+    conn.feed(ack(conn.sent[0].seq, EPERM));
+    expect(outcomes.map((o) => o.ok)).toEqual([false, undefined, undefined, undefined]);
+    expect((outcomes[0].error as ConntrackError).code).toBe('EPERM');
+  });
+
+  test('once a request succeeded, later batches go out with sparse acks', () => {
+    const { conn, sock } = fakeSocket();
+    const first = many(sock, 2);
+    conn.feed(Buffer.concat([ack(conn.sent[0].seq), ack(conn.sent[1].seq)]));
+    expect(first.every((o) => o.ok)).toBe(true);
+    many(sock, 3);
+    expect(conn.sent.slice(2).map((r) => r.sparse)).toEqual([true, true, true]);
+  });
+
+  test('a skipped (malformed) datagram fails the silent requests in flight as of unknown outcome, and sparse acks wait until the socket is idle', async () => {
+    const { conn, sock } = await capableSocket();
+    const outcomes = many(sock, 3);
+    expect(conn.sent.map((r) => r.sparse)).toEqual([true, true, true]);
+    conn.feed(null, 0, 1); // one datagram skipped by the native receive path
+    expect(outcomes.map((o) => (o.error as ConntrackError | undefined)?.code)).toEqual(['ERR_OUTCOME_UNKNOWN', 'ERR_OUTCOME_UNKNOWN', 'ERR_OUTCOME_UNKNOWN']);
+    expect(sock.outstanding).toBe(0);
+    // Idle again: the taint is gone with the last request in flight.
+    many(sock, 2);
+    expect(conn.sent.slice(3).map((r) => r.sparse)).toEqual([true, true]);
   });
 });
