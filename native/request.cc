@@ -71,7 +71,8 @@ Napi::Value Socket::Request(const Napi::CallbackInfo& info) {
   uint32_t seq = ReserveSeqs(1);
   size_t total = PutMessage(buf, 0, type, flags, family, res_id, seq, payload, len);
   int err = Transmit(buf.data(), total);
-  if (err != 0) ThrowErrno(env, "sendmsg", err);
+  // With a sender thread the only failure here is the copy for it (ENOMEM).
+  if (err != 0) ThrowErrno(env, sender_ ? "malloc" : "sendmsg", err);
   return Napi::Number::New(env, seq);
 }
 
@@ -123,7 +124,7 @@ Napi::Value Socket::RequestBatch(const Napi::CallbackInfo& info) {
   size_t sent = 0;      // items handed to the kernel (or to the sender thread)
   size_t packed = 0;    // items in `buf`, not yet sent
   int err = 0;
-  const char* syscall = "sendmsg";
+  const char* syscall = sender_ ? "malloc" : "sendmsg";  // see Request()
   try {
     thread_local std::vector<char> buf(kMaxSend + MNL_SOCKET_BUFFER_SIZE);
     const uint16_t item_flags = sparse_acks ? static_cast<uint16_t>(flags & ~NLM_F_ACK) : flags;
