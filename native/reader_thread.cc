@@ -148,9 +148,11 @@ size_t ReaderThread::BlockBytes(const Block& b) {
   return b.data ? b.data->size() : 0;
 }
 
+// True while JS has blocks still to take and is taking them (a paused reader hands its
+// partial block over and waits for Start() instead of looking back every millisecond).
 bool ReaderThread::Backlogged() {
   std::lock_guard<std::mutex> lk(mu_);
-  return !queue_.empty();
+  return !paused_ && !stop_ && !queue_.empty();
 }
 
 void ReaderThread::Publish(Block b) {
