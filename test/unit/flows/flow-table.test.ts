@@ -5,7 +5,7 @@
  * replacements that need a bigger slot and deletes, also when every key collides; merge()
  * keeps what an UPDATE or DESTROY event leaves out.
  */
-import { CTA_ID, CTA_STATUS, CTA_TIMEOUT, CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, IPCTNL_MSG_CT_DELETE, NLM_F_CREATE } from '../../../lib/wire/enums';
+import { CTA_ID, CTA_MARK, CTA_STATUS, CTA_TIMEOUT, CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, IPCTNL_MSG_CT_DELETE, NLM_F_CREATE } from '../../../lib/wire/enums';
 import { Flow, decodeFlow } from '../../../lib/flows/flow';
 import { FlowTable, keyHash } from '../../../lib/flows/flow-table';
 import { RawEntry, scanEntry } from '../../../lib/flows/raw-entry';
@@ -181,5 +181,39 @@ describe('FlowTable on captured kernel messages', () => {
       }
       expect(merged.unknown).toBeUndefined();
     }
+  });
+  test('merge() of an UPDATE does not carry CTA_MARK, CTA_HELP or CTA_SECCTX (the kernel sends them whenever set: absent means gone); of a DESTROY it does', () => {
+    const d = dumped[0];
+    // The held copy with a mark of 5 (an attribute of its own, appended).
+    const mark = Buffer.alloc(8);
+    mark.writeUInt16LE(8, 0);
+    mark.writeUInt16LE(CTA_MARK, 2);
+    mark.writeUInt32BE(5, 4);
+    const held = Buffer.concat([only(d, [CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_STATUS, CTA_ID, CTA_TIMEOUT]), mark]);
+    held.writeUInt32LE(held.length, 0);
+    expect(decoded(held).mark).toBe(5);
+    const t = new FlowTable();
+    const ref = t.insert(held, 0, held.length, scan(held), 1);
+    const u = only(d, [CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_STATUS, CTA_ID, CTA_TIMEOUT], 7);
+    expect(decodeFlow(t.merged, 0, t.merge(ref, u, 0, u.length, true)).mark).toBe(0);
+    expect(decodeFlow(t.merged, 0, t.merge(ref, u, 0, u.length, false)).mark).toBe(5);
+  });
+
+  test('an iteration paused while an entry moves to a bigger slot never yields its old copy', () => {
+    const t = new FlowTable();
+    const refs = dumped.slice(0, 4).map((m) => t.insert(m, 0, m.length, scan(m), 1));
+    const it = t.refs();
+    const seen: number[] = [it.next().value as number];
+    const moved = dumped[3];
+    const big = longer(moved, 900);
+    const to = t.replace(refs[3], big, 0, big.length, scan(big), 2);
+    expect(to).not.toBe(refs[3]);
+    for (let r = it.next(); !r.done; r = it.next()) seen.push(r.value);
+    // The moved entry is not reached (it was not in its old slot when the walk got there)
+    // or is reached at its new slot; its old copy is never handed out.
+    const copies = seen.map((ref) => t.decode(ref)).filter((f) => f.id === decoded(moved).id);
+    expect(copies.length).toBeLessThanOrEqual(1);
+    for (const f of copies) expect(f.unknown).toContain(0x3ff0);
+    expect(seen.length).toBeGreaterThanOrEqual(3);
   });
 });
