@@ -23,7 +23,7 @@ import { invalid } from '../common/errors';
 import { checkHelperName, checkInt, checkKeys, checkObject, show } from '../common/validate';
 import { acceptedStates, canonicalState, stateNames } from './states';
 import { AttrWriter } from '../wire/netlink';
-import { parseAddress } from '../common/address';
+import { ParsedAddress, parseAddress } from '../common/address';
 import { ResolvedTuple, encodeTuple, invertTuple, protoName, protoNumber, resolveTuple } from './tuple';
 import type { CreateSpec, EntryKey, SettableStatusFlag, UpdateSpec } from './entry-types';
 
@@ -402,6 +402,36 @@ function fastTuple(u: Uint32Array, i: number, attr: number, protonum: number, sr
   return i + 7;
 }
 
+/** What fastOrig() read last (scratch: valid until its next call). */
+const fastOrigRead = { src: undefined as unknown as ParsedAddress, dst: undefined as unknown as ParsedAddress, sport: 0, dport: 0 };
+
+/**
+ * Reads the original tuple of the fast encoders' shape ({ src, dst, sport, dport }, one
+ * address family, ports 0-65535) into fastOrigRead; false for any other shape or value.
+ * Values are read in the for-in loop, as writeCreateFast() explains.
+ */
+function fastOrig(orig: unknown): boolean {
+  if (!isPlain(orig)) return false;
+  let srcText: unknown, dstText: unknown, sport: unknown, dport: unknown;
+  for (const k in orig) {
+    const v = orig[k];
+    if (k === 'src') srcText = v;
+    else if (k === 'dst') dstText = v;
+    else if (k === 'sport') sport = v;
+    else if (k === 'dport') dport = v;
+    else return false;
+  }
+  if (!isU(sport, 0xffff) || !isU(dport, 0xffff)) return false;
+  const src = parseAddress(srcText as string);
+  const dst = parseAddress(dstText as string);
+  if (!src || !dst || src.family !== dst.family) return false;
+  fastOrigRead.src = src;
+  fastOrigRead.dst = dst;
+  fastOrigRead.sport = sport as number;
+  fastOrigRead.dport = dport as number;
+  return true;
+}
+
 /**
  * writeCreate() for the shape bulk callers send ({ proto, orig: { src, dst, sport, dport },
  * timeout, mark?, zone? }, a port protocol, no reply tuple), writing bytes directly: bulk
@@ -427,21 +457,10 @@ export function writeCreateFast(w: AttrWriter, spec: unknown): number {
     else return -1;
   }
   const protonum = fastPortProto(proto);
-  if (protonum < 0 || !isPlain(orig)) return -1;
-  let srcText: unknown, dstText: unknown, sport: unknown, dport: unknown;
-  for (const k in orig) {
-    const v = orig[k];
-    if (k === 'src') srcText = v;
-    else if (k === 'dst') dstText = v;
-    else if (k === 'sport') sport = v;
-    else if (k === 'dport') dport = v;
-    else return -1;
-  }
-  if (!isU(sport, 0xffff) || !isU(dport, 0xffff) || !isU(timeout, 0xffffffff) || timeout === 0) return -1;
+  if (protonum < 0 || !isU(timeout, 0xffffffff) || timeout === 0) return -1;
   if ((mark !== undefined && !isU(mark, 0xffffffff)) || (zone !== undefined && !isU(zone, 0xffff))) return -1;
-  const src = parseAddress(srcText as string);
-  const dst = parseAddress(dstText as string);
-  if (!src || !dst || src.family !== dst.family) return -1;
+  if (!fastOrig(orig)) return -1;
+  const { src, dst, sport, dport } = fastOrigRead;
   // Whole-word stores need a little-endian host and a writer at a word boundary (where
   // attributes always end); otherwise the general path writes the same bytes.
   if (!LITTLE_ENDIAN || (w.length & 3) !== 0) return -1;
@@ -485,21 +504,10 @@ export function writeKeyFast(w: AttrWriter, key: unknown): number {
     else return -1;
   }
   const protonum = fastPortProto(proto);
-  if (protonum < 0 || !isPlain(orig)) return -1;
-  let srcText: unknown, dstText: unknown, sport: unknown, dport: unknown;
-  for (const k in orig) {
-    const v = orig[k];
-    if (k === 'src') srcText = v;
-    else if (k === 'dst') dstText = v;
-    else if (k === 'sport') sport = v;
-    else if (k === 'dport') dport = v;
-    else return -1;
-  }
-  if (!isU(sport, 0xffff) || !isU(dport, 0xffff)) return -1;
+  if (protonum < 0) return -1;
   if ((zone !== undefined && !isU(zone, 0xffff)) || (id !== undefined && !isU(id, 0xffffffff))) return -1;
-  const src = parseAddress(srcText as string);
-  const dst = parseAddress(dstText as string);
-  if (!src || !dst || src.family !== dst.family) return -1;
+  if (!fastOrig(orig)) return -1;
+  const { src, dst, sport, dport } = fastOrigRead;
   if (!LITTLE_ENDIAN || (w.length & 3) !== 0) return -1;
   const p = w.raw((src.family === 'ipv4' ? 52 : 76) + (zone ? 8 : 0) + (id !== undefined ? 8 : 0));
   const u = w.words;
