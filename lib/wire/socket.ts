@@ -124,6 +124,11 @@ export class NfSocket {
    * is in flight.
    */
   private tainted = false;
+
+  /** Whether ack-only requests may go out silently now (see `capable`, `tainted`). */
+  private get sparseAcks(): boolean {
+    return this.capable && !this.tainted;
+  }
   /** The batch item index of the request takePending() last returned. */
   private takenItem = -1;
   private inFlight = 0;
@@ -403,7 +408,7 @@ export class NfSocket {
     const endOff = b.ends[b.next + n - 1];
     const ends = new Uint32Array(n);
     for (let k = 0; k < n; k++) ends[k] = b.ends[b.next + k] - startOff;
-    const silent = a.handler.ackOnly === true && this.capable && !this.tainted;
+    const silent = a.handler.ackOnly === true && this.sparseAcks;
     try {
       const first = this.handle.requestBatch(a.type, a.flags, a.family, b.payloads.subarray(startOff, endOff), ends, silent);
       for (let k = 0; k < n; k++) this.addPending((first + k) >>> 0, a.handler, cost, b.next + k, silent);
@@ -490,7 +495,7 @@ export class NfSocket {
       const base = a.start;
       const payloads = st.subarray(base, items[to - 1].end);
       const ends = new Uint32Array(to - from);
-      let silent = this.capable && !this.tainted;
+      let silent = this.sparseAcks;
       for (let k = from; k < to; k++) {
         ends[k - from] = items[k].end - base;
         if (items[k].handler.ackOnly !== true) silent = false;
