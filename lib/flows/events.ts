@@ -181,6 +181,9 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   private listening = false;
   /** Set by consumeRaw(): takes every event message undecoded. */
   private rawSink: ((buf: Buffer, off: number, len: number, kind: FlowEventType) => void) | undefined;
+  /** Set by consumeRaw(): told of every gap in the event sequence. */
+  private rawGap: (() => void) | undefined;
+  private inOverrun = false;
   private waiter: Waiter | undefined;
   private error: ConntrackError | undefined;
   private closed = false;
@@ -257,7 +260,10 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
         }
         // The filter goes on before the groups are joined, so nothing unfiltered slips in.
         if (bpf.program) sock.handle.attachFilter(bpf.program);
-        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emitUser('lost', info));
+        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => {
+          this.emitUser('lost', info);
+          if (!this.inOverrun) this.rawGap?.();
+        });
       },
       sink: {
         message: this.onMessage,
@@ -395,10 +401,13 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   /**
    * @internal Hands every event message that passes the filters to `sink` as its bytes
    * (valid only during the call), instead of emitting 'event' or queueing it: for the
-   * mirror, which stores messages rather than Flows. The stream reads from now on.
+   * mirror, which stores messages rather than Flows. `gap` is called at each point where
+   * events are missing: each overrun in the order the messages arrive, and each growth of
+   * the drop counter noticed elsewhere. The stream reads from now on.
    */
-  consumeRaw(sink: (buf: Buffer, off: number, len: number, kind: FlowEventType) => void): void {
+  consumeRaw(sink: (buf: Buffer, off: number, len: number, kind: FlowEventType) => void, gap: () => void): void {
     this.rawSink = sink;
+    this.rawGap = gap;
     this.updatePaused();
   }
 
@@ -450,7 +459,15 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
 
   private onOverrun(count: number): void {
     this.counters.overruns += count;
-    this.refreshLost();
+    this.inOverrun = true;
+    try {
+      this.refreshLost();
+    } finally {
+      this.inOverrun = false;
+    }
+    // Every overrun is a gap at its own place in the sequence, even when the drop counter
+    // had already been read after it (one long stall can show up as several overruns).
+    this.rawGap?.();
     if (this.growMax !== undefined && this.sock && !this.closed) {
       const current = this.requested || Math.floor(this.granted / 2);
       if (current < this.growMax) {

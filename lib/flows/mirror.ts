@@ -199,8 +199,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
         // to hold them, and the held events never amount to a second copy of the table.
         if (this.pending.length > Math.max(MAX_PENDING, this.size >> 1)) this.requestResync();
       }
-    });
-    this.stream.on('lost', () => this.requestResync());
+    }, () => this.requestResync());
     this.stream.on('error', (err: ConntrackError) => this.fail(err));
     this.signal = options.signal;
     if (this.signal) {

@@ -243,7 +243,7 @@ describe('sandbox() permissions and process lifetime', () => {
         await new Promise((r) => setTimeout(r, 100));
         console.log(JSON.stringify({ holder: sb.pid, child: c.pid }));
         process.kill(process.pid, "SIGKILL");
-      });' || true`], { encoding: 'utf8', timeout: 60000 });
+      });' || true`], { encoding: 'utf8', timeout: 60000, stdio: ['ignore', 'pipe', 'pipe'] }); // sh's "Killed" stays out of the log
     const { holder, child } = JSON.parse(out);
     for (let i = 0; i < 100 && (alive(holder) || alive(child)); i++) await new Promise((r) => setTimeout(r, 20));
     expect(alive(holder)).toBe(false);
