@@ -3,7 +3,7 @@
  * Node process against the built package (dist/lib), for what a test cannot observe inside
  * Jest: process-level uncaught exceptions, exit codes, crashes.
  */
-import { ChildProcess, execFile } from 'child_process';
+import { ChildProcess, execFile, execFileSync } from 'child_process';
 import * as path from 'path';
 
 /** Resolves with a child process's stdout once it exits 0; rejects with the exit code and stderr otherwise. */
@@ -41,4 +41,30 @@ export function runNode(code: string, args: string[] = [], nodeArgs: string[] = 
       });
     });
   });
+}
+
+/**
+ * Runs `body` in a child Node process with `ct` open in the namespace `netns` and blocks
+ * this thread until it exits. A flood made this way overruns this process's event sockets
+ * on any machine, however fast: their reader threads stop once 4 MB wait for JavaScript,
+ * then the kernel drops the rest. In `body`, `spec(i, base)` is the UDP entry
+ * 10.BASE.(i >> 8).(i & 255):1000 -> 10.99.0.1:53 (timeout 600) and `key(s)` its key;
+ * a bulk call that reports errors fails the child, and so this call.
+ */
+export function floodBlocking(netns: string, body: string): void {
+  const script = `const DIST = ${JSON.stringify(DIST)};
+    const { Conntrack } = require(DIST);
+    const spec = (i, base) => ({ proto: 'udp', orig: { src: '10.' + base + '.' + (i >> 8) + '.' + (i & 255), dst: '10.99.0.1', sport: 1000, dport: 53 }, timeout: 600 });
+    const key = (s) => ({ proto: s.proto, orig: s.orig });
+    const range = (n, f) => Array.from({ length: n }, (_, i) => f(i));
+    const check = (r) => { if (r.errors.length) throw r.errors[0].error; return r; };
+    (async () => {
+      const ct = await Conntrack.open({ netns: ${JSON.stringify(netns)} });
+      try {
+        ${body}
+      } finally {
+        await ct.close();
+      }
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  execFileSync(process.execPath, ['-e', script], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 120000, killSignal: 'SIGKILL' });
 }
