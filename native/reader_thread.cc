@@ -27,12 +27,13 @@ static constexpr size_t kMaxFreeBlocks = 24;
 // Under sustained load (the previous block went out less than kBusyNs ago) a block that has
 // data waits up to kLingerNs for more before it is handed over, so one JS call carries many
 // events instead of one or two. Replies (a block ending in NLMSG_DONE or an error/ack) and
-// quiet sockets are handed over at once.
+// quiet sockets are handed over at once. Such waits are naps of at most kNapNs that the
+// socket does not interrupt: what arrives meanwhile is read in one go after each. Short
+// enough that even the default receive buffer (about 160 events) holds what a flood
+// brings in one.
 static constexpr int64_t kLingerNs = 300 * 1000;
 static constexpr int64_t kBusyNs = 2 * 1000 * 1000;
-// While JS has queued blocks, a partly filled block waits for more data and looks this
-// often whether JS has caught up (then it is handed over at once).
-static constexpr int64_t kBacklogCheckNs = 1000 * 1000;
+static constexpr int64_t kNapNs = 100 * 1000;
 
 static int64_t NowNs() {
   struct timespec ts;
@@ -221,23 +222,18 @@ void ReaderThread::Loop() {
         b.fatal = c.fatal;
         break;
       }
-      int timeout_ms = -1;
-      struct timespec linger_ts;
-      const struct timespec* wait = nullptr;
-      bool backlog = false;  // waiting because JS has not taken the queued blocks yet
+      struct timespec nap_ts;
+      bool nap = false;  // sleeping a moment while datagrams gather in the socket
       if (st == RecvStatus::kAgain) {
         if (b.used > 0 || b.overruns > 0 || b.skipped > 0) {
           // Replies go at once.
           if (b.used > 0 && EndsReply(block.data() + last, block.data() + b.used)) break;
-          if (Backlogged()) {
-            // JS still has blocks to work through: handing this one over now would only queue
-            // a mostly empty block (each counts its whole allocation against kMaxQueued), so
-            // it goes on filling, looking back every kBacklogCheckNs.
-            backlog = true;
-            linger_ts.tv_sec = 0;
-            linger_ts.tv_nsec = static_cast<long>(kBacklogCheckNs);
-          } else {
+          int64_t nap_ns = kNapNs;
+          if (!Backlogged()) {
             // Hand over what we have, unless the socket is busy and a short wait may add more.
+            // (While JS still has blocks to work through, handing this one over would only
+            // queue a mostly empty block, each counting its whole allocation against
+            // kMaxQueued: it goes on filling, looking back after each nap.)
             if (b.used == 0) break;
             int64_t now = NowNs();
             if (linger_until == 0) {
@@ -245,16 +241,17 @@ void ReaderThread::Loop() {
               linger_until = now + kLingerNs;
             }
             if (now >= linger_until) break;
-            linger_ts.tv_sec = 0;
-            linger_ts.tv_nsec = static_cast<long>(linger_until - now);
+            if (linger_until - now < nap_ns) nap_ns = linger_until - now;
           }
-          wait = &linger_ts;
-          timeout_ms = 0;
+          nap_ts.tv_sec = 0;
+          nap_ts.tv_nsec = static_cast<long>(nap_ns);
+          nap = true;
         }
+        // A nap watches only the wake fd: datagrams that arrive meanwhile gather in the
+        // socket and are read together afterwards, instead of waking this thread one by one.
         struct pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-        int r = timeout_ms < 0 ? poll(fds, 2, -1) : ppoll(fds, 2, wait, nullptr);
-        if (r == 0 && backlog) continue;  // look again whether JS has caught up
-        if (r == 0) break;  // lingered long enough
+        int r = nap ? ppoll(&fds[1], 1, &nap_ts, nullptr) : poll(fds, 2, -1);
+        if (r == 0) continue;  // napped: read what has gathered
         if (r < 0 && errno != EINTR) {
           b.fatal = errno;
           break;
