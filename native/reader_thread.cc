@@ -228,12 +228,12 @@ void ReaderThread::Loop() {
         if (b.used > 0 || b.overruns > 0 || b.skipped > 0) {
           // Replies go at once.
           if (b.used > 0 && EndsReply(block.data() + last, block.data() + b.used)) break;
+          // While JS still has blocks to work through, handing this one over would only queue
+          // a mostly empty block (each counts its whole allocation against kMaxQueued): it
+          // goes on filling, looking back after each nap. Otherwise what we have is handed
+          // over, unless the socket is busy and a short wait may add more.
           int64_t nap_ns = kNapNs;
           if (!Backlogged()) {
-            // Hand over what we have, unless the socket is busy and a short wait may add more.
-            // (While JS still has blocks to work through, handing this one over would only
-            // queue a mostly empty block, each counting its whole allocation against
-            // kMaxQueued: it goes on filling, looking back after each nap.)
             if (b.used == 0) break;
             int64_t now = NowNs();
             if (linger_until == 0) {
