@@ -25,6 +25,7 @@ const { sandbox, compileC, fillUdp, sendUdp, since, printTable, machine } = requ
 const N = Number(process.argv[2] ?? 100000);
 const FLOOD = Number(process.argv[3] ?? 200000);
 const ROUNDS = Number(process.argv[4] ?? 3);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`rounds must be a positive integer, got ${process.argv[4]}`);
 const RCVBUF = 256 << 20; // forced: room for N queued events (about 1.3 KB each)
 
 function touch(ev) {

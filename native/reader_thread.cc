@@ -28,9 +28,10 @@ static constexpr size_t kMaxFreeBlocks = 24;
 // data waits up to kLingerNs for more before it is handed over, so one JS call carries many
 // events instead of one or two. Replies (a block ending in NLMSG_DONE or an error/ack) and
 // quiet sockets are handed over at once. Such waits are naps of at most kNapNs that the
-// socket does not interrupt: what arrives meanwhile is read in one go after each. Short
-// enough that even the default receive buffer (about 160 events) holds what a flood
-// brings in one.
+// socket does not interrupt: what arrives meanwhile is read in one go after each. The
+// default receive buffer (about 160 events) lasts through a nap, timer slack included, up
+// to about a million events a second; at such rates the reader falls behind anyway (each
+// recvmsg() costs it close to a microsecond).
 static constexpr int64_t kLingerNs = 300 * 1000;
 static constexpr int64_t kBusyNs = 2 * 1000 * 1000;
 static constexpr int64_t kNapNs = 100 * 1000;
@@ -39,17 +40,6 @@ static int64_t NowNs() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-// True when the datagram at [p, end) holds NLMSG_DONE or NLMSG_ERROR: the end of a reply.
-static bool EndsReply(const char* p, const char* end) {
-  while (end - p >= static_cast<ptrdiff_t>(sizeof(struct nlmsghdr))) {
-    const struct nlmsghdr* h = reinterpret_cast<const struct nlmsghdr*>(p);
-    if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) return true;
-    if (h->nlmsg_len < sizeof(struct nlmsghdr)) return false;
-    p += NLMSG_ALIGN(h->nlmsg_len);
-  }
-  return false;
 }
 
 ReaderThread::ReaderThread(uv_loop_t* loop, int fd, Socket* owner) : fd_(fd), owner_(owner) {
@@ -150,7 +140,7 @@ size_t ReaderThread::BlockBytes(const Block& b) {
 }
 
 // True while JS has blocks still to take and is taking them (a paused reader hands its
-// partial block over and waits for Start() instead of looking back every millisecond).
+// partial block over and waits for Start() instead of looking back after every nap).
 bool ReaderThread::Backlogged() {
   std::lock_guard<std::mutex> lk(mu_);
   return !paused_ && !stop_ && !queue_.empty();
@@ -211,7 +201,7 @@ void ReaderThread::Loop() {
     Block b{data, 0, 0, 0, 0};
     PageBuffer& block = *b.data;
     int64_t linger_until = 0;  // set once the block has data and the socket is busy
-    size_t last = 0;           // where the last datagram starts
+    bool reply = false;        // the block holds a reply (NLMSG_DONE, an ack or an error)
     while (b.used < batch) {
       size_t kept = 0;
       RecvCounters c;
@@ -222,12 +212,12 @@ void ReaderThread::Loop() {
         b.fatal = c.fatal;
         break;
       }
-      struct timespec nap_ts;
+      struct timespec nap_ts = {0, 0};
       bool nap = false;  // sleeping a moment while datagrams gather in the socket
       if (st == RecvStatus::kAgain) {
         if (b.used > 0 || b.overruns > 0 || b.skipped > 0) {
           // Replies go at once.
-          if (b.used > 0 && EndsReply(block.data() + last, block.data() + b.used)) break;
+          if (reply) break;
           // While JS still has blocks to work through, handing this one over would only queue
           // a mostly empty block (each counts its whole allocation against kMaxQueued): it
           // goes on filling, looking back after each nap. Otherwise what we have is handed
@@ -262,8 +252,8 @@ void ReaderThread::Loop() {
         }
         continue;
       }
-      last = b.used;
       b.used += kept;
+      if (c.reply) reply = true;
     }
     last_publish_ns_ = NowNs();
     try {

@@ -43,7 +43,10 @@ RecvStatus RecvOne(int fd, char* dst, size_t cap, size_t* kept, RecvCounters* co
   }
   const struct nlmsghdr* nlh = reinterpret_cast<const struct nlmsghdr*>(dst);
   int left = static_cast<int>(got);
-  while (mnl_nlmsg_ok(nlh, left)) nlh = mnl_nlmsg_next(nlh, &left);
+  while (mnl_nlmsg_ok(nlh, left)) {
+    if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR) counters->reply = true;
+    nlh = mnl_nlmsg_next(nlh, &left);
+  }
   size_t good = static_cast<size_t>(reinterpret_cast<const char*>(nlh) - dst);
   if (good > got) good = got;
   if (good < got) counters->skipped++;

@@ -15,6 +15,7 @@ struct RecvCounters {
   uint32_t overruns = 0;  // ENOBUFS: the kernel dropped messages for this socket
   uint32_t skipped = 0;   // datagrams not from the kernel, truncated, or malformed
   int fatal = 0;          // a receive error that is not one of the above
+  bool reply = false;     // a kept message was NLMSG_DONE or NLMSG_ERROR (an ack or error)
 };
 
 enum class RecvStatus { kData, kAgain, kFatal };

@@ -321,13 +321,25 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
    * be reading (not paused).
    */
   barrier(): Promise<void> {
+    return this.barrierThen(undefined);
+  }
+
+  /**
+   * @internal barrier(), calling `onReply` as the reply is read: before any message that
+   * follows it is handed on (the promise settles only later, in a microtask).
+   */
+  barrierThen(onReply: (() => void) | undefined): Promise<void> {
     const sock = this.sock;
     if (this.closed || !sock) return Promise.resolve();
     return new Promise((resolve, reject) => {
       sock.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC, undefined, {
         operation: 'events barrier',
         message: () => undefined,
-        done: (err) => (err && err.code !== 'ERR_CLOSED' ? reject(err) : resolve()),
+        done: (err) => {
+          if (err && err.code !== 'ERR_CLOSED') return reject(err);
+          if (!err) onReply?.();
+          resolve();
+        },
       });
     });
   }

@@ -161,6 +161,8 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   private readonly msg = new RawEntry();
   private readonly stream: FlowEventStream;
   private syncing = false;
+  /** Barrier requests sent before resync dumps (their replies can be dropped, and count in `lost`). */
+  private barriers = 0;
   private again = false;
   private closed = false;
   private readonly filter: FlowFilter | undefined;
@@ -192,13 +194,16 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       growBuffer: options.growBuffer,
     });
     this.stream.consumeRaw((buf, off, len, kind) => {
-      if (this.pending === undefined) this.apply(buf, off, len, kind, true);
-      else if (!this.again) {
+      if (this.pending !== undefined) {
+        if (this.again) return;
         this.hold(buf, off, len, kind);
         // More events than half the entries while one dump runs: cheaper to dump again than
         // to hold them, and the held events never amount to a second copy of the table.
         if (this.pending.length > Math.max(MAX_PENDING, this.size >> 1)) this.requestResync();
+      } else if (!this.syncing) {
+        this.apply(buf, off, len, kind, true);
       }
+      // (else a resync waits for its barrier: the event is older than its dump, which supersedes it)
     }, () => this.requestResync());
     this.stream.on('error', (err: ConntrackError) => this.fail(err));
     this.signal = options.signal;
@@ -445,7 +450,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   private async runSync(reason: ResyncInfo['reason']): Promise<ResyncInfo | undefined> {
     this.syncing = true;
     const started = Date.now();
-    this.pending = [];
+    this.pending = undefined; // until the barrier's reply: see holdFromBarrier()
     const emit = reason !== 'initial';
     const gen = this.generation = (this.generation + 1) >>> 0;
     const counts: Counts = { added: 0, updated: 0 };
@@ -455,6 +460,11 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       this.syncing = false;
     };
     try {
+      await this.holdFromBarrier();
+      if (this.closed) {
+        end();
+        return undefined;
+      }
       const dump = dumpRawFlows(this.ct, this.filter, (buf, off, len) => {
         if (!this.closed) this.reconcile(buf, off, len, gen, emit, counts);
       });
@@ -477,7 +487,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     const table = this.table;
     const tell = emit && this.listenerCount('delete') > 0;
     const removed = table.sweep(gen, tell ? (prev) => this.emitUser('delete', prev, prev) : undefined);
-    const replay = this.pending;
+    const replay = this.pending ?? []; // none when the stream closed before the barrier's reply
     this.pending = undefined;
     for (const ref of replay) {
       const b = this.held.bufferOf(ref);
@@ -487,9 +497,11 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     this.held.clear();
     if (reason === 'lost') this.resyncs++;
     else if (reason === 'refresh') this.refreshes++;
+    // Read while still syncing: a loss noticed now schedules one more resync (below), not two.
+    const lost = this.stream.lost;
     this.syncing = false;
     const info: ResyncInfo = {
-      reason, lost: this.stream.lost, added: counts.added, updated: counts.updated, removed: emit ? removed : 0,
+      reason, lost, added: counts.added, updated: counts.updated, removed: emit ? removed : 0,
       size: table.size, replayed: replay.length, durationMs: Date.now() - started,
     };
     this.emitUser('resync', info);
@@ -498,6 +510,36 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
       this.requestResync();
     }
     return info;
+  }
+
+  /**
+   * Starts holding events for the running resync at the reply to a barrier request on the
+   * event socket. Whatever arrives before that reply happened before the dump starts, and
+   * the dump supersedes it, so it is dropped. Holding from the moment the resync starts
+   * would be wrong after an overrun: the kernel reports ENOBUFS ahead of the datagrams it
+   * had queued before the drop, so older events still follow the overrun, and replayed
+   * after the dump a NEW whose DESTROY was dropped would bring a deleted entry back. The
+   * request waits (up to about 100 ms) until the socket's buffer is at most half full, so
+   * that its reply is rarely dropped (a dropped reply counts in `lost`, as any other);
+   * a reply lost in an overflow anyway is asked for again.
+   */
+  private async holdFromBarrier(): Promise<void> {
+    for (;;) {
+      for (let i = 0; i < 100 && !this.closed && this.stream.kernelQueuedBytes > this.stream.receiveBufferSize / 2; i++) {
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      if (this.closed) return;
+      this.barriers++;
+      try {
+        await this.stream.barrierThen(() => {
+          if (this.syncing) this.pending = [];
+        });
+        return;
+      } catch (err) {
+        if ((err as ConntrackError).code !== 'ENOBUFS') throw err;
+        if (this.closed) return;
+      }
+    }
   }
 
   /** Applies one dumped entry (generation `gen`): stores it, counting and emitting what changed. */

@@ -4,6 +4,7 @@
  * Jest: process-level uncaught exceptions, exit codes, crashes.
  */
 import { ChildProcess, execFile, execFileSync } from 'child_process';
+import { existsSync, readdirSync, statSync } from 'fs';
 import * as path from 'path';
 
 /** Resolves with a child process's stdout once it exits 0; rejects with the exit code and stderr otherwise. */
@@ -19,6 +20,27 @@ export function stdoutOf(child: ChildProcess): Promise<string> {
 }
 
 export const DIST = path.join(__dirname, '..', '..', 'dist', 'lib');
+const ROOT = path.join(__dirname, '..', '..');
+
+let distChecked = false;
+/**
+ * Rebuilds dist/ when lib/ is newer (a test run straight after editing lib/, without
+ * `npm run build`): children would otherwise run the old code. Checked once per process.
+ */
+export function ensureDist(): void {
+  if (distChecked) return;
+  distChecked = true;
+  const built = path.join(DIST, 'conntrack.js');
+  const newest = Math.max(...listTs(path.join(ROOT, 'lib')).map((f) => statSync(f).mtimeMs));
+  if (!existsSync(built) || statSync(built).mtimeMs < newest) {
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore', timeout: 300000 });
+  }
+}
+
+function listTs(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listTs(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []);
+}
 
 export interface ChildResult {
   code: number | null;
@@ -29,6 +51,7 @@ export interface ChildResult {
 
 /** Runs `code` with `node -e`; `DIST` is defined in it as the path of dist/lib. */
 export function runNode(code: string, args: string[] = [], nodeArgs: string[] = []): Promise<ChildResult> {
+  ensureDist();
   const script = `const DIST = ${JSON.stringify(DIST)};\n${code}`;
   return new Promise((resolve) => {
     execFile(process.execPath, [...nodeArgs, '-e', script, '--', ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
@@ -52,6 +75,7 @@ export function runNode(code: string, args: string[] = [], nodeArgs: string[] = 
  * a bulk call that reports errors fails the child, and so this call.
  */
 export function floodBlocking(netns: string, body: string): void {
+  ensureDist();
   const script = `const DIST = ${JSON.stringify(DIST)};
     const { Conntrack } = require(DIST);
     const spec = (i, base) => ({ proto: 'udp', orig: { src: '10.' + base + '.' + (i >> 8) + '.' + (i & 255), dst: '10.99.0.1', sport: 1000, dport: 53 }, timeout: 600 });
