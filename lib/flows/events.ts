@@ -20,7 +20,7 @@ import {
   NFNL_SUBSYS_CTNETLINK, NLM_F_CREATE, SK_MEMINFO_DROPS, SK_MEMINFO_RMEM_ALLOC,
 } from '../wire/enums';
 import { ctType } from '../wire/netlink';
-import { NfSocket } from '../wire/socket';
+import { NfSocket, type ReplyHandler } from '../wire/socket';
 import { compileFilter, FlowFilter } from './filter';
 import { compileEventFilter, EventFilterProgram } from './event-filter';
 import { decodeFlow, Flow, isFlowFamily } from './flow';
@@ -321,18 +321,20 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
    * be reading (not paused).
    */
   barrier(): Promise<void> {
-    return this.barrierThen(undefined);
+    return this.barrierThen(undefined).done;
   }
 
   /**
    * @internal barrier(), calling `onReply` as the reply is read: before any message that
-   * follows it is handed on (the promise settles only later, in a microtask).
+   * follows it is handed on (the promise settles only later, in a microtask). `cancel()`
+   * gives up waiting (the promise rejects with ERR_ABORTED; a late reply is ignored).
    */
-  barrierThen(onReply: (() => void) | undefined): Promise<void> {
+  barrierThen(onReply: (() => void) | undefined): { done: Promise<void>; cancel: () => void } {
     const sock = this.sock;
-    if (this.closed || !sock) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      sock.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC, undefined, {
+    if (this.closed || !sock) return { done: Promise.resolve(), cancel: () => undefined };
+    let handler: ReplyHandler | undefined;
+    const done = new Promise<void>((resolve, reject) => {
+      handler = {
         operation: 'events barrier',
         message: () => undefined,
         done: (err) => {
@@ -340,8 +342,19 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
           if (!err) onReply?.();
           resolve();
         },
-      });
+      };
+      sock.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC, undefined, handler);
     });
+    const cancel = (): void => {
+      sock.cancel(handler!, new ConntrackError('ERR_ABORTED', 'events barrier: given up (its reply may have been dropped)'));
+    };
+    return { done, cancel };
+  }
+
+  /** @internal The socket's drop counter as the kernel has it now (not reported as 'lost'). */
+  get dropCounter(): number {
+    if (this.closed || !this.sock) return 0;
+    return this.sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0;
   }
 
   /** Bytes of events waiting in the kernel's socket buffer (SK_MEMINFO_RMEM_ALLOC). */

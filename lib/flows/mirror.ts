@@ -161,7 +161,7 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
   private readonly msg = new RawEntry();
   private readonly stream: FlowEventStream;
   private syncing = false;
-  /** Barrier requests sent before resync dumps (their replies can be dropped, and count in `lost`). */
+  /** Barrier requests sent before resync dumps (a reply dropped in an overflow counts in `lost`, with its error ack). */
   private barriers = 0;
   private again = false;
   private closed = false;
@@ -518,28 +518,37 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
    * the dump supersedes it, so it is dropped. Holding from the moment the resync starts
    * would be wrong after an overrun: the kernel reports ENOBUFS ahead of the datagrams it
    * had queued before the drop, so older events still follow the overrun, and replayed
-   * after the dump a NEW whose DESTROY was dropped would bring a deleted entry back. The
-   * request waits (up to about 100 ms) until the socket's buffer is at most half full, so
-   * that its reply is rarely dropped (a dropped reply counts in `lost`, as any other);
-   * a reply lost in an overflow anyway is asked for again.
+   * after the dump a NEW whose DESTROY was dropped would bring a deleted entry back.
+   * The request waits (up to about 100 ms) until the socket's buffer is at most half full,
+   * so that its reply is rarely dropped. If the kernel drops anything for the socket before
+   * the reply comes (an overrun, or only the drop counter: a congested socket reports no
+   * second ENOBUFS, and the reply itself may be what it dropped), there is a gap after the
+   * resync began: another resync is due anyway, so this one dumps without holding anything.
    */
   private async holdFromBarrier(): Promise<void> {
-    for (;;) {
-      for (let i = 0; i < 100 && !this.closed && this.stream.kernelQueuedBytes > this.stream.receiveBufferSize / 2; i++) {
-        await new Promise((r) => setTimeout(r, 1));
-      }
-      if (this.closed) return;
-      this.barriers++;
-      try {
-        await this.stream.barrierThen(() => {
-          if (this.syncing) this.pending = [];
-        });
-        return;
-      } catch (err) {
-        if ((err as ConntrackError).code !== 'ENOBUFS') throw err;
-        if (this.closed) return;
+    const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1).unref());
+    for (let i = 0; i < 100 && !this.closed && this.stream.kernelQueuedBytes > this.stream.receiveBufferSize / 2; i++) await tick();
+    if (this.closed) return;
+    this.barriers++;
+    const drops = this.stream.dropCounter;
+    const b = this.stream.barrierThen(() => {
+      if (this.syncing && !this.again) this.pending = [];
+    });
+    let settled = false;
+    const ended = b.done.then(() => (settled = true), () => (settled = true));
+    while (!settled && !this.closed) {
+      await Promise.race([ended, tick()]);
+      if (!settled && this.stream.dropCounter !== drops) {
+        b.cancel();
+        void this.stream.lost; // reports the loss: requestResync() marks this resync for another
+        break;
       }
     }
+    await b.done.catch((err: ConntrackError) => {
+      // ENOBUFS (an overrun, itself a gap that scheduled another resync) and a cancel
+      // end the wait; anything else fails the resync.
+      if (err.code !== 'ENOBUFS' && err.code !== 'ERR_ABORTED') throw err;
+    });
   }
 
   /** Applies one dumped entry (generation `gen`): stores it, counting and emitting what changed. */

@@ -721,6 +721,23 @@ export class NfSocket {
   }
 
   /** Takes request `seq` off the window and calls its handler once. */
+  /**
+   * Gives up on a request that was sent and is still waiting for its reply: it settles now
+   * with `err`, and its reply, should it still come, is ignored as unmatched. For a request
+   * whose reply the kernel may have dropped without a word (on a congested socket only the
+   * drop counter tells). Returns false when the request is not in flight (answered already,
+   * or not yet sent).
+   */
+  cancel(h: ReplyHandler, err: ConntrackError): boolean {
+    for (let i = 0; i < RING; i++) {
+      if (this.ring[i] === h) {
+        this.settle(this.ringSeq[i], h, err);
+        return true;
+      }
+    }
+    return false;
+  }
+
   private settle(seq: number, h: ReplyHandler, err: ConntrackError | undefined): void {
     if (err === undefined) this.capable = true;
     this.takePending(seq);

@@ -14,7 +14,7 @@ async function sendOne(ackOnly = true) {
   sock.request(0x100, 0, 2, Buffer.alloc(8), handler);
   await tick();
   expect(conn.sent).toHaveLength(1);
-  return { sock, conn, outcome, seq: conn.sent[0].seq };
+  return { sock, conn, outcome, handler, seq: conn.sent[0].seq };
 }
 
 function expectProtocolError(outcome: Outcome): void {
@@ -124,5 +124,21 @@ describe('NLMSG_DONE', () => {
     expect(outcome.settled).toBe(false);
     conn.feed(ack(seq));
     expect(outcome).toMatchObject({ settled: true, ok: true });
+  });
+});
+
+describe('cancel()', () => {
+  test('a request whose reply never comes settles with the given error, frees its slot, and a late reply is ignored', async () => {
+    const { sock, conn, outcome, handler, seq } = await sendOne(false);
+    expect(sock.cancel(recorder('other').handler, new ConntrackError('ERR_ABORTED', 'x'))).toBe(false); // not in flight
+    expect(outcome.settled).toBe(false);
+    expect(sock.cancel(handler, new ConntrackError('ERR_ABORTED', 'given up'))).toBe(true);
+    expect(outcome.settled).toBe(true);
+    expect((outcome.error as ConntrackError).code).toBe('ERR_ABORTED');
+    expect((sock as unknown as { inFlight: number }).inFlight).toBe(0);
+    const before = sock.unmatched;
+    expect(() => conn.feed(nlmsg(0x100, 0, seq, Buffer.alloc(8)))).not.toThrow();
+    expect(sock.unmatched).toBe(before + 1);
+    expect(outcome.messages).toBe(0);
   });
 });
