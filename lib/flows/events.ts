@@ -333,11 +333,15 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
     const sock = this.sock;
     if (this.closed || !sock) return { done: Promise.resolve(), cancel: () => undefined };
     let handler: ReplyHandler | undefined;
+    let fail: ((err: ConntrackError) => void) | undefined;
+    let cancelled = false;
     const done = new Promise<void>((resolve, reject) => {
+      fail = reject;
       handler = {
         operation: 'events barrier',
         message: () => undefined,
         done: (err) => {
+          if (cancelled) return;
           if (err && err.code !== 'ERR_CLOSED') return reject(err);
           if (!err) onReply?.();
           resolve();
@@ -346,7 +350,11 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
       sock.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC, undefined, handler);
     });
     const cancel = (): void => {
-      sock.cancel(handler!, new ConntrackError('ERR_ABORTED', 'events barrier: given up (its reply may have been dropped)'));
+      if (cancelled) return;
+      cancelled = true;
+      const err = new ConntrackError('ERR_ABORTED', 'events barrier: given up (its reply may have been dropped)');
+      sock.cancel(handler!, err); // frees its slot if it was sent; a reply that still comes is ignored
+      fail!(err);
     };
     return { done, cancel };
   }

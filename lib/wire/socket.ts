@@ -720,7 +720,6 @@ export class NfSocket {
     }
   }
 
-  /** Takes request `seq` off the window and calls its handler once. */
   /**
    * Gives up on a request that was sent and is still waiting for its reply: it settles now
    * with `err`, and its reply, should it still come, is ignored as unmatched. For a request
@@ -738,6 +737,7 @@ export class NfSocket {
     return false;
   }
 
+  /** Takes request `seq` off the window and calls its handler once. */
   private settle(seq: number, h: ReplyHandler, err: ConntrackError | undefined): void {
     if (err === undefined) this.capable = true;
     this.takePending(seq);
