@@ -35,6 +35,8 @@ test('a resync requested during the replay of held events: the replay completes 
       let replayed = 0;
       for (let round = 0; round < 8 && requested === 0; round++) {
         const refresh = m.refresh();
+        // Once the refresh holds events (its barrier answered, its dump starting).
+        for (let k = 0; k < 100000 && internals.pending === undefined; k++) await new Promise((r) => setImmediate(r));
         await load.createMany(Array.from({ length: 3000 }, (_, i) => spec(i, 61 + round)));
         replayed = (await refresh).replayed;
       }
