@@ -372,6 +372,20 @@ const be16 = (v: number): number => (v >> 8) | ((v & 0xff) << 8);
 /** A u32 in network order, as one little-endian word. */
 const be32 = (v: number): number => (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0;
 
+/** Writes a u16 attribute (network order, padded) at word `i`; returns the next word. */
+function fastU16(u: Uint32Array, i: number, type: number, v: number): number {
+  u[i] = hdr(6, type);
+  u[i + 1] = be16(v);
+  return i + 2;
+}
+
+/** Writes a u32 attribute (network order) at word `i`; returns the next word. */
+function fastU32(u: Uint32Array, i: number, type: number, v: number): number {
+  u[i] = hdr(8, type);
+  u[i + 1] = be32(v);
+  return i + 2;
+}
+
 /** Bytes [i, i + 4) of an address as one little-endian word (the bytes stay in order). */
 const word = (a: Buffer, i: number): number => (a[i] | (a[i + 1] << 8) | (a[i + 2] << 16) | (a[i + 3] << 24)) >>> 0;
 
@@ -469,18 +483,9 @@ export function writeCreateFast(w: AttrWriter, spec: unknown): number {
   const u = w.words;
   let i = fastTuple(u, p >>> 2, CTA_TUPLE_ORIG, protonum, src.bytes, dst.bytes, sport, dport);
   i = fastTuple(u, i, CTA_TUPLE_REPLY, protonum, dst.bytes, src.bytes, dport, sport);
-  u[i] = hdr(8, CTA_TIMEOUT);
-  u[i + 1] = be32(timeout);
-  i += 2;
-  if (zone) {
-    u[i] = hdr(6, CTA_ZONE);
-    u[i + 1] = be16(zone);
-    i += 2;
-  }
-  if (mark !== undefined) {
-    u[i] = hdr(8, CTA_MARK);
-    u[i + 1] = be32(mark);
-  }
+  i = fastU32(u, i, CTA_TIMEOUT, timeout);
+  if (zone) i = fastU16(u, i, CTA_ZONE, zone);
+  if (mark !== undefined) fastU32(u, i, CTA_MARK, mark);
   return FAMILY_NUM[src.family];
 }
 
@@ -512,15 +517,8 @@ export function writeKeyFast(w: AttrWriter, key: unknown): number {
   const p = w.raw((src.family === 'ipv4' ? 52 : 76) + (zone ? 8 : 0) + (id !== undefined ? 8 : 0));
   const u = w.words;
   let i = fastTuple(u, p >>> 2, CTA_TUPLE_ORIG, protonum, src.bytes, dst.bytes, sport, dport);
-  if (zone) {
-    u[i] = hdr(6, CTA_ZONE);
-    u[i + 1] = be16(zone);
-    i += 2;
-  }
-  if (id !== undefined) {
-    u[i] = hdr(8, CTA_ID);
-    u[i + 1] = be32(id);
-  }
+  if (zone) i = fastU16(u, i, CTA_ZONE, zone);
+  if (id !== undefined) fastU32(u, i, CTA_ID, id);
   return FAMILY_NUM[src.family];
 }
 
