@@ -170,6 +170,13 @@ void Socket::Shutdown() {
   }
 }
 
+// Takes the pending JS exception, if there is one (false when nothing is pending).
+static bool TakePendingException(napi_env env, napi_value* exc) {
+  bool pending = false;
+  return napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+         napi_get_and_clear_last_exception(env, exc) == napi_ok;
+}
+
 // Calls onData(batch, overruns, skipped, errno) from a libuv callback. Raw N-API calls with
 // status checks: while an environment is being torn down (a worker calling process.exit(),
 // say) JS cannot run, and node-addon-api would abort trying to build an Error for that;
@@ -201,9 +208,7 @@ void Socket::Deliver(const char* data, size_t len, uint32_t overruns, uint32_t s
       have_buffer = true;
     } else {
       napi_value ignored;
-      bool pending = false;
-      napi_is_exception_pending(raw, &pending);
-      if (pending) napi_get_and_clear_last_exception(raw, &ignored);
+      TakePendingException(raw, &ignored);
       err = ENOMEM;
     }
   }
@@ -219,11 +224,8 @@ void Socket::Deliver(const char* data, size_t len, uint32_t overruns, uint32_t s
       // An exception thrown by the JS callback: report it as uncaught, like any callback.
       // (The same status with nothing pending means the environment is being torn down and
       // the callback never ran: nothing to report.)
-      bool pending = false;
       napi_value exc;
-      if (napi_is_exception_pending(raw, &pending) == napi_ok && pending &&
-          napi_get_and_clear_last_exception(raw, &exc) == napi_ok)
-        napi_fatal_exception(raw, exc);
+      if (TakePendingException(raw, &exc)) napi_fatal_exception(raw, exc);
     }
   }
   napi_close_handle_scope(raw, scope);
