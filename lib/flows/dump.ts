@@ -32,12 +32,13 @@ export interface FlowDumpOptions extends DumpOptions {
 }
 
 /**
- * The signature paired with a flow's id for duplicate suppression: a hash of its
- * CTA_TUPLE_ORIG attribute's bytes (the kernel writes it first), which tells apart two
- * entries whose 32-bit ids collide. Hashed from the bytes: no strings are read per flow.
+ * @internal Exported for tests. The signature paired with a flow's id for duplicate
+ * suppression: a hash of its CTA_TUPLE_ORIG attribute's bytes (the kernel writes it first)
+ * and its zone (CTA_ZONE, a later attribute: taken from the decoded flow), which tells
+ * apart two entries whose 32-bit ids collide. Hashed from the bytes: no strings are read
+ * per flow.
  */
-/** @internal Exported for tests. */
-export function flowSignature(_f: Flow, buf: Buffer, off: number, len: number): number {
+export function flowSignature(f: Flow, buf: Buffer, off: number, len: number): number {
   const end = off + len;
   let h = 0x811c9dc5;
   for (let p = off + NFNL_ATTR_OFFSET; p + 4 <= end;) {
@@ -51,7 +52,7 @@ export function flowSignature(_f: Flow, buf: Buffer, off: number, len: number): 
     }
     p += (l + 3) & ~3;
   }
-  return h >>> 0;
+  return Math.imul(h ^ f.zone, 0x01000193) >>> 0;
 }
 
 const TABLE_MSG = { conntrack: IPCTNL_MSG_CT_GET, dying: IPCTNL_MSG_CT_GET_DYING, unconfirmed: IPCTNL_MSG_CT_GET_UNCONFIRMED } as const;

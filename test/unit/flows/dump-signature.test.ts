@@ -5,7 +5,7 @@
  */
 import { flowSignature } from '../../../lib/flows/dump';
 import { decodeFlow } from '../../../lib/flows/flow';
-import { CTA_TIMEOUT, CTA_TUPLE_ORIG, NLA_TYPE_MASK } from '../../../lib/wire/enums';
+import { CTA_TIMEOUT, CTA_TUPLE_ORIG, CTA_ZONE, NLA_TYPE_MASK } from '../../../lib/wire/enums';
 import { NFNL_ATTR_OFFSET } from '../../../lib/wire/netlink';
 import { hexMessages } from '../../helpers/fixtures';
 
@@ -48,6 +48,16 @@ describe('flowSignature', () => {
       const other = Buffer.from(m);
       other[o + other.readUInt16LE(o) - 1] ^= 0x5a; // the tuple's last byte
       expect(sig(other)).not.toBe(sig(m));
+    }
+  });
+
+  test('the same tuple in another zone (CTA_ZONE, outside the tuple) changes it', () => {
+    for (const m of messages) {
+      if (attrAt(m, CTA_ZONE) >= 0) continue;
+      const zoned = Buffer.concat([m, Buffer.from([6, 0, CTA_ZONE, 0, 0, 3, 0, 0])]);
+      zoned.writeUInt32LE(zoned.length, 0);
+      expect(decodeFlow(zoned, 0, zoned.length).zone).toBe(3);
+      expect(sig(zoned)).not.toBe(sig(m));
     }
   });
 
