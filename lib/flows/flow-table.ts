@@ -81,8 +81,6 @@ export class FlowTable {
   private readonly slab = new Slab();
   private readonly byKey = new IntIndex();
   private readonly byId = new IntIndex();
-  /** sweep(): the refs it removes (kept for the next sweep). */
-  private doomed = new Int32Array(1024);
   /** The stored entry read by scan() (the caller's entry must be another RawEntry). */
   private readonly held = new RawEntry();
   /** Where merge() builds a message. */
@@ -93,11 +91,6 @@ export class FlowTable {
 
   get size(): number {
     return this.slab.size;
-  }
-
-  /** Bytes of the slab's Buffers (entries, free slots). */
-  get bytes(): number {
-    return this.slab.bytes;
   }
 
   /** The hash find(), insert() and replace() take for the message at buf (scanned into `e`). */
@@ -167,8 +160,7 @@ export class FlowTable {
     let to = ref;
     if (!this.slab.fits(ref, len)) {
       to = this.slab.alloc(len);
-      this.slab.bufferOf(ref).writeUInt32LE(0, this.slab.offsetOf(ref)); // a free slot reads as length 0 (see refs())
-      this.slab.free(ref);
+      this.release(ref);
       this.byKey.replace(hash, ref, to);
     }
     this.write(to, buf, off, len, generation);
@@ -179,18 +171,18 @@ export class FlowTable {
     return to;
   }
 
-  /** Marks `ref` as confirmed by resync `generation` without changing it. */
-  confirm(ref: number, generation: number): void {
-    this.slab.bufferOf(ref).writeUInt32LE(generation, this.slab.offsetOf(ref) + GEN_OFFSET);
-  }
-
   /** Removes entry `ref`. */
   delete(ref: number): void {
     const b = this.slab.bufferOf(ref);
     const e = this.scan(ref);
     this.byKey.delete(this.hash(b, e), ref);
     this.byId.delete(e.id, ref);
-    b.writeUInt32LE(0, this.slab.offsetOf(ref)); // a free slot reads as length 0 (see refs())
+    this.release(ref);
+  }
+
+  /** Frees slot `ref`, which then reads as length 0 (how refs() tells it was removed). */
+  private release(ref: number): void {
+    this.slab.bufferOf(ref).writeUInt32LE(0, this.slab.offsetOf(ref));
     this.slab.free(ref);
   }
 
@@ -200,20 +192,13 @@ export class FlowTable {
    */
   sweep(generation: number, removed?: (flow: Flow) => void): number {
     let n = 0;
+    // allValues() is a snapshot: deleting while walking it is safe.
     for (let i = 0, all = this.byKey.allValues(); i < all.length; i++) {
       const ref = all[i];
       if (this.generationOf(ref) === generation) continue;
-      if (n === this.doomed.length) {
-        const more = new Int32Array(n * 2);
-        more.set(this.doomed);
-        this.doomed = more;
-      }
-      this.doomed[n++] = ref;
-    }
-    for (let i = 0; i < n; i++) {
-      const ref = this.doomed[i];
       const flow = removed !== undefined ? this.decode(ref) : undefined;
       this.delete(ref);
+      n++;
       if (flow !== undefined) removed!(flow);
     }
     return n;
