@@ -8,7 +8,7 @@
 import { Conntrack, Mirror, ResyncInfo } from '../../../lib';
 import { withSandbox } from '../../../apps/testing';
 
-const TABLE = 30000;
+const TABLE = 60000; // a dump long enough (about 50 ms) for each burst below to land inside it
 const spec = (i: number, b: number) => ({ proto: 'udp' as const, orig: { src: `10.${b}.${(i >> 8) & 255}.${i & 255}`, dst: '10.99.0.1', sport: 1000, dport: 53 }, timeout: 600 });
 
 test('a resync requested during the replay of held events: the replay completes and the next resync runs', async () => {
@@ -20,11 +20,11 @@ test('a resync requested during the replay of held events: the replay completes 
       expect((await ct.createMany(Array.from({ length: TABLE }, (_, i) => spec(i, 60)))).ok).toBe(TABLE);
       await m.ready;
       await m.settle();
-      const internals = m as unknown as { syncing: boolean; pending: unknown[] | undefined; requestResync(): void };
+      const internals = m as unknown as { syncing: boolean; pending: unknown[] | undefined; dump: unknown; requestResync(): void };
       let requested = 0;
       m.on('add', () => {
-        // In the replay: still synchronising, and the held events already detached.
-        if (internals.syncing && internals.pending === undefined && requested === 0) {
+        // In the replay: still synchronising, the dump over and the held events detached.
+        if (internals.syncing && internals.dump === undefined && internals.pending === undefined && requested === 0) {
           requested++;
           internals.requestResync();
         }
