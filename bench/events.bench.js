@@ -91,7 +91,18 @@ async function flood(ct, ns, floorBin, rcvbuf, first) {
   const t0 = process.hrtime.bigint();
   const sent = await sendUdp(ns, FLOOD, first);
   const secs = since(t0);
-  await stream.barrier(); // everything the kernel queued for the stream has been read
+  // Everything the kernel queued for the stream has been read: a barrier, once the kernel's
+  // queue is empty (an overflowed socket drops replies until then, and the barrier rejects
+  // with ENOBUFS; a dropped one would add its reply and error ack to `lost`).
+  for (;;) {
+    while (stream.kernelQueuedBytes > 0) await new Promise((r) => setImmediate(r));
+    try {
+      await stream.barrier();
+      break;
+    } catch (err) {
+      if (err.code !== 'ENOBUFS') throw err;
+    }
+  }
   while (stream.queued > 0) await new Promise((r) => setImmediate(r)); // and consumed by the loop
   const cpu = process.cpuUsage(c0);
   const lost = stream.lost;

@@ -4,11 +4,12 @@
  * fills, while the consumer is behind), exact loss accounting from the socket's drop
  * counter, optional kernel-side (BPF) filtering and reliable DESTROY delivery.
  */
+import { constants as osConstants } from 'os';
 import { Readable } from 'stream';
 import { abortError } from '../common/abort';
 import { emitGuarded, rethrowLater } from '../common/callback';
 import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
-import { ConntrackError, invalid } from '../common/errors';
+import { ConntrackError, invalid, kernelError } from '../common/errors';
 import { LossMeter } from '../common/loss';
 import { jsonCopy } from '../common/json';
 import { BoundedQueue } from '../common/queue';
@@ -318,45 +319,56 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
    * Resolves once every message the kernel queued for this stream before the call has been
    * read and handed on ('event' listeners called, or queued for the iterator): a request on
    * the stream's own socket, whose reply comes behind those messages. Needs the stream to
-   * be reading (not paused).
+   * be reading (not paused). Rejects with `ENOBUFS` when the kernel drops messages for the
+   * stream before the reply comes: the reply may be among them (after an overrun the socket
+   * drops everything, replies too, until its queue is empty, without another ENOBUFS), so
+   * the loss ends the wait and is counted in `lost`.
    */
   barrier(): Promise<void> {
-    return this.barrierThen(undefined).done;
+    return this.barrierThen(undefined);
   }
 
   /**
    * @internal barrier(), calling `onReply` as the reply is read: before any message that
-   * follows it is handed on (the promise settles only later, in a microtask). `cancel()`
-   * gives up waiting (the promise rejects with ERR_ABORTED; a late reply is ignored).
+   * follows it is handed on (the promise settles only later, in a microtask).
    */
-  barrierThen(onReply: (() => void) | undefined): { done: Promise<void>; cancel: () => void } {
+  barrierThen(onReply: (() => void) | undefined): Promise<void> {
     const sock = this.sock;
-    if (this.closed || !sock) return { done: Promise.resolve(), cancel: () => undefined };
-    let handler: ReplyHandler | undefined;
-    let fail: ((err: ConntrackError) => void) | undefined;
-    let cancelled = false;
-    const done = new Promise<void>((resolve, reject) => {
-      fail = reject;
-      handler = {
+    if (this.closed || !sock) return Promise.resolve();
+    const drops = this.dropCounter;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const handler: ReplyHandler = {
         operation: 'events barrier',
         message: () => undefined,
         done: (err) => {
-          if (cancelled) return;
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
           if (err && err.code !== 'ERR_CLOSED') return reject(err);
           if (!err) onReply?.();
           resolve();
         },
       };
+      // A dropped reply never comes and nothing reports it but the drop counter: polled,
+      // at 1, 2, 4 ... 64 ms, while the request waits. Any growth gives the request up (its
+      // slot is freed; a reply that still comes is ignored).
+      let delay = 1;
+      const watch = (): void => {
+        if (settled) return;
+        if (this.dropCounter !== drops) {
+          this.refreshLost(); // 'lost' first, as for an overrun
+          sock.cancel(handler, kernelError(osConstants.errno.ENOBUFS, 'events barrier',
+            'the kernel dropped messages for the stream before the reply came, perhaps the reply itself; the loss is counted in stream.lost', 'recvmsg'));
+          return;
+        }
+        delay = Math.min(delay * 2, 64);
+        timer = setTimeout(watch, delay).unref();
+      };
       sock.request(ctType(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC, undefined, handler);
+      if (!settled) timer = setTimeout(watch, delay).unref();
     });
-    const cancel = (): void => {
-      if (cancelled) return;
-      cancelled = true;
-      const err = new ConntrackError('ERR_ABORTED', 'events barrier: given up (its reply may have been dropped)');
-      sock.cancel(handler!, err); // frees its slot if it was sent; a reply that still comes is ignored
-      fail!(err);
-    };
-    return { done, cancel };
   }
 
   /** @internal The socket's drop counter as the kernel has it now (not reported as 'lost'). */

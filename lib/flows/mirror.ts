@@ -530,24 +530,12 @@ export class Mirror extends TypedEventEmitter<MirrorEvents> implements Iterable<
     for (let i = 0; i < 100 && !this.closed && this.stream.kernelQueuedBytes > this.stream.receiveBufferSize / 2; i++) await tick();
     if (this.closed) return;
     this.barriers++;
-    const drops = this.stream.dropCounter;
-    const b = this.stream.barrierThen(() => {
+    await this.stream.barrierThen(() => {
       if (this.syncing && !this.again) this.pending = [];
-    });
-    let settled = false;
-    const ended = b.done.then(() => (settled = true), () => (settled = true));
-    while (!settled && !this.closed) {
-      await Promise.race([ended, tick()]);
-      if (!settled && this.stream.dropCounter !== drops) {
-        b.cancel();
-        void this.stream.lost; // reports the loss: requestResync() marks this resync for another
-        break;
-      }
-    }
-    await b.done.catch((err: ConntrackError) => {
-      // ENOBUFS (an overrun, itself a gap that scheduled another resync) and a cancel
-      // end the wait; anything else fails the resync.
-      if (err.code !== 'ENOBUFS' && err.code !== 'ERR_ABORTED') throw err;
+    }).catch((err: ConntrackError) => {
+      // ENOBUFS (a loss before the reply: reported as 'lost', which marked this resync for
+      // another) ends the wait; anything else fails the resync.
+      if (err.code !== 'ENOBUFS') throw err;
     });
   }
 

@@ -7,8 +7,9 @@ import { execFileSync, spawn } from 'child_process';
 import { existsSync, readFileSync, statSync, writeFileSync, mkdtempSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
-import { Conntrack, FlowEvent } from '../../../lib';
+import { Conntrack, ConntrackError, FlowEvent } from '../../../lib';
 import { isRealRoot, withSandbox } from '../../../apps/testing';
+import { floodBlocking } from '../../helpers/child';
 
 const ROOT = path.join(__dirname, '../../..');
 const DIST = path.join(ROOT, 'dist', 'lib');
@@ -136,6 +137,61 @@ describe('event loss accounting', () => {
       }
     });
   });
+  test('barrier() on a congested socket, which drops its reply without another ENOBUFS, rejects instead of hanging', async () => {
+    if (!isRealRoot()) {
+      console.log('skipping the congested barrier check: not real root (it needs a forced 16 MB buffer)');
+      expect(isRealRoot()).toBe(false);
+      return;
+    }
+    await withSandbox(async (ns) => {
+      const ct = await Conntrack.open({ netns: ns.path });
+      try {
+        // A buffer larger than the 4 MB the reader thread holds for JavaScript: when the
+        // overrun is read, the kernel's queue is still long, and the socket congested (the
+        // kernel drops every message, replies too, without reporting ENOBUFS again).
+        const s = ct.events({ types: ['new'], receiveBufferSize: 16 << 20 });
+        expect(s.receiveBufferForced).toBe(true);
+        let received = 0;
+        s.on('event', () => received++);
+        // At the overrun the stream pauses, so the kernel's queue stays long (and the socket
+        // congested) while the barrier goes out; then it reads on.
+        let queuedAtBarrier = -1;
+        let barriers = 0;
+        const outcome = new Promise<string>((resolve) => {
+          s.once('lost', () => {
+            s.pause();
+            setImmediate(() => {
+              queuedAtBarrier = s.kernelQueuedBytes;
+              barriers++;
+              s.barrier().then(() => resolve('resolved'), (err: ConntrackError) => resolve(err.code));
+              s.resume();
+            });
+          });
+        });
+        const N = 60000;
+        floodBlocking(ns.path, `check(await ct.createMany(range(${N}, (i) => spec(i, 3))));`);
+        expect(await outcome).toBe('ENOBUFS');
+        expect(queuedAtBarrier).toBeGreaterThan(0); // congested until the queue is empty
+        // Once the queue has drained, barriers are answered again.
+        for (;;) {
+          try {
+            barriers++;
+            await s.barrier();
+            break;
+          } catch (err) {
+            expect((err as ConntrackError).code).toBe('ENOBUFS');
+          }
+        }
+        expect(s.lost).toBeGreaterThan(0);
+        // Every event was received or counted lost; a dropped barrier adds its reply and error ack.
+        expect(received + s.lost).toBeGreaterThanOrEqual(N);
+        expect(received + s.lost).toBeLessThanOrEqual(N + 2 * barriers);
+        s.close();
+      } finally {
+        await ct.close();
+      }
+    });
+  }, 60000);
 });
 
 describe('event stream lifetime', () => {
