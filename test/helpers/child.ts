@@ -1,10 +1,12 @@
 /**
  * Child processes in tests: the stdout of one that must exit 0, and scripts run in a child
- * Node process against the built package (dist/lib), for what a test cannot observe inside
- * Jest: process-level uncaught exceptions, exit codes, crashes.
+ * Node process against the built package (dist/lib, rebuilt first when older than lib/), for
+ * what a test cannot observe inside Jest: process-level uncaught exceptions, exit codes,
+ * crashes, a process that must exit by itself, another namespace.
  */
-import { ChildProcess, execFile, execFileSync } from 'child_process';
-import { existsSync, readdirSync, statSync } from 'fs';
+import { ChildProcess, execFile, execFileSync, spawn } from 'child_process';
+import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
 import * as path from 'path';
 
 /** Resolves with a child process's stdout once it exits 0; rejects with the exit code and stderr otherwise. */
@@ -47,6 +49,30 @@ export interface ChildResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+}
+
+/**
+ * Runs `script` (saved to a temporary file) as `cmd ...args node FILE`, for example under
+ * `unshare -n`; killed with SIGKILL after `timeoutMs`. Resolves once it exits, with its
+ * run time in `ms`. The script requires the package from dist/lib itself (see `DIST`).
+ */
+export function runScript(cmd: string, args: string[], script: string, timeoutMs = 60000): Promise<ChildResult & { ms: number }> {
+  ensureDist();
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'ct-child-')), 'child.js');
+  writeFileSync(file, script);
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(cmd, [...args, process.execPath, file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
+    });
+  });
 }
 
 /** Runs `code` with `node -e`; `DIST` is defined in it as the path of dist/lib. */

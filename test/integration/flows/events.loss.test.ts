@@ -3,46 +3,12 @@
  * namespace, or a process that must exit by itself); those load the compiled package
  * from dist/, which is rebuilt first when older than lib/.
  */
-import { execFileSync, spawn } from 'child_process';
-import { existsSync, readFileSync, statSync, writeFileSync, mkdtempSync } from 'fs';
-import { tmpdir } from 'os';
-import * as path from 'path';
+import { readFileSync } from 'fs';
 import { Conntrack, ConntrackError, FlowEvent } from '../../../lib';
 import { isRealRoot, withSandbox } from '../../../apps/testing';
-import { floodBlocking } from '../../helpers/child';
+import { DIST, ensureDist, floodBlocking, runScript } from '../../helpers/child';
 
-const ROOT = path.join(__dirname, '../../..');
-const DIST = path.join(ROOT, 'dist', 'lib');
-
-function ensureDist(): void {
-  const built = path.join(DIST, 'flows', 'events.js');
-  const newest = ['flows/events.ts', 'flows/event-filter.ts', 'wire/bpf.ts', 'flows/mirror.ts', 'conntrack.ts', 'wire/socket.ts']
-    .map((f) => statSync(path.join(ROOT, 'lib', f)).mtimeMs);
-  if (!existsSync(built) || statSync(built).mtimeMs < Math.max(...newest)) {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
-  }
-}
-
-function runChild(cmd: string, args: string[], script: string, timeoutMs = 60000): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ct-events-'));
-  const file = path.join(dir, 'child.js');
-  writeFileSync(file, script);
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const child = spawn(cmd, [...args, process.execPath, file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
-    });
-  });
-}
-
-beforeAll(() => ensureDist());
+beforeAll(ensureDist);
 
 describe('event loss accounting', () => {
   test('in a user namespace with the default buffer and a slow consumer, received + lost equals the events produced', async () => {
@@ -83,7 +49,7 @@ describe('event loss accounting', () => {
         console.log(JSON.stringify(out));
         await ct.close();
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const r = await runChild('unshare', ['-Urn'], script);
+    const r = await runScript('unshare', ['-Urn'], script);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
@@ -213,7 +179,7 @@ describe('event stream lifetime', () => {
         console.log(JSON.stringify({ before, during, after, extra: ct.children.size }));
         // No ct.close(): an idle handle must not keep the process alive either.
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const r = await runChild('unshare', ['-n'], script, 20000);
+    const r = await runScript('unshare', ['-n'], script, 20000);
     expect(r.stderr).toBe('');
     expect(r.signal).toBeNull(); // not killed by the timeout: it exited by itself
     expect(r.code).toBe(0);
@@ -232,7 +198,7 @@ describe('event stream lifetime', () => {
         const s = ct.events();
         setTimeout(() => { console.log('still alive'); s.unref(); }, 300);
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const r = await runChild('unshare', ['-n'], script, 20000);
+    const r = await runScript('unshare', ['-n'], script, 20000);
     expect(r.signal).toBeNull();
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe('still alive');

@@ -3,39 +3,11 @@
  * passed with 'delete', settle() through an overflow that takes the barrier's reply, and
  * unref(). Child processes load the compiled package from dist/ (rebuilt when older than lib/).
  */
-import { spawn } from 'child_process';
-import { mkdtempSync, writeFileSync } from 'fs';
-import { tmpdir } from 'os';
-import * as path from 'path';
 import { Conntrack, Flow, Mirror } from '../../../lib';
 import { Sandbox, withSandbox } from '../../../apps/testing';
-import { DIST, ensureDist, floodBlocking } from '../../helpers/child';
+import { DIST, ensureDist, floodBlocking, runScript } from '../../helpers/child';
 
 beforeAll(ensureDist);
-
-function writeScript(script: string): string {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'ct-mirror-')), 'child.js');
-  writeFileSync(file, script);
-  return file;
-}
-
-/** Runs a script under `unshare -n`; killed after `killAfterMs` (then `signal` is set). */
-function runChild(script: string, killAfterMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }> {
-  const file = writeScript(script);
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const child = spawn('unshare', ['-n', process.execPath, file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
-    });
-  });
-}
 
 const spec = (i: number, base = 1) => ({ proto: 'udp' as const, orig: { src: `10.${base}.${i >> 8}.${i & 255}`, dst: '10.99.0.1', sport: 1000, dport: 53 }, timeout: 600 });
 
@@ -238,7 +210,7 @@ describe('mirror.unref()', () => {
         }, 400);
       })().catch((e) => { console.error(e); process.exit(1); });`;
     for (const unrefFirst of [false, true]) {
-      const r = await runChild(script(unrefFirst), 20000);
+      const r = await runScript('unshare', ['-n'], script(unrefFirst), 20000);
       expect(r.stderr).toBe('');
       expect(r.signal).toBeNull(); // it exited by itself once unref() was called
       expect(r.code).toBe(0);
@@ -264,7 +236,7 @@ describe('mirror.unref()', () => {
         m.unref();
         m.refresh().catch(() => {});
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const r = await runChild(script, 20000);
+    const r = await runScript('unshare', ['-n'], script, 20000);
     expect(r.stderr).toBe('');
     expect(r.signal).toBeNull();
     expect(r.code).toBe(0);
