@@ -5,6 +5,7 @@
  */
 import { DUMP_OPTION_KEYS, validateDumpOptions } from '../wire/dump';
 import { u16le } from '../wire/bytes';
+import { bytesSignature } from '../wire/dedupe';
 import { ConntrackError, invalid } from '../common/errors';
 import { checkBoolean, isObject } from '../common/validate';
 import { RequestWindow } from '../common/window';
@@ -40,19 +41,13 @@ export interface FlowDumpOptions extends DumpOptions {
  */
 export function flowSignature(f: Flow, buf: Buffer, off: number, len: number): number {
   const end = off + len;
-  let h = 0x811c9dc5;
   for (let p = off + NFNL_ATTR_OFFSET; p + 4 <= end;) {
     const l = u16le(buf, p);
     if (l < 4 || p + l > end) break;
-    if ((u16le(buf, p + 2) & NLA_TYPE_MASK) === CTA_TUPLE_ORIG) {
-      // Whole words up to the attribute's padded end (the padding is zero).
-      const e = Math.min(p + ((l + 3) & ~3), end);
-      for (let q = p; q + 4 <= e; q += 4) h = Math.imul(h ^ (buf[q] | (buf[q + 1] << 8) | (buf[q + 2] << 16) | (buf[q + 3] << 24)), 0x01000193);
-      break;
-    }
+    if ((u16le(buf, p + 2) & NLA_TYPE_MASK) === CTA_TUPLE_ORIG) return bytesSignature(buf, p, l, f.zone);
     p += (l + 3) & ~3;
   }
-  return Math.imul(h ^ f.zone, 0x01000193) >>> 0;
+  return bytesSignature(buf, 0, 0, f.zone);
 }
 
 const TABLE_MSG = { conntrack: IPCTNL_MSG_CT_GET, dying: IPCTNL_MSG_CT_GET_DYING, unconfirmed: IPCTNL_MSG_CT_GET_UNCONFIRMED } as const;

@@ -9,7 +9,7 @@ import { callbackError } from '../common/callback';
 import { CTA_ZONE, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_NEW, NFNL_SUBSYS_CTNETLINK } from '../wire/enums';
 import type { Dump, DumpOptions } from '../wire/dump';
 import type { Handle } from '../wire/handle';
-import { RecentPairs } from '../wire/dedupe';
+import { RecentPairs, bytesSignature } from '../wire/dedupe';
 import { NFGEN_FAMILY_OFFSET, align4, ctType, nfnlMsg, nfnlSubsys } from '../wire/netlink';
 import type { CompiledFilter } from './filter';
 import { Flow, decodeFlow, isFlowFamily } from './flow';
@@ -65,15 +65,6 @@ export function writeKey(buf: Buffer, e: RawEntry, out: Buffer, o: number): numb
     o += 8;
   }
   return o;
-}
-
-/** FNV-1a over the entry's original tuple bytes and zone: its signature for duplicate checks. */
-function keyHash(buf: Buffer, e: RawEntry): number {
-  let h = 0x811c9dc5;
-  const end = e.origAttr + e.origAttrLen;
-  for (let i = e.origAttr; i < end; i++) h = Math.imul(h ^ buf[i], 0x01000193);
-  h = Math.imul(h ^ (e.zoneAttr >= 0 ? e.zone : 0x10000), 0x01000193);
-  return h >>> 0;
 }
 
 const NO_KEY = Buffer.alloc(0);
@@ -134,7 +125,7 @@ export function matchDump<T>(
         const s = key.toString('latin1');
         if (seen.has(s)) return undefined;
         seen.add(s);
-      } else if (recent !== undefined && recent.seen(raw.id, keyHash(buf, raw))) {
+      } else if (recent !== undefined && recent.seen(raw.id, bytesSignature(buf, raw.origAttr, raw.origAttrLen, raw.zone))) {
         return undefined;
       }
       return make({ family, id: raw.id, key, flow, raw, buf });

@@ -13,6 +13,21 @@
  */
 
 /**
+ * A signature to pair with an entry's id: FNV-1a over buf[start, start + len) (an entry's
+ * key attribute, such as CTA_TUPLE_ORIG, header included) a little-endian 32-bit word at a
+ * time (netlink nests are 4-byte multiples; any remainder goes byte by byte), then `zone`.
+ * It tells apart two entries whose 32-bit ids collide, with no strings read per entry.
+ */
+export function bytesSignature(buf: Buffer, start: number, len: number, zone: number): number {
+  let h = 0x811c9dc5;
+  const end = start + len;
+  let q = start;
+  for (; q + 4 <= end; q += 4) h = Math.imul(h ^ (buf[q] | (buf[q + 1] << 8) | (buf[q + 2] << 16) | (buf[q + 3] << 24)), 0x01000193);
+  for (; q < end; q++) h = Math.imul(h ^ buf[q], 0x01000193);
+  return Math.imul(h ^ zone, 0x01000193) >>> 0;
+}
+
+/**
  * A set of (id, signature) pairs that remembers at least the last `window` pairs added:
  * two open-addressing generations of `window` pairs each; when the current one is full it
  * becomes the previous one and the oldest generation is forgotten. A slot is in use when its
