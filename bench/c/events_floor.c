@@ -79,7 +79,9 @@ int main(int argc, char **argv) {
     if (want == 0) {
       if (poll(fds, 2, -1) < 0 && errno != EINTR) { perror("poll"); return 1; }
       if (fds[1].revents) break; /* told to stop */
-      if (!(fds[0].revents & POLLIN)) continue;
+      /* POLLERR alone is a pending ENOBUFS: recv() reports and clears it (skipping it would
+         spin, and leave the socket congested, dropping every later event). */
+      if (!(fds[0].revents & (POLLIN | POLLERR))) continue;
     }
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n < 0) {
