@@ -31,7 +31,7 @@ static constexpr size_t kMaxFreeBlocks = 24;
 // socket does not interrupt: what arrives meanwhile is read in one go after each. The
 // default receive buffer (about 160 events) lasts through a nap, timer slack included, up
 // to about a million events a second; at such rates the reader falls behind anyway (each
-// recvmsg() costs it close to a microsecond).
+// receive costs it close to a microsecond).
 static constexpr int64_t kLingerNs = 300 * 1000;
 static constexpr int64_t kBusyNs = 2 * 1000 * 1000;
 static constexpr int64_t kNapNs = 100 * 1000;

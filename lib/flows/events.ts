@@ -360,7 +360,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
         if (this.dropCounter !== drops) {
           this.refreshLost(); // 'lost' first, as for an overrun
           sock.cancel(handler, kernelError(osConstants.errno.ENOBUFS, 'events barrier',
-            'the kernel dropped messages for the stream before the reply came, perhaps the reply itself; the loss is counted in stream.lost', 'recvmsg'));
+            'the kernel dropped messages for the stream before the reply came, perhaps the reply itself; the loss is counted in stream.lost', 'recvfrom'));
           return;
         }
         delay = Math.min(delay * 2, 64);

@@ -568,7 +568,7 @@ export class NfSocket {
       if (this.events) this.events.overrun(overruns);
       if (this.inFlight > 0) {
         // Replies were dropped: nothing says which, so fail every request in flight.
-        const err = kernelError(osConstants.errno.ENOBUFS, 'receiving replies', 'the receive buffer overflowed; replies were lost', 'recvmsg');
+        const err = kernelError(osConstants.errno.ENOBUFS, 'receiving replies', 'the receive buffer overflowed; replies were lost', 'recvfrom');
         this.failPending(err);
       }
     }
@@ -577,7 +577,7 @@ export class NfSocket {
       return;
     }
     if (errno !== 0) {
-      const err = kernelError(errno, 'receiving from the netlink socket', undefined, 'recvmsg');
+      const err = kernelError(errno, 'receiving from the netlink socket', undefined, 'recvfrom');
       this.failPending(err);
       this.events?.error(err);
     }
