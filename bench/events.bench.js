@@ -95,7 +95,7 @@ async function flood(ct, ns, floorBin, rcvbuf, first) {
   // queue is empty (an overflowed socket drops replies until then, and the barrier rejects
   // with ENOBUFS; a dropped one would add its reply and error ack to `lost`).
   for (;;) {
-    while (stream.kernelQueuedBytes > 0) await new Promise((r) => setImmediate(r));
+    while (stream.kernelQueuedBytes > 0) await new Promise((r) => setTimeout(r, 1)); // sleeping, as the C listener does
     try {
       await stream.barrier();
       break;

@@ -9,7 +9,7 @@ import { Readable } from 'stream';
 import { abortError } from '../common/abort';
 import { emitGuarded, rethrowLater } from '../common/callback';
 import { type EventStreamEvents, TypedEventEmitter } from '../common/emitter';
-import { ConntrackError, invalid, kernelError } from '../common/errors';
+import { ConntrackError, invalid } from '../common/errors';
 import { LossMeter } from '../common/loss';
 import { jsonCopy } from '../common/json';
 import { BoundedQueue } from '../common/queue';
@@ -320,9 +320,10 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
    * read and handed on ('event' listeners called, or queued for the iterator): a request on
    * the stream's own socket, whose reply comes behind those messages. Needs the stream to
    * be reading (not paused). Rejects with `ENOBUFS` when the kernel drops messages for the
-   * stream before the reply comes: the reply may be among them (after an overrun the socket
-   * drops everything, replies too, until its queue is empty, without another ENOBUFS), so
-   * the loss ends the wait and is counted in `lost`.
+   * stream after the request was sent and before its reply is read: the reply may be among
+   * them (after an overrun the socket drops everything, replies too, until its queue is
+   * empty, without another ENOBUFS), so the loss ends the wait and is counted in `lost`.
+   * Resolves when the stream is closed meanwhile.
    */
   barrier(): Promise<void> {
     return this.barrierThen(undefined);
@@ -335,7 +336,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   barrierThen(onReply: (() => void) | undefined): Promise<void> {
     const sock = this.sock;
     if (this.closed || !sock) return Promise.resolve();
-    const drops = this.dropCounter;
+    let drops = this.dropCounter;
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
@@ -352,16 +353,19 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
         },
       };
       // A dropped reply never comes and nothing reports it but the drop counter: polled,
-      // at 1, 2, 4 ... 64 ms, while the request waits. Any growth gives the request up (its
-      // slot is freed; a reply that still comes is ignored).
+      // at 1, 2, 4 ... 64 ms, while the request waits. Growth while it is in flight gives it
+      // up (its slot is freed; a reply that still comes is ignored). Growth while it still
+      // waits in the send queue (the window full of earlier requests) is not about its
+      // reply: the count starts again from there, and the watch goes on.
       let delay = 1;
       const watch = (): void => {
         if (settled) return;
-        if (this.dropCounter !== drops) {
+        const now = this.dropCounter;
+        if (now !== drops) {
+          drops = now;
+          const err = new ConntrackError('ENOBUFS', 'events barrier failed: ENOBUFS (the kernel dropped messages for the stream before the reply was read, perhaps the reply itself; the loss is counted in stream.lost)', { errno: osConstants.errno.ENOBUFS });
           this.refreshLost(); // 'lost' first, as for an overrun
-          sock.cancel(handler, kernelError(osConstants.errno.ENOBUFS, 'events barrier',
-            'the kernel dropped messages for the stream before the reply came, perhaps the reply itself; the loss is counted in stream.lost', 'recvfrom'));
-          return;
+          if (settled || sock.cancel(handler, err)) return;
         }
         delay = Math.min(delay * 2, 64);
         timer = setTimeout(watch, delay).unref();

@@ -731,6 +731,7 @@ export class NfSocket {
     for (let i = 0; i < RING; i++) {
       if (this.ring[i] === h) {
         this.settle(this.ringSeq[i], h, err);
+        this.kick(); // its room in the window may let queued requests go out
         return true;
       }
     }

@@ -141,4 +141,22 @@ describe('cancel()', () => {
     expect(sock.unmatched).toBe(before + 1);
     expect(outcome.messages).toBe(0);
   });
+
+  test('cancelling a request in flight sends what waited behind it in the queue', async () => {
+    const { sock, conn } = fakeSocket();
+    const handlers = [];
+    for (let i = 0; i < 400; i++) {
+      const r = recorder('get', false);
+      handlers.push(r.handler);
+      sock.request(0x100, 0, 2, Buffer.alloc(8), r.handler);
+    }
+    await tick();
+    const sent = conn.sent.length;
+    expect(sent).toBeGreaterThan(0);
+    expect(sent).toBeLessThan(400); // the window is full: the rest wait
+    expect(sock.cancel(handlers[sent], new ConntrackError('ERR_ABORTED', 'x'))).toBe(false); // queued, not in flight
+    expect(sock.cancel(handlers[0], new ConntrackError('ERR_ABORTED', 'given up'))).toBe(true);
+    await tick();
+    expect(conn.sent.length).toBeGreaterThan(sent);
+  });
 });
