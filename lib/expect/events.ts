@@ -12,7 +12,7 @@ import { LossMeter } from '../common/loss';
 import { BoundedQueue } from '../common/queue';
 import {
   IPCTNL_MSG_EXP_DELETE, IPCTNL_MSG_EXP_NEW, NFNLGRP_CONNTRACK_EXP_DESTROY,
-  NFNLGRP_CONNTRACK_EXP_NEW, NFNL_SUBSYS_CTNETLINK_EXP, SK_MEMINFO_DROPS,
+  NFNLGRP_CONNTRACK_EXP_NEW, NFNL_SUBSYS_CTNETLINK_EXP,
 } from '../wire/enums';
 import type { Handle } from '../wire/handle';
 import { nfnlMsg, nfnlSubsys } from '../wire/netlink';
@@ -80,7 +80,7 @@ export class ExpectationEvents extends TypedEventEmitter<ExpectationEventsEvents
       groups,
       prepare: (sock) => {
         this.granted = sock.setReceiveBufferSize(options.receiveBufferSize ?? 1 << 20, true).granted;
-        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => this.emitUser('lost', info));
+        this.loss = new LossMeter(() => sock.drops, (info) => this.emitUser('lost', info));
       },
       sink: {
         message: (buf, off, len, type) => this.onMessage(buf, off, len, type),

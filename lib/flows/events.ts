@@ -18,7 +18,7 @@ import type { Handle } from '../wire/handle';
 import {
   AF_UNSPEC, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_NEW, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS,
   NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
-  NFNL_SUBSYS_CTNETLINK, NLM_F_CREATE, SK_MEMINFO_DROPS, SK_MEMINFO_RMEM_ALLOC,
+  NFNL_SUBSYS_CTNETLINK, NLM_F_CREATE, SK_MEMINFO_RMEM_ALLOC,
 } from '../wire/enums';
 import { ctType } from '../wire/netlink';
 import { NfSocket, type ReplyHandler } from '../wire/socket';
@@ -261,7 +261,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
         }
         // The filter goes on before the groups are joined, so nothing unfiltered slips in.
         if (bpf.program) sock.handle.attachFilter(bpf.program);
-        this.loss = new LossMeter(() => sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0, (info) => {
+        this.loss = new LossMeter(() => sock.drops, (info) => {
           this.emitUser('lost', info);
           if (!this.inOverrun) this.rawGap?.();
         });
@@ -378,7 +378,7 @@ export class FlowEventStream extends TypedEventEmitter<FlowEventStreamEvents> im
   /** @internal The socket's drop counter as the kernel has it now (not reported as 'lost'). */
   get dropCounter(): number {
     if (this.closed || !this.sock) return 0;
-    return this.sock.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0;
+    return this.sock.drops;
   }
 
   /** Bytes of events waiting in the kernel's socket buffer (SK_MEMINFO_RMEM_ALLOC). */

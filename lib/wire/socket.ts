@@ -8,7 +8,7 @@ import { constants as osConstants } from 'os';
 import { ConntrackError, fromNative, kernelError } from '../common/errors';
 import { isObject } from '../common/validate';
 import { type Netns, isNetnsError } from '../common/netns';
-import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST } from './enums';
+import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_REQUEST, SK_MEMINFO_DROPS } from './enums';
 import { AttrWriter, NLMSG_HDRLEN, align4, parseError } from './netlink';
 import { rethrowLater } from '../common/callback';
 import { type BatchSendError, NativeSocket, type NativeSocketOptions, type OnData, native } from './native';
@@ -718,6 +718,11 @@ export class NfSocket {
       const h = this.ring[i];
       if (h !== undefined && this.ringSilent[i] === 1) this.settle(this.ringSeq[i], h, err);
     }
+  }
+
+  /** The kernel's count of messages it dropped for this socket (SO_MEMINFO, SK_MEMINFO_DROPS). */
+  get drops(): number {
+    return this.handle.memInfo()[SK_MEMINFO_DROPS] ?? 0;
   }
 
   /**
