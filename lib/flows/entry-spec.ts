@@ -522,6 +522,83 @@ export function writeKeyFast(w: AttrWriter, key: unknown): number {
   return FAMILY_NUM[src.family];
 }
 
+/** An update read by readUpdateFast(): the entry's original tuple and the changes. */
+export interface FastUpdate {
+  protonum: number;
+  src: ParsedAddress;
+  dst: ParsedAddress;
+  sport: number;
+  dport: number;
+  zone: number;
+  timeout: number | undefined;
+  mark: number | undefined;
+}
+
+const fastUpdateRead: FastUpdate = {
+  protonum: 0, src: undefined as unknown as ParsedAddress, dst: undefined as unknown as ParsedAddress,
+  sport: 0, dport: 0, zone: 0, timeout: undefined, mark: undefined,
+};
+
+/**
+ * Reads an update of the shape bulk callers send ({ proto, orig: { src, dst, sport, dport },
+ * zone?, timeout?, mark? as a number }, a port protocol: no id or status, so nothing to read
+ * from the entry first) for writeUpdateFast(). Returns a scratch object, valid until the
+ * next call, or undefined for any other shape or any value resolveUpdate() might refuse (the
+ * caller then takes the general path, which names the problem). resolveUpdate()'s named
+ * reads and the objects it builds cost several times the kernel's work on such an update.
+ */
+export function readUpdateFast(spec: unknown): FastUpdate | undefined {
+  if (!isPlain(spec)) return undefined;
+  // Values read in the for-in loop, as in writeCreateFast().
+  let proto: unknown, orig: unknown, zone: unknown, timeout: unknown, mark: unknown;
+  for (const k in spec) {
+    const v = spec[k];
+    if (k === 'proto') proto = v;
+    else if (k === 'orig') orig = v;
+    else if (k === 'zone') zone = v;
+    else if (k === 'timeout') timeout = v;
+    else if (k === 'mark') mark = v;
+    else return undefined;
+  }
+  const protonum = fastPortProto(proto);
+  if (protonum < 0 || (timeout === undefined && mark === undefined)) return undefined;
+  if (timeout !== undefined && (!isU(timeout, 0xffffffff) || timeout === 0)) return undefined;
+  if ((mark !== undefined && !isU(mark, 0xffffffff)) || (zone !== undefined && !isU(zone, 0xffff))) return undefined;
+  if (!fastOrig(orig)) return undefined;
+  const u = fastUpdateRead;
+  u.protonum = protonum;
+  u.src = fastOrigRead.src;
+  u.dst = fastOrigRead.dst;
+  u.sport = fastOrigRead.sport;
+  u.dport = fastOrigRead.dport;
+  u.zone = (zone as number | undefined) ?? 0;
+  u.timeout = timeout as number | undefined;
+  u.mark = mark as number | undefined;
+  return u;
+}
+
+/**
+ * encodeUpdate() of what readUpdateFast() read, in whole words like writeCreateFast();
+ * returns the family. Its bytes equal encodeUpdate()'s (test/unit/flows/create-fast.test.ts).
+ */
+export function writeUpdateFast(w: AttrWriter, r: FastUpdate): number {
+  const { protonum, src, dst, sport, dport, zone, timeout, mark } = r;
+  if (!LITTLE_ENDIAN || (w.length & 3) !== 0) {
+    encodeTuple(w, CTA_TUPLE_ORIG, { family: src.family, protonum, src: src.bytes, dst: dst.bytes, sport, dport });
+    if (zone !== 0) w.u16(CTA_ZONE, zone);
+    if (timeout !== undefined) w.u32(CTA_TIMEOUT, timeout);
+    if (mark !== undefined) w.u32(CTA_MARK, mark).u32(CTA_MARK_MASK, 0xffffffff);
+    return FAMILY_NUM[src.family];
+  }
+  const p = w.raw((src.family === 'ipv4' ? 52 : 76) + (zone ? 8 : 0) + (timeout !== undefined ? 8 : 0) + (mark !== undefined ? 16 : 0));
+  const u = w.words;
+  let i = fastTuple(u, p >>> 2, CTA_TUPLE_ORIG, protonum, src.bytes, dst.bytes, sport, dport);
+  if (zone) i = fastU16(u, i, CTA_ZONE, zone);
+  if (timeout !== undefined) i = fastU32(u, i, CTA_TIMEOUT, timeout);
+  if (mark !== undefined) fastU32(u, fastU32(u, i, CTA_MARK, mark), CTA_MARK_MASK, 0xffffffff);
+  return FAMILY_NUM[src.family];
+}
+
 /** Validates a key and encodes a GET or DELETE payload. */
 export function encodeKeyRequest(key: EntryKey, direction?: 'orig' | 'reply', withId = true): { family: number; payload: Buffer; key: ResolvedKey } {
   const k = resolveKey(key, direction);
@@ -561,16 +638,24 @@ export interface ChangeOptions {
 
 const CHANGE_KEYS = ['mark', 'timeout', 'status', 'labels', 'state', 'tcpWindow'];
 
+/** CHANGE_KEYS plus `ignore`, built once per `ignore` set (update() validates every call). */
+const changeKeySets = new WeakMap<ReadonlySet<string>, ReadonlySet<string>>();
+function changeKeysWith(ignore: ReadonlySet<string>): ReadonlySet<string> {
+  let known = changeKeySets.get(ignore);
+  if (known === undefined) {
+    known = new Set([...CHANGE_KEYS, ...ignore]);
+    changeKeySets.set(ignore, known);
+  }
+  return known;
+}
+
 /** Validates changes (throws ERR_INVALID_ARGUMENT naming the field). */
 export function resolveChanges(s: Record<string, unknown>, options: ChangeOptions = {}): ResolvedChanges {
   const pre = options.prefix ?? '';
   const r: ResolvedChanges = { statusSet: 0, statusUnset: 0, statusFixed: 0, hasStatus: false };
   const fixed = { bits: 0 };
   const others = options.fixedStatus ? fixed : undefined;
-  if (options.ignore) {
-    const known = new Set([...CHANGE_KEYS, ...options.ignore]);
-    checkKeys(s, known, pre ? pre.slice(0, -1) : 'spec', 'an update');
-  }
+  if (options.ignore) checkKeys(s, changeKeysWith(options.ignore), pre ? pre.slice(0, -1) : 'spec', 'an update');
   if (s.mark !== undefined) {
     if (typeof s.mark === 'number') r.mark = { value: checkInt(s.mark, 0, 0xffffffff, `${pre}mark`, 'mark'), mask: 0xffffffff };
     else {

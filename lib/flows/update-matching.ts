@@ -111,6 +111,9 @@ function labelsRefused(err: ConntrackError): ConntrackError {
   );
 }
 
+/** updateMatching()'s changes object holds nothing but changes: every other key is refused. */
+const NOT_CHANGES: ReadonlySet<string> = new Set();
+
 /** ct.updateMatching(). */
 export async function updateMatchingEntries(
   ct: Handle,
@@ -120,7 +123,7 @@ export async function updateMatchingEntries(
 ): Promise<number> {
   ct.assertOpen('updateMatching');
   const c = checkObject(changesSpec, 'changes', '{ mark: 2 } or { mark: { value: 0x10, mask: 0xf0 }, timeout: 60 }');
-  const r = resolveChanges(c, { prefix: 'changes.', ignore: new Set() });
+  const r = resolveChanges(c, { prefix: 'changes.', ignore: NOT_CHANGES });
   if (!isObject(options)) throw invalid('options', 'must be an object like { signal }');
   checkKeys(options, OPTION_KEYS, 'options', 'updateMatching()');
   const signal = checkSignal(options.signal, 'options.signal');

@@ -83,6 +83,7 @@ describe('upsert', () => {
         // The kernel never clears flags, and refuses any timeout once FIXED_TIMEOUT is set.
         await expect(ct.upsert({ proto: 'udp', orig: u, timeout: 300, status: ['ASSURED'] })).rejects.toMatchObject({ code: 'EPERM', field: 'timeout' });
         await expect(ct.update({ proto: 'udp', orig: u, status: { unset: ['FIXED_TIMEOUT'] } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'status.unset' });
+        await expect(ct.update({ proto: 'udp', orig: u, timeout: 50, mark: 5 })).rejects.toMatchObject({ code: 'EPERM', field: 'timeout' });
         await ct.update({ proto: 'udp', orig: u, mark: 4 });
         expect(await ct.get({ proto: 'udp', orig: u })).toMatchObject({ mark: 4, status: expect.arrayContaining(['FIXED_TIMEOUT']) });
       } finally {

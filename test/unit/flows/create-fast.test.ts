@@ -1,10 +1,11 @@
 /**
- * lib/flows/entry-spec.ts writeCreateFast() and writeKeyFast(): the hand-written encoders
- * bulk creates and deletes use for their common shape must accept only what the general
- * path (writeCreate(), resolveKey() + encodeKey()) accepts, and write the same bytes.
+ * lib/flows/entry-spec.ts writeCreateFast(), writeKeyFast() and readUpdateFast() +
+ * writeUpdateFast(): the hand-written encoders bulk creates, deletes and updates use for
+ * their common shape must accept only what the general path (writeCreate(), resolveKey() +
+ * encodeKey(), resolveUpdate() + encodeUpdate()) accepts, and write the same bytes.
  */
 import fc from 'fast-check';
-import { encodeKey, resolveKey, writeCreate, writeCreateFast, writeKeyFast } from '../../../lib/flows/entry-spec';
+import { encodeKey, encodeUpdate, readUpdateFast, resolveKey, resolveUpdate, writeCreate, writeCreateFast, writeKeyFast, writeUpdateFast } from '../../../lib/flows/entry-spec';
 import { AttrWriter } from '../../../lib/wire/netlink';
 import { AF_INET, AF_INET6 } from '../../../lib/wire/enums';
 
@@ -225,5 +226,118 @@ describe('writeKeyFast', () => {
       }),
       { numRuns: 5000 },
     );
+  });
+});
+
+/** resolveUpdate() + encodeUpdate()'s bytes and family, or undefined when it refuses the spec. */
+function generalUpdate(spec: unknown): { family: number; bytes: Buffer } | undefined {
+  try {
+    const r = resolveUpdate(spec as never);
+    // An id or a status makes update() read the entry first: never the fast path's business.
+    if (r.key.id !== undefined || r.hasStatus) return undefined;
+    return { family: r.key.family === 'ipv4' ? AF_INET : AF_INET6, bytes: encodeUpdate(r, undefined) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The fast path's bytes, written at `offset` bytes into a writer (2: not at a word boundary). */
+function fastUpdate(spec: unknown, offset = 0): { family: number; bytes: Buffer } | undefined {
+  const u = readUpdateFast(spec);
+  if (u === undefined) return undefined;
+  const w = new AttrWriter(16);
+  w.raw(offset);
+  const family = writeUpdateFast(w, u);
+  return { family, bytes: w.finish().subarray(offset) };
+}
+
+const commonUpdate = fc.record(
+  {
+    proto: fc.constantFrom('tcp', 'udp', 'udplite', 'sctp', 'dccp', 6, 17),
+    orig: fc.oneof(
+      fc.record({ src: v4, dst: v4, sport: fc.nat(65535), dport: fc.nat(65535) }),
+      fc.record({ src: v6, dst: v6, sport: fc.nat(65535), dport: fc.nat(65535) }),
+    ),
+    zone: fc.option(fc.nat(65535), { nil: undefined }),
+    timeout: fc.integer({ min: 1, max: 0xffffffff }),
+    mark: fc.nat(0xffffffff),
+  },
+  { requiredKeys: ['proto', 'orig', 'mark'] },
+);
+/** Any keys, and the fast shape's keys with odd values (so both verdicts come up often). */
+const anyUpdate = fc.oneof(
+  fc.record(
+    {
+      proto, orig: fc.oneof({ weight: 5, arbitrary: tuple }, oddValue), reply: tuple, zone: fc.oneof(fc.nat(65535), oddValue),
+      id: u32, mark: fc.oneof(u32, fc.constant({ value: 1, mask: 0xff })), timeout: u32, status: fc.constant(['ASSURED']), labels: fc.constant([1]),
+    },
+    { requiredKeys: [] },
+  ),
+  fc.record(
+    {
+      proto, orig: fc.oneof({ weight: 5, arbitrary: fc.record({ src: address, dst: address, sport: port, dport: port }) }, oddValue),
+      zone: fc.oneof(fc.nat(65535), oddValue), mark: u32, timeout: u32,
+    },
+    { requiredKeys: [] },
+  ),
+);
+
+describe('readUpdateFast + writeUpdateFast', () => {
+  test('write what resolveUpdate() + encodeUpdate() write (IPv4, IPv6, zone, timeout, mark)', () => {
+    for (const s of [
+      { proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 1000 }, mark: 7 },
+      { proto: 'tcp', orig: { src: '2001:db8::1', dst: 'fd00::2', sport: 443, dport: 65535 }, zone: 7, timeout: 30 },
+      { proto: 132, orig: { src: '192.0.2.1', dst: '192.0.2.2', sport: 0, dport: 0 }, zone: 0, timeout: 0xffffffff, mark: 0 },
+    ]) {
+      const f = fastUpdate(s);
+      expect(f).toBeDefined();
+      expect(f).toEqual(generalUpdate(s));
+      expect(fastUpdate(s, 2)).toEqual(f); // the byte-wise branch, for a writer off a word boundary
+    }
+  });
+
+  test('decline what they do not handle, leaving it to resolveUpdate()', () => {
+    const base = { proto: 'udp', orig: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, mark: 1 };
+    for (const s of [
+      { proto: 'udp', reply: base.orig, mark: 1 },
+      { ...base, id: 5 }, // checked against the entry first
+      { ...base, status: ['ASSURED'] },
+      { ...base, labels: [1] },
+      { ...base, mark: { value: 1, mask: 0xff } },
+      { ...base, timeout: 0 },
+      { ...base, proto: 'icmp' },
+      { proto: 'udp', orig: base.orig }, // nothing to update: resolveUpdate() says so
+      { ...base, orig: { ...base.orig, dst: '::1' } },
+      { ...base, makr: 5 }, // a typo: resolveUpdate() names it
+      null,
+      [base],
+    ]) {
+      expect(readUpdateFast(s)).toBeUndefined();
+    }
+  });
+
+  test('on generated common updates: always accept, same bytes as the general path', () => {
+    fc.assert(
+      fc.property(commonUpdate, (s) => {
+        const f = fastUpdate(s);
+        expect(f).toBeDefined();
+        expect(f).toEqual(generalUpdate(s));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('on generated updates of any shape: accept only what the general path accepts, with the same bytes', () => {
+    let accepted = 0;
+    fc.assert(
+      fc.property(anyUpdate, (s) => {
+        const f = fastUpdate(s);
+        if (f === undefined) return;
+        accepted++;
+        expect(f).toEqual(generalUpdate(s));
+      }),
+      { numRuns: 5000 },
+    );
+    expect(accepted).toBeGreaterThan(0); // the comparison ran
   });
 });
