@@ -5,8 +5,9 @@
  */
 import { readFileSync } from 'fs';
 import { Conntrack, ConntrackError, FlowEvent } from '../../../lib';
-import { isRealRoot, withSandbox } from '../../../apps/testing';
+import { withSandbox } from '../../../apps/testing';
 import { DIST, ensureDist, floodBlocking, runScript } from '../../helpers/child';
+import { realRootTest } from '../../helpers/real-root';
 
 beforeAll(ensureDist);
 
@@ -66,12 +67,7 @@ describe('event loss accounting', () => {
     expect(out.stats.delivered).toBe(out.received);
   });
 
-  test('as real root, a 64 MB buffer takes a 100,000-flow flood with nothing lost', async () => {
-    if (!isRealRoot()) {
-      console.log('skipping the 64 MB flood check: not real root (SO_RCVBUFFORCE needs CAP_NET_ADMIN in the initial user namespace)');
-      expect(isRealRoot()).toBe(false);
-      return;
-    }
+  realRootTest('the 64 MB flood check', 'SO_RCVBUFFORCE needs CAP_NET_ADMIN in the initial user namespace')('as real root, a 64 MB buffer takes a 100,000-flow flood with nothing lost', async () => {
     await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {
@@ -103,12 +99,7 @@ describe('event loss accounting', () => {
       }
     });
   });
-  test('barrier() on a congested socket, which drops its reply without another ENOBUFS, rejects instead of hanging', async () => {
-    if (!isRealRoot()) {
-      console.log('skipping the congested barrier check: not real root (it needs a forced 16 MB buffer)');
-      expect(isRealRoot()).toBe(false);
-      return;
-    }
+  realRootTest('the congested barrier check', 'it needs a forced 16 MB buffer (SO_RCVBUFFORCE)')('barrier() on a congested socket, which drops its reply without another ENOBUFS, rejects instead of hanging', async () => {
     await withSandbox(async (ns) => {
       const ct = await Conntrack.open({ netns: ns.path });
       try {

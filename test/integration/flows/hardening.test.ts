@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from 'fs';
 import { Conntrack, ConntrackError } from '../../../lib';
 import { Sandbox as Netns, withSandbox as withNetns } from '../../../apps/testing';
+import { realRootTest } from '../../helpers/real-root';
 
 const udp = (i: number, base = 1) => ({ proto: 'udp' as const, orig: { src: `10.${base}.${(i >> 8) & 255}.${i & 255}`, dst: '10.99.0.1', sport: 1000, dport: 53 } });
 
@@ -200,12 +201,7 @@ describe('input that must be refused', () => {
   });
 });
 
-const realRoot = readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/).join(' ') === '0 0 4294967295';
-if (!realRoot) {
-  // eslint-disable-next-line no-console
-  console.log('hardening: table-full message skipped: lowering nf_conntrack_max needs real root in the initial user namespace');
-}
-const rootTest = realRoot ? test : test.skip;
+const rootTest = realRootTest('hardening: table-full message', 'lowering nf_conntrack_max needs real root in the initial user namespace');
 
 describe('a full table', () => {
   rootTest('create and createMany say the table is full, with count and max and what to do', async () => {

@@ -4,7 +4,7 @@
  */
 import { spawnSync, SpawnSyncReturns } from 'child_process';
 import { join } from 'path';
-import { isRealRoot } from '../../../apps/testing';
+import { realRootTest } from '../../helpers/real-root';
 
 const root = join(__dirname, '..', '..', '..');
 const main = join(root, 'dist/apps/nfct/main.js');
@@ -89,12 +89,7 @@ test('npm run demo runs to the end (as root, or as root of a user namespace)', (
   expect(r.stdout).toContain('==> Done');
 });
 
-const asRealRoot = isRealRoot() ? test : test.skip;
-if (!isRealRoot()) {
-  // eslint-disable-next-line no-console
-  console.log('nfct sandbox as a normal user: skipped: switching to user nobody needs real root');
-}
-asRealRoot('npm run demo as a normal user (nobody): re-executes under unshare -Urn and runs to the end', () => {
+realRootTest('nfct sandbox as a normal user', 'switching to user nobody needs real root')('npm run demo as a normal user (nobody): re-executes under unshare -Urn and runs to the end', () => {
   const home = spawnSync('mktemp', ['-d'], { encoding: 'utf8' }).stdout.trim();
   spawnSync('chown', ['nobody', home]);
   const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', 'env', `HOME=${home}`, 'npm_config_update_notifier=false',

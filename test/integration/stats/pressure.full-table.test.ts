@@ -6,14 +6,10 @@
 import { once } from 'events';
 import { readFileSync } from 'fs';
 import { Conntrack, ConntrackStats, PressureWarning, ProcStats, readProcStats } from '../../../lib';
-import { isRealRoot, withSandbox } from '../../../apps/testing';
+import { withSandbox } from '../../../apps/testing';
+import { realRootTest } from '../../helpers/real-root';
 
-const realRoot = isRealRoot();
-if (!realRoot) {
-  // eslint-disable-next-line no-console
-  console.log('pressure.full-table: skipped: lowering nf_conntrack_max needs real root in the initial user namespace (/proc/self/uid_map is not "0 0 4294967295")');
-}
-const rootTest = realRoot ? test : test.skip;
+const rootTest = realRootTest('pressure.full-table', 'lowering nf_conntrack_max needs real root in the initial user namespace (/proc/self/uid_map is not "0 0 4294967295")');
 
 /**
  * Runs inside the namespace: a server, then seven connections held open (established,
