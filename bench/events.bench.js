@@ -3,7 +3,8 @@
  * Events benchmark: drain rate of a full event queue. Three listeners subscribe to
  * NFNLGRP_CONNTRACK_NEW in one namespace, each with a large forced receive buffer, and
  * none reads while the table is filled with N real flows (UDP on loopback, tracked by an
- * nft ct rule), so each socket holds the same N queued events. Then each drains in turn:
+ * nft ct rule), so each socket holds the same N queued events. Then each drains in turn
+ * (the order rotating from round to round):
  *   - the floor: bench/c/events_floor.c, a minimal libmnl listener (parses attributes);
  *   - ct.events() consumed with for await (one event at a time, reading a few fields);
  *   - ct.events() consumed with nextBatch() (all queued events per call).
@@ -179,7 +180,8 @@ async function main() {
   await ct.flush();
 
   // Interleaved rounds: in each, the floor and two fresh streams subscribe, N flows are made
-  // (N events queued on each socket), and each drains in turn. Best and median per listener.
+  // (N events queued on each socket), and each drains in turn, the order rotating from
+  // round to round. Best and median per listener.
   const runs = { floor: [], iterate: [], batch: [] };
   for (let r = 0; r < ROUNDS; r++) {
     const it = ct.events({ types: ['new'], receiveBufferSize: RCVBUF }).pause();
@@ -194,13 +196,19 @@ async function main() {
     if (r === 0) console.log(`round 1: queued ${count} NEW events (real UDP flows) in ${since(t0).toFixed(2)} s; kernel buffer ${(it.kernelQueuedBytes / (1 << 20)).toFixed(1)} MB per socket`);
     if (count < N) throw new Error(`only ${count} of ${N} flows were created (nf_conntrack_max?)`);
 
-    const done = new Promise((res) => floor.on('exit', res));
-    floor.stdin.write('go\n');
-    await done;
-    const [fn, fsecs, fcpu, fdrops] = out.split('\n')[1].trim().split(' ').map(Number);
-    runs.floor.push({ n: fn, secs: fsecs, cpu: fcpu, lost: fdrops });
-    runs.iterate.push(await drain(it, 'iterate'));
-    runs.batch.push(await drain(bt, 'batch'));
+    const drains = [
+      async () => {
+        const done = new Promise((res) => floor.on('exit', res));
+        floor.stdin.write('go\n');
+        await done;
+        const [fn, fsecs, fcpu, fdrops] = out.split('\n')[1].trim().split(' ').map(Number);
+        runs.floor.push({ n: fn, secs: fsecs, cpu: fcpu, lost: fdrops });
+      },
+      async () => runs.iterate.push(await drain(it, 'iterate')),
+      async () => runs.batch.push(await drain(bt, 'batch')),
+    ];
+    // Each round starts with another listener, so none always drains first (or last).
+    for (let k = 0; k < drains.length; k++) await drains[(r + k) % drains.length]();
     it.close();
     bt.close();
     await ct.flush();
