@@ -15,6 +15,8 @@ COPY binding.gyp ./
 COPY native ./native
 COPY tsconfig.json tsconfig.build.json jest.config.js ./
 COPY lib ./lib
+# npm ci runs the package's own install step (scripts/install.js) and prepare (tsc).
+COPY scripts ./scripts
 RUN npm ci
 COPY . .
 

@@ -443,7 +443,7 @@ export class Conntrack {
    * namespace).
    */
   get settings(): Settings {
-    this.statsSettings ??= new Settings(this.netnsFile);
+    this.statsSettings ??= new Settings(this.netnsFile, (op) => this.assertOpen(op));
     return this.statsSettings;
   }
 

@@ -61,12 +61,17 @@ export function wantsOpenMetrics(accept: string | undefined): boolean {
   return best.om > 0 && best.om >= best.text;
 }
 
+const EXPORTER_KEYS: readonly string[] = ['host', 'port', 'netns', 'prefix'];
+
 /**
  * Opens a handle per namespace, registers the metrics and starts the HTTP server. Rejects
  * (closing what it opened) when a namespace cannot be opened or the address is taken.
  */
 export async function startExporter(options: ExporterOptions = {}): Promise<Exporter> {
   if (options === null || typeof options !== 'object') throw new ConntrackError('ERR_INVALID_ARGUMENT', 'options: must be an object', { field: 'options' });
+  for (const k of Object.keys(options)) {
+    if (!EXPORTER_KEYS.includes(k)) throw new ConntrackError('ERR_INVALID_ARGUMENT', `options.${k}: unknown key; startExporter() takes ${EXPORTER_KEYS.join(', ')}`, { field: `options.${k}` });
+  }
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? DEFAULT_PORT;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConntrackError('ERR_INVALID_ARGUMENT', `port: must be an integer 0-65535, got ${port}`, { field: 'port' });

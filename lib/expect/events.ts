@@ -30,7 +30,10 @@ export interface ExpectationEvent {
 export interface ExpectationEventsOptions {
   /** Which events to receive (default both). */
   types?: ExpectationEventType[];
-  /** Stops the stream: the iterator ends (done) and the socket closes. */
+  /**
+   * Stops the stream: the iterator ends (done) and the socket closes. Already aborted,
+   * events() throws ERR_ABORTED instead.
+   */
   signal?: AbortSignal;
   /** Receive buffer in bytes (default 1 MiB; forced past rmem_max when privileged). */
   receiveBufferSize?: number;

@@ -8,7 +8,7 @@ import { abortError } from '../common/abort';
 import { ConntrackError, invalid } from '../common/errors';
 import { getSystemErrorName } from 'util';
 import { Netns, type NetnsOption, namespaceFiles } from '../common/netns';
-import { isObject } from '../common/validate';
+import { checkKeys, isObject } from '../common/validate';
 
 /** The parsed `/proc/net/stat/nf_conntrack`, keyed by the kernel's own column names. */
 export interface ProcStats {
@@ -77,6 +77,8 @@ export function parseProcStats(text: string): ProcStats {
   return { perCpu, total };
 }
 
+const PROC_STATS_KEYS: ReadonlySet<string> = new Set(['path', 'netns', 'signal']);
+
 /**
  * Reads and parses `/proc/net/stat/nf_conntrack` (of the caller's network namespace, of
  * another one with `{ netns }`, or any copy of the file with a path).
@@ -89,6 +91,7 @@ export function parseProcStats(text: string): ProcStats {
 export async function readProcStats(pathOrOptions: string | ReadProcStatsOptions = {}): Promise<ProcStats> {
   const options: ReadProcStatsOptions = typeof pathOrOptions === 'string' ? { path: pathOrOptions } : pathOrOptions;
   if (!isObject(options as unknown)) throw invalid('options', 'must be a path or an object { path?, netns?, signal? }');
+  checkKeys(options as Record<string, unknown>, PROC_STATS_KEYS, 'options', 'readProcStats()');
   if (options.path !== undefined && (typeof options.path !== 'string' || options.path === '')) {
     throw invalid('path', 'must be a non-empty string (the file to parse)');
   }

@@ -213,8 +213,8 @@ function checkSettingsOptions(options: unknown, what: string): void {
 const SETTINGS_OPTION_KEYS = new Set(['signal']);
 
 export class Settings {
-  /** @internal */
-  constructor(private readonly ns: Netns | undefined) {}
+  /** @internal `assertOpen` throws ERR_CLOSED once the handle is closed. */
+  constructor(private readonly ns: Netns | undefined, private readonly assertOpen: (operation: string) => void = () => undefined) {}
 
   /**
    * Reads every nf_conntrack sysctl of the namespace.
@@ -224,6 +224,7 @@ export class Settings {
    * console.log(`${s.count} of ${s.max} entries, accounting ${s.acct ? 'on' : 'off'}`);
    */
   async get(options: { signal?: AbortSignal } = {}): Promise<ConntrackSettings> {
+    this.assertOpen('settings.get');
     checkSettingsOptions(options, 'settings.get()');
     if (options.signal?.aborted) throw abortError('settings.get', options.signal);
     const [list] = await namespaceFiles(this.ns, [{ op: 'list', path: SYSCTL_DIR, prefix: PREFIX, read: true }], 'settings.get');
@@ -267,6 +268,7 @@ export class Settings {
    * await ct.settings.set(previous);
    */
   async set(values: SettingsUpdate, options: { signal?: AbortSignal } = {}): Promise<SettingsUpdate> {
+    this.assertOpen('settings.set');
     checkSettingsOptions(options, 'settings.set()');
     checkObject(values, 'values', '{ acct: true, tcpTimeoutEstablished: 3600 }');
     const keys = Object.keys(values).filter((k) => (values as Record<string, unknown>)[k] !== undefined);

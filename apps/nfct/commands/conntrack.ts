@@ -706,7 +706,7 @@ Conntrack parameters and options:
   -c, --secmark secmark         Set selinux secmark
   -e, --event-mask eventmask    Event mask, eg. NEW,DESTROY
   -z, --zero                    Zero counters while listing
-  -o, --output type[,...]       Output format: extended, id, ktimestamp, labels, timestamp, save, xml
+  -o, --output type[,...]       Output format: extended, id, ktimestamp, labels, timestamp, save, userspace, xml
   -l, --label label[,...]       conntrack labels
 
 Expectation parameters and options:
@@ -732,6 +732,7 @@ Common parameters and options:
   -b, --buffer-size             Netlink socket buffer size
   --mask-src ip                 Source mask address
   --mask-dst ip                 Destination mask address
+  --netns NAME|PATH|PID         Work on that network namespace's table (nfct only)
 
 Protocol options (after -p): --sport/--orig-port-src, --dport/--orig-port-dst, --reply-port-src,
   --reply-port-dst, --mask-port-src, --mask-port-dst, --tuple-port-src, --tuple-port-dst,

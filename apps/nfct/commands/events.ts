@@ -5,8 +5,9 @@ import { UsageError, reportError } from '../common/errors';
 import { withHandle } from '../common/handle';
 import { LineWriter, palette, parseOutput, toJson } from '../common/output';
 
-const HELP = helpText('nfct events [--types new,update,destroy] [filters] [--count N] [--duration S]', `Stream conntrack events until interrupted (or --count/--duration).
-Output: ndjson ({"type","flow","timestamp"} per line) by default when not on a terminal;
+const HELP = helpText('nfct events [--types new,update,destroy] [filters] [--count N] [--duration S] [--buffer-size BYTES]', `Stream conntrack events until interrupted (or --count/--duration).
+Output: ndjson ({"type","flow","timestamp"} per line, and "portId" when a program caused
+the event over ctnetlink) by default when not on a terminal;
 conntrack prints the lines conntrack -E prints; table a short line per event.
 Lost events are reported on stderr.
 

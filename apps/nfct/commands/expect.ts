@@ -15,7 +15,8 @@ const HELP = helpText('nfct expect list|get|create|delete|flush|events [options]
          --src A --dst B [--sport P] --dport P [--mask-src M] [--timeout S]
          (the master must have a helper, e.g. one made with nfct create --helper ftp)
   flush [--helper NAME]
-  events [--count N]`);
+  events [--count N]
+  --zone Z names the conntrack zone of the tuple (and of the master, for create).`);
 
 const OPTS = {
   family: { type: 'string' }, proto: { type: 'string', short: 'p' }, helper: { type: 'string' },

@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'util';
 import { DEFAULT_PORT, startExporter } from '../../prometheus';
+import { commandNetns } from '../common/handle';
 
 export const USAGE = `Usage: nfct exporter [--listen HOST:PORT] [--netns NAME|PATH|PID]... [--prefix PREFIX]
 
@@ -15,7 +16,8 @@ Options:
                        0.0.0.0:PORT or [::]:PORT for every interface, port 0 for any free one)
   --netns NS           export this network namespace (a name under /var/run/netns, a path
                        such as /proc/PID/ns/net, or a pid); repeat for several. Each
-                       series then carries netns="NS". Default: the exporter's own.
+                       series then carries netns="NS". Default: NFCT_NETNS if set, else
+                       the exporter's own.
   --prefix PREFIX      prefix of the conntrack_* metrics (default conntrack_)
   -h, --help           show this help
 
@@ -68,14 +70,16 @@ export async function run(argv: string[], options: RunOptions = {}): Promise<num
     return 2;
   }
 
+  const fromEnv = commandNetns(undefined);
+  const netns = values.netns?.length ? values.netns : fromEnv !== undefined ? [fromEnv] : undefined;
   let exporter;
   try {
-    exporter = await startExporter({ host: listen.host, port: listen.port, netns: values.netns, prefix: values.prefix });
+    exporter = await startExporter({ host: listen.host, port: listen.port, netns, prefix: values.prefix });
   } catch (e) {
     err.write(`nfct exporter: ${(e as Error).message}\n`);
     return 1;
   }
-  out.write(`nfct exporter: serving ${exporter.url} (${values.netns?.length ? `namespaces ${values.netns.join(', ')}` : 'own namespace'})\n`);
+  out.write(`nfct exporter: serving ${exporter.url} (${netns ? `namespaces ${netns.join(', ')}` : 'own namespace'})\n`);
 
   await new Promise<void>((resolve) => {
     const stop = (): void => {

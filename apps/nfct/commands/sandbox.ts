@@ -18,7 +18,7 @@ Options:
   --scenario NAME    replay a classic experiment, explained as it goes:
 ${Object.entries(SCENARIOS).map(([n, s]) => `                       ${n.padEnd(20)} ${s.summary}`).join('\n')}
   --shell            afterwards, leave you in a shell inside the sandbox with nfct on PATH
-                     (the sandbox goes away when the shell exits)`);
+                     (the sandbox goes away when the shell exits)`, 'none');
 
 export async function run(argv: string[]): Promise<number> {
   try {

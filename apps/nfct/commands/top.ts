@@ -24,7 +24,7 @@ Options:
   --interval MS     time between dumps (default 1000, at least 100)
   --once            print one frame (two dumps an interval apart) to stdout and exit
 
-${FILTER_HELP}`);
+${FILTER_HELP}`, 'netns');
 
 const KEYS: Record<string, SortKey> = { b: 'bytes', p: 'packets', t: 'total', o: 'timeout' };
 

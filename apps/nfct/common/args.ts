@@ -166,6 +166,15 @@ function natAddress(text: string, field: string): { address?: string; port?: num
   return { ...(m[1] ? { address: m[1] } : {}), ...(m[2] !== undefined ? { port: parseUint(m[2], field, 65535) } : {}) };
 }
 
-export function helpText(usageLine: string, body: string): string {
-  return `Usage: ${usageLine}\n\n${body.trimEnd()}\n\nCommon options:\n  --netns NAME|PATH|PID         work on that network namespace's table\n  -o, --output FORMAT           table | json | ndjson | conntrack\n  -h, --help                    this help\n`;
+/**
+ * A command's --help: usage, body, and the common options it takes (`common`: --netns and
+ * --output, --netns only, or neither).
+ */
+export function helpText(usageLine: string, body: string, common: 'netns+output' | 'netns' | 'none' = 'netns+output'): string {
+  const lines = [
+    ...(common !== 'none' ? ["  --netns NAME|PATH|PID         work on that network namespace's table (default: NFCT_NETNS, else this one)"] : []),
+    ...(common === 'netns+output' ? ['  -o, --output FORMAT           table | json | ndjson | conntrack'] : []),
+    '  -h, --help                    this help',
+  ];
+  return `Usage: ${usageLine}\n\n${body.trimEnd()}\n\nCommon options:\n${lines.join('\n')}\n`;
 }

@@ -1,5 +1,5 @@
 /**
- * Opens the Conntrack handle for a command (--netns NAME|PATH|PID). The library is
+ * Opens the Conntrack handle for a command (--netns NAME|PATH|PID, or NFCT_NETNS). The library is
  * required here, on first use, so that commands that never talk to the kernel (and
  * --help) don't load the native addon.
  */
@@ -13,9 +13,16 @@ export function loadLib(): Lib {
   return (lib ??= require('../../../lib') as Lib);
 }
 
+/** The namespace a command works in: --netns, else NFCT_NETNS, else the caller's (undefined). */
+export function commandNetns(option: string | undefined): string | undefined {
+  if (option !== undefined && option !== '') return option;
+  return process.env.NFCT_NETNS || undefined;
+}
+
 export async function openHandle(netns?: string): Promise<ConntrackT> {
   const { Conntrack } = loadLib();
-  return Conntrack.open(netns === undefined || netns === '' ? {} : { netns });
+  const ns = commandNetns(netns);
+  return Conntrack.open(ns === undefined ? {} : { netns: ns });
 }
 
 /** Runs fn with an open handle and always closes it. */

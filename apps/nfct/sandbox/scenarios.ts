@@ -270,10 +270,12 @@ export async function runShell(sb: Sandbox, out: Out): Promise<number> {
     writeFileSync(join(dir, 'nfct'), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(main)} "$@"\n`, { mode: 0o755 });
     const shell = process.env.SHELL || '/bin/sh';
     step(out, `A shell inside the sandbox (${sb.path}), nfct on PATH. Try: nfct list; conntrack -L; nft list ruleset. Leave with exit.`);
+    // The shell's nfct works on the sandbox's table (its own namespace), not on NFCT_NETNS's.
+    const { NFCT_NETNS: _outer, ...env } = process.env;
     const child = sb.spawn(shell, [], {
       stdio: 'inherit',
       ref: true,
-      env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}`, PS1: '(nfct sandbox) # ', NFCT_SANDBOX: sb.path },
+      env: { ...env, PATH: `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}`, PS1: '(nfct sandbox) # ', NFCT_SANDBOX: sb.path },
     });
     return await new Promise<number>((resolve) => {
       child.once('exit', (code) => resolve(code ?? 1));

@@ -9,8 +9,8 @@ import { realRootTest } from '../../helpers/real-root';
 const root = join(__dirname, '..', '..', '..');
 const main = join(root, 'dist/apps/nfct/main.js');
 
-function nfct(args: string[], input?: string): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 60000, input });
+function nfct(args: string[], input?: string, env?: Record<string, string>): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 60000, input, env: env && { ...process.env, ...env } });
 }
 
 function ok(r: SpawnSyncReturns<string>): string {
@@ -68,7 +68,8 @@ test('expectations: the ftp helper makes the expectation the 227 reply announces
 });
 
 test('--shell: a shell inside the sandbox with nfct on PATH; its exit code is the command\'s', () => {
-  const r = nfct(['sandbox', '--shell'], 'nfct list --output json --proto tcp\nexit 3\n');
+  // NFCT_NETNS of the caller's shell must not send the sandbox shell's nfct elsewhere.
+  const r = nfct(['sandbox', '--shell'], 'nfct list --output json --proto tcp\nexit 3\n', { NFCT_NETNS: '/nonexistent/netns' });
   expect(r.status).toBe(3);
   const json = r.stdout.split('\n').filter((l) => /^[[,\]]/.test(l)).join('');
   const flows = JSON.parse(json);

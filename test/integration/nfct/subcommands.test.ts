@@ -191,4 +191,43 @@ describe('nfct subcommands', () => {
       expect(r.trim().split('\n').pop()).toBe('0');
     });
   });
+  test('NFCT_NETNS names the namespace for every subcommand that opens a handle (--netns wins), the exporter too', async () => {
+    await withSandbox(async (ns) => {
+      await withSandbox(async (other) => {
+        await ns.ct.create({ proto: 'udp', orig: { src: '10.9.0.1', dst: '10.9.0.2', sport: 1, dport: 2 }, timeout: 300 });
+        await other.ct.create({ proto: 'udp', orig: { src: '10.8.0.1', dst: '10.8.0.2', sport: 1, dport: 2 }, timeout: 300 });
+        await other.ct.create({ proto: 'udp', orig: { src: '10.8.0.1', dst: '10.8.0.2', sport: 3, dport: 4 }, timeout: 300 });
+        // Run from this process's namespace: only the variable (or --netns) points at a sandbox.
+        const run = (args: string[], env: Record<string, string>) => new Promise<{ code: number; stdout: string; stderr: string }>((res) => {
+          require('child_process').execFile(process.execPath, [NFCT, ...args], { env: { ...process.env, NO_COLOR: '1', ...env } }, (e: { code?: number } | null, stdout: string, stderr: string) =>
+            res({ code: e ? (e.code ?? 1) : 0, stdout, stderr }));
+        });
+        const env = { NFCT_NETNS: ns.path };
+        expect(await run(['count'], env)).toMatchObject({ code: 0, stdout: '1\n' });
+        const listed = JSON.parse((await run(['list', '-o', 'json'], env)).stdout);
+        expect(listed.map((f: { orig: { src: string } }) => f.orig.src)).toEqual(['10.9.0.1']);
+        expect(await run(['count', '--netns', other.path], env)).toMatchObject({ code: 0, stdout: '2\n' });
+        expect((await run(['-C'], env)).stdout.trim()).toBe('1'); // the conntrack spelling
+        expect(JSON.parse((await run(['stats', '-o', 'ndjson'], env)).stdout)).toMatchObject({ count: 1 });
+        // The exporter: one namespace from the variable, labelled with it.
+        const exp = require('child_process').spawn(process.execPath, [NFCT, 'exporter', '--listen', '127.0.0.1:0'], { env: { ...process.env, ...env } });
+        try {
+          let line = '';
+          await new Promise<void>((res, rej) => {
+            exp.stdout.on('data', (d: Buffer) => {
+              line += d.toString();
+              if (line.includes('\n')) res();
+            });
+            exp.once('exit', (code: number) => rej(new Error(`exporter exited ${code}`)));
+          });
+          expect(line).toContain(`namespaces ${ns.path}`);
+          const url = /serving (\S+)/.exec(line)![1];
+          const body = await (await fetch(url)).text();
+          expect(body.split('\n')).toContain(`node_nf_conntrack_entries{netns="${ns.path}"} 1`);
+        } finally {
+          exp.kill('SIGTERM');
+        }
+      });
+    });
+  });
 });

@@ -5,7 +5,7 @@
  */
 import { PassThrough } from 'stream';
 import { run, parseListen } from '../../../apps/nfct/commands/exporter';
-import { wantsOpenMetrics } from '../../../apps/prometheus';
+import { startExporter, wantsOpenMetrics } from '../../../apps/prometheus';
 import { Sandbox, sandbox } from '../../../apps/testing';
 import { parseExposition, valueOf } from './helpers';
 import { sleep } from '../../helpers/wait';
@@ -46,6 +46,10 @@ describe('nfct exporter command', () => {
     const err = capture();
     expect(await run(['--listen', '127.0.0.1:0', '--netns', 'no-such-namespace-here'], { stderr: err.stream })).toBe(1);
     expect(err.text()).toMatch(/no namespace named "no-such-namespace-here"/);
+  });
+
+  test('startExporter() refuses an unknown option, naming it, before it opens anything', async () => {
+    await expect(startExporter({ port: 0, netnss: ['x'] } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'options.netnss' });
   });
 
   test('parses listen addresses', () => {

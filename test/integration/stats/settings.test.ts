@@ -1,6 +1,7 @@
 import { readFileSync } from 'fs';
 import { Conntrack, ConntrackError } from '../../../lib';
 import { Sandbox, withSandbox } from '../../../apps/testing';
+import { DIST, runScript } from '../../helpers/child';
 
 const DIR = '/proc/sys/net/netfilter';
 const inside = async (ns: Sandbox, name: string): Promise<string> =>
@@ -158,6 +159,27 @@ describe('settings (nf_conntrack sysctls) against the kernel', () => {
       } finally {
         await ct.close();
       }
+    });
+  });
+  test('after close(), get() and set() reject with ERR_CLOSED, also on a handle of the caller\'s own namespace', async () => {
+    await withSandbox(async (ns) => {
+      // A child inside the namespace opens a handle without netns (its own namespace).
+      const r = await runScript('nsenter', [`--net=${ns.path}`, '--'], `
+        const { Conntrack } = require(${JSON.stringify(DIST)});
+        (async () => {
+          const ct = await Conntrack.open();
+          const before = (await ct.settings.get()).udpTimeout;
+          await ct.close();
+          const codes = [];
+          for (const p of [() => ct.settings.get(), () => ct.settings.set({ udpTimeout: 1 })]) codes.push(await p().then(() => 'resolved', (e) => e.code));
+          console.log(JSON.stringify({ before, codes }));
+        })();
+      `);
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(typeof out.before).toBe('number');
+      expect(out.codes).toEqual(['ERR_CLOSED', 'ERR_CLOSED']);
+      expect(Number(await inside(ns, 'udp_timeout'))).toBe(out.before); // nothing written
     });
   });
 });

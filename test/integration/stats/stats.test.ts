@@ -90,6 +90,8 @@ describe('statistics against the kernel', () => {
         // /proc/<our pid>/fd/N names the namespace without a pid inside it: read through nsenter.
         const viaFd = await readProcStats({ netns: `/proc/${process.pid}/fd/${fd}` });
         expect(viaFd.total.entries).toBe(1);
+        // A misspelt key is refused (it would otherwise read the caller's own namespace).
+        await expect(readProcStats({ netsn: ns.path } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'options.netsn', message: expect.stringContaining('did you mean netns?') });
         const own = await readProcStats();
         const ownCount = Number((await import('fs')).readFileSync('/proc/sys/net/netfilter/nf_conntrack_count', 'utf8'));
         expect(own.total.entries).toBe(ownCount);
