@@ -21,6 +21,8 @@ export type {
   EntryKey, EntryTuple, GetOptions, CreateSpec, UpdateSpec, NatTarget, SettableStatusFlag, DeleteMatchingOptions, BulkResult,
   UpdateChanges, UpdateMatchingOptions, TcpSpec, TcpFlagsChange, TcpFlag,
 } from './flows/entry-types';
+export type { TableFullError } from './flows/table-full';
+export type { DeleteMatchingError } from './flows/delete-matching';
 export { FlowEventStream } from './flows/events';
 export type { FlowEvent, FlowEventType, EventsOptions, EventStreamStats, FlowEventStreamEvents } from './flows/events';
 export { Mirror, DEFAULT_REFRESH_INTERVAL } from './flows/mirror';

@@ -14,6 +14,7 @@ import type {
   ReadProcStatsOptions, ResyncInfo, SctpInfo, SctpState, SeqAdj, SettableStatusFlag, SettingsUpdate, StatsCounters,
   StatusFlag, Synproxy, TcpInfo, TcpState, Tuple, TupleFilter, TupleKey, TypedEmitter, UpdateSpec,
   NetnsOption, FlowTable, FlowDumpOptions, ProtoSpec, UpdateChanges, UpdateMatchingOptions, TcpSpec, TcpFlagsChange, TcpFlag,
+  TableFullError, DeleteMatchingError,
 } from 'conntrack';
 import {
   Conntrack, ConntrackError, DEFAULT_REFRESH_INTERVAL, Dump, ExpectationEvents, Expectations, FlowEventStream, Mirror,
@@ -41,6 +42,7 @@ export type Everything = [
   ReadProcStatsOptions, ResyncInfo, SctpInfo, SctpState, SeqAdj, SettableStatusFlag, SettingsUpdate, StatsCounters,
   StatusFlag, Synproxy, TcpInfo, TcpState, Tuple, TupleFilter, TupleKey, TypedEmitter<MirrorEvents>, UpdateSpec,
   NetnsOption, FlowTable, FlowDumpOptions, ProtoSpec, UpdateChanges, UpdateMatchingOptions, TcpSpec, TcpFlagsChange, TcpFlag,
+  TableFullError, DeleteMatchingError,
   AnyRegistry, Exporter, ExporterOptions, MetricsHandle, RegisterMetricsOptions,
   ConnectResult, Endpoints, FillOptions, FillResult, FtpSession, Held, PingOptions, RunOptions, RunResult, Sandbox,
   SandboxOptions, SandboxSpawnOptions, TcpOptions, UdpOptions,
@@ -55,6 +57,8 @@ export const values = [
 ];
 
 /** Values of the public signatures' types can be named and built by a caller. */
+export const deletedBefore = (e: DeleteMatchingError): number => e.deleted;
+export const fill = (e: TableFullError): string => `${e.code} ${e.count ?? '?'} of ${e.max ?? '?'}`;
 export const result: BulkResult = { ok: 1, errors: [{ index: 0, error: new ConntrackError('EEXIST', 'exists', { errno: 17 } satisfies ConntrackErrorOptions) }] };
 
 // @ts-expect-error TS2305 internals are not exported
