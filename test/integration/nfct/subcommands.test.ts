@@ -225,7 +225,11 @@ describe('nfct subcommands', () => {
           const body = await (await fetch(url)).text();
           expect(body.split('\n')).toContain(`node_nf_conntrack_entries{netns="${ns.path}"} 1`);
         } finally {
-          exp.kill('SIGTERM');
+          if (exp.exitCode === null && exp.signalCode === null) {
+            const gone = new Promise((res) => exp.once('exit', res));
+            exp.kill('SIGTERM');
+            await gone;
+          }
         }
       });
     });
