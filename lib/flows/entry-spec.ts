@@ -584,10 +584,10 @@ export function readUpdateFast(spec: unknown): FastUpdate | undefined {
 export function writeUpdateFast(w: AttrWriter, r: FastUpdate): number {
   const { protonum, src, dst, sport, dport, zone, timeout, mark } = r;
   if (!LITTLE_ENDIAN || (w.length & 3) !== 0) {
-    encodeTuple(w, CTA_TUPLE_ORIG, { family: src.family, protonum, src: src.bytes, dst: dst.bytes, sport, dport });
-    if (zone !== 0) w.u16(CTA_ZONE, zone);
-    if (timeout !== undefined) w.u32(CTA_TIMEOUT, timeout);
-    if (mark !== undefined) w.u32(CTA_MARK, mark).u32(CTA_MARK_MASK, 0xffffffff);
+    // The general encoders, on what was read.
+    const tuple: ResolvedTuple = { family: src.family, protonum, src: src.bytes, dst: dst.bytes, sport, dport };
+    encodeKey(w, { family: src.family, protonum, tuple, direction: 'orig', zone, id: undefined }, false);
+    writeChanges(w, { mark: mark === undefined ? undefined : { value: mark, mask: 0xffffffff }, timeout, statusSet: 0, statusUnset: 0, statusFixed: 0, hasStatus: false }, protonum);
     return FAMILY_NUM[src.family];
   }
   const p = w.raw((src.family === 'ipv4' ? 52 : 76) + (zone ? 8 : 0) + (timeout !== undefined ? 8 : 0) + (mark !== undefined ? 16 : 0));
@@ -632,22 +632,15 @@ export interface ChangeOptions {
   protonum?: number;
   /** Accept status flags callers cannot set when the entry already has them (update()). */
   fixedStatus?: boolean;
-  /** The keys that are not changes (update(): the entry's name). */
-  ignore?: ReadonlySet<string>;
+  /** The keys the object may hold, checked when given (update(): the changes and the entry's name). */
+  keys?: ReadonlySet<string>;
 }
 
 const CHANGE_KEYS = ['mark', 'timeout', 'status', 'labels', 'state', 'tcpWindow'];
-
-/** CHANGE_KEYS plus `ignore`, built once per `ignore` set (update() validates every call). */
-const changeKeySets = new WeakMap<ReadonlySet<string>, ReadonlySet<string>>();
-function changeKeysWith(ignore: ReadonlySet<string>): ReadonlySet<string> {
-  let known = changeKeySets.get(ignore);
-  if (known === undefined) {
-    known = new Set([...CHANGE_KEYS, ...ignore]);
-    changeKeySets.set(ignore, known);
-  }
-  return known;
-}
+/** An object of changes only (updateMatching()). */
+export const CHANGES_ONLY: ReadonlySet<string> = new Set(CHANGE_KEYS);
+/** update()'s spec: the changes and what names the entry (a whole Flow may be passed). */
+const UPDATE_KEYS: ReadonlySet<string> = new Set([...CHANGE_KEYS, ...KEY_KEYS]);
 
 /** Validates changes (throws ERR_INVALID_ARGUMENT naming the field). */
 export function resolveChanges(s: Record<string, unknown>, options: ChangeOptions = {}): ResolvedChanges {
@@ -655,7 +648,7 @@ export function resolveChanges(s: Record<string, unknown>, options: ChangeOption
   const r: ResolvedChanges = { statusSet: 0, statusUnset: 0, statusFixed: 0, hasStatus: false };
   const fixed = { bits: 0 };
   const others = options.fixedStatus ? fixed : undefined;
-  if (options.ignore) checkKeys(s, changeKeysWith(options.ignore), pre ? pre.slice(0, -1) : 'spec', 'an update');
+  if (options.keys) checkKeys(s, options.keys, pre ? pre.slice(0, -1) : 'spec', 'an update');
   if (s.mark !== undefined) {
     if (typeof s.mark === 'number') r.mark = { value: checkInt(s.mark, 0, 0xffffffff, `${pre}mark`, 'mark'), mask: 0xffffffff };
     else {
@@ -713,7 +706,7 @@ export function resolveChanges(s: Record<string, unknown>, options: ChangeOption
 /** Validates an update spec (throws ERR_INVALID_ARGUMENT naming the field). */
 export function resolveUpdate(spec: UpdateSpec): ResolvedUpdate {
   const key = resolveKey(spec, undefined, 'spec', false);
-  const changes = resolveChanges(spec as unknown as Record<string, unknown>, { protonum: key.protonum, fixedStatus: true, ignore: KEY_KEYS });
+  const changes = resolveChanges(spec as unknown as Record<string, unknown>, { protonum: key.protonum, fixedStatus: true, keys: UPDATE_KEYS });
   return { key, ...changes };
 }
 

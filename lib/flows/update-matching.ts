@@ -19,7 +19,7 @@ import { RequestWindow } from '../common/window';
 import { AttrWriter, ctType } from '../wire/netlink';
 import { compileFilter, FlowFilter } from './filter';
 import type { UpdateChanges, UpdateMatchingOptions } from './entry-types';
-import { ResolvedChanges, resolveChanges, updatedStatus, writeChanges } from './entry-spec';
+import { CHANGES_ONLY, ResolvedChanges, resolveChanges, updatedStatus, writeChanges } from './entry-spec';
 import { keyLength, matchDump, writeKey } from './matching';
 import { RawEntry, labelByte, scanEntry } from './raw-entry';
 import { fixedTimeout } from './entries';
@@ -111,9 +111,6 @@ function labelsRefused(err: ConntrackError): ConntrackError {
   );
 }
 
-/** updateMatching()'s changes object holds nothing but changes: every other key is refused. */
-const NOT_CHANGES: ReadonlySet<string> = new Set();
-
 /** ct.updateMatching(). */
 export async function updateMatchingEntries(
   ct: Handle,
@@ -123,7 +120,7 @@ export async function updateMatchingEntries(
 ): Promise<number> {
   ct.assertOpen('updateMatching');
   const c = checkObject(changesSpec, 'changes', '{ mark: 2 } or { mark: { value: 0x10, mask: 0xf0 }, timeout: 60 }');
-  const r = resolveChanges(c, { prefix: 'changes.', ignore: NOT_CHANGES });
+  const r = resolveChanges(c, { prefix: 'changes.', keys: CHANGES_ONLY });
   if (!isObject(options)) throw invalid('options', 'must be an object like { signal }');
   checkKeys(options, OPTION_KEYS, 'options', 'updateMatching()');
   const signal = checkSignal(options.signal, 'options.signal');
