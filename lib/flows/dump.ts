@@ -69,13 +69,16 @@ function dumpRequest(compiled: CompiledFilter, msg: number): { type: number; fam
   };
 }
 
-/** The dump of the flows matching `compiled` (ctnetlink message `msg`). */
-function flowDumpSpec(compiled: CompiledFilter, operation: string, msg: number = TABLE_MSG[compiled.table]): DumpSpec<Flow> {
+/**
+ * The dump of the flows matching `compiled` (ctnetlink message `msg`). `kept`: the caller
+ * keeps every flow (list()), which decodeFlow() builds to be pretenured.
+ */
+function flowDumpSpec(compiled: CompiledFilter, operation: string, kept: boolean, msg: number = TABLE_MSG[compiled.table]): DumpSpec<Flow> {
   return {
     ...dumpRequest(compiled, msg),
     operation,
     decode: (buf: Buffer, off: number, len: number, msgType: number): Flow | undefined =>
-      isFlowMessage(buf, off, msgType) ? decodeFlow(buf, off, len) : undefined,
+      isFlowMessage(buf, off, msgType) ? decodeFlow(buf, off, len, kept) : undefined,
     // Applied even when the kernel filtered too: an older kernel that ignores CTA_FILTER
     // must not change the result. It costs a few comparisons per flow.
     match: compiled.empty ? undefined : compiled.match,
@@ -110,7 +113,7 @@ export function dumpFlows(h: Handle, filter: FlowFilter | undefined, options?: F
   if (zero && !compiled.kernelExact) {
     throw invalid('options.zeroCounters', 'dump() zeroes counters only with a filter of just family and mark (the kernel zeroes every entry it dumps, including the ones the library then filters out); list() takes any filter');
   }
-  return h.startDump(flowDumpSpec(compiled, 'dump', zero ? IPCTNL_MSG_CT_GET_CTRZERO : undefined), rest);
+  return h.startDump(flowDumpSpec(compiled, 'dump', false, zero ? IPCTNL_MSG_CT_GET_CTRZERO : undefined), rest);
 }
 
 /**
@@ -142,7 +145,7 @@ export function dumpRawFlows(h: Handle, filter: FlowFilter | undefined, sink: (b
 export async function listFlows(h: Handle, filter: FlowFilter | undefined, options?: FlowDumpOptions): Promise<Flow[]> {
   const { compiled, zero, rest } = prepare(filter, options);
   if (!zero || compiled.kernelExact) {
-    return h.startDump(flowDumpSpec(compiled, 'list', zero ? IPCTNL_MSG_CT_GET_CTRZERO : undefined), rest).toArray();
+    return h.startDump(flowDumpSpec(compiled, 'list', true, zero ? IPCTNL_MSG_CT_GET_CTRZERO : undefined), rest).toArray();
   }
   return zeroMatching(h, compiled, rest);
 }

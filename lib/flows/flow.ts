@@ -142,7 +142,8 @@ function sharedStatusNames(bits: number): readonly StatusFlag[] {
 
 /**
  * The prototype of decoded flows. The fields every entry has are own properties set in one
- * order (one hidden class); the optional ones are added only when the kernel sent them.
+ * order (one hidden class per way of building them: this constructor, and keptFlowRecord's
+ * literal); the optional ones are added only when the kernel sent them.
  */
 class FlowRecord {
   constructor(family: Family) {
@@ -272,14 +273,32 @@ function pushUnknown(flow: Flow, type: number): void {
 }
 
 /**
- * Decodes one ctnetlink conntrack message at buf[off, off + len). Never throws: malformed
- * or unknown attributes are skipped and listed in `flow.unknown`.
+ * A flow that decodeFlow() fills in, for a caller that keeps what it decodes in bulk
+ * (list()). Built by an object literal of its own, with FlowRecord's fields in the same
+ * order and its prototype: an allocation site V8 learns keeps its objects alive and then
+ * allocates in the old generation directly (pretenuring), sparing the young-generation
+ * collector a copy of every kept flow. Flows that die young (events, streaming dumps) come
+ * from `new FlowRecord`, which V8 does not pretenure and which builds them faster, so a
+ * list() never teaches their path the same.
  */
-export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
+function keptFlowRecord(family: Family): Flow {
+  return {
+    __proto__: FlowRecord.prototype,
+    id: 0, family, proto: 0, orig: EMPTY_TUPLE, reply: EMPTY_TUPLE, status: NO_STATUS,
+    statusBits: 0, timeout: 0, mark: 0, zone: 0, use: 0,
+  } as unknown as Flow;
+}
+
+/**
+ * Decodes one ctnetlink conntrack message at buf[off, off + len). Never throws: malformed
+ * or unknown attributes are skipped and listed in `flow.unknown`. `kept`: the caller keeps
+ * the flows it decodes (see keptFlowRecord); the result is the same either way.
+ */
+export function decodeFlow(buf: Buffer, off: number, len: number, kept = false): Flow {
   const end = off + len;
   // A message too short for its nfgenmsg has no family byte of its own: flagged, not guessed.
   const nfFamily = len > 16 ? buf[off + 16] : 0;
-  const flow = new FlowRecord(familyOf(nfFamily)) as unknown as Flow;
+  const flow = kept ? keptFlowRecord(familyOf(nfFamily)) : new FlowRecord(familyOf(nfFamily)) as unknown as Flow;
   if (len < NFNL_ATTR_OFFSET) pushUnknown(flow, -1);
   let replyFamily: Family | undefined;
   let p = off + NFNL_ATTR_OFFSET;
@@ -294,14 +313,14 @@ export function decodeFlow(buf: Buffer, off: number, len: number): Flow {
     const e = p + l;
     switch (t) {
       case CTA_TUPLE_ORIG: {
-        flow.orig = readTuple(buf, s, e);
+        flow.orig = readTuple(buf, s, e, kept);
         const num = tupleScratch.protonum;
         flow.proto = num === 17 ? 'udp' : num === 6 ? 'tcp' : protoName(num);
         if (tupleScratch.family) flow.family = tupleScratch.family;
         break;
       }
       case CTA_TUPLE_REPLY:
-        flow.reply = readTuple(buf, s, e);
+        flow.reply = readTuple(buf, s, e, kept);
         replyFamily = tupleScratch.family;
         break;
       case CTA_TUPLE_MASTER: {

@@ -54,9 +54,10 @@ export const tupleScratch = { family: undefined as Family | undefined, protonum:
 /**
  * Reads a CTA_TUPLE_* nest whose payload is buf[start, end) into a Tuple; its family and
  * protocol number are left in `tupleScratch`. Never throws. (The hot path of a dump: plain
- * byte reads, no intermediate objects.)
+ * byte reads, no intermediate objects.) `kept`: as decodeFlow()'s; a port tuple then comes
+ * from an object literal of its own, which V8 can pretenure.
  */
-export function readTuple(buf: Buffer, start: number, end: number): Tuple {
+export function readTuple(buf: Buffer, start: number, end: number, kept = false): Tuple {
   let src = '';
   let dst = '';
   let family: Family | undefined;
@@ -119,7 +120,8 @@ export function readTuple(buf: Buffer, start: number, end: number): Tuple {
   // cover nearly every flow, and absent keys cost no memory.
   let t: Tuple;
   if (itype >= 0 || iid >= 0) t = { src, dst, icmp: { type: itype < 0 ? 0 : itype, code: icode < 0 ? 0 : icode, id: iid < 0 ? 0 : iid } };
-  else if (sport !== undefined && dport !== undefined) t = { src, dst, sport, dport };
+  // Two literals with one shape: two allocation sites, so that only kept tuples are pretenured.
+  else if (sport !== undefined && dport !== undefined) t = kept ? { src, dst, sport, dport } : { src, dst, sport, dport };
   else {
     t = { src, dst };
     if (sport !== undefined) t.sport = sport;

@@ -84,6 +84,17 @@ describe('decoded flow shape', () => {
     expect(() => JSON.stringify({ ...f })).toThrow(TypeError);
   });
 
+  test('flows decoded to be kept (list()) have the same fields, order, values and prototype', () => {
+    const kept = messages.map((m) => decodeFlow(m, 0, m.length, true));
+    for (let i = 0; i < flows.length; i++) {
+      expect(Object.keys(kept[i])).toEqual(Object.keys(flows[i]));
+      expect(Object.keys(kept[i].orig)).toEqual(Object.keys(flows[i].orig));
+      expect(Object.getPrototypeOf(kept[i])).toBe(Object.getPrototypeOf(flows[i]));
+      expect(kept[i]).toStrictEqual(flows[i]);
+      expect(JSON.stringify(kept[i])).toBe(JSON.stringify(flows[i]));
+    }
+  });
+
   test('newFlow() copies fields into the decoded shape (with toJSON)', () => {
     const f = decode(withCountersAndTimestamp(messages[0], 1n, 2n, 3n));
     const copy = newFlow({ ...f, mark: 42 });
