@@ -8,9 +8,9 @@
  *   - the floor: bench/c/events_floor.c, a minimal libmnl listener (parses attributes);
  *   - ct.events() consumed with for await (one event at a time, reading a few fields);
  *   - ct.events() consumed with nextBatch() (all queued events per call).
- * ROUNDS such rounds (default 3; fresh subscriptions each, the table flushed between them),
- * so each listener's best and median are taken the same way; the flood below runs ROUNDS
- * times per buffer too, each round shown. Prints events/s, CPU time per
+ * ROUNDS such rounds (default 5; fresh subscriptions each, the table flushed between them),
+ * so each listener's best and median are taken the same way; the flood below runs
+ * FLOOD_ROUNDS times per buffer (default 3), each round shown. Prints events/s, CPU time per
  * event (user+sys, over all rounds) and the ratios to the floor's best and median rates.
  * Then a sustained flood: FLOOD new flows sent as fast as one C sender can (in this run's
  * namespace), heard at the same time by ct.events() (for await) and by the C listener, each
@@ -19,14 +19,17 @@
  * (process.cpuUsage() here, getrusage() in the C listener).
  * The drain part needs real root (a forced 256 MB buffer); in a user namespace it is skipped
  * and the flood runs with the buffers the namespace allows.
- * Usage: node bench/events.bench.js [events=100000] [flood=200000] [rounds=3]   (after `npm run build`)
+ * Usage: node bench/events.bench.js [events=100000] [flood=200000] [rounds=5] [floodRounds=3]   (after `npm run build`)
  */
 const { sandbox, compileC, fillUdp, sendUdp, since, printTable, machine } = require('./lib');
 
 const N = Number(process.argv[2] ?? 100000);
 const FLOOD = Number(process.argv[3] ?? 200000);
-const ROUNDS = Number(process.argv[4] ?? 3);
-if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`rounds must be a positive integer, got ${process.argv[4]}`);
+const ROUNDS = Number(process.argv[4] ?? 5);
+const FLOOD_ROUNDS = Number(process.argv[5] ?? 3);
+for (const [name, v, arg] of [['rounds', ROUNDS, 4], ['floodRounds', FLOOD_ROUNDS, 5]]) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${process.argv[arg]}`);
+}
 const RCVBUF = 256 << 20; // forced: room for N queued events (about 1.3 KB each)
 
 function touch(ev) {
@@ -123,7 +126,7 @@ async function floodRuns(ct, ns, floorBin) {
     const us = (cpu, k) => (k ? ((cpu / k) * 1e6).toFixed(2) : '-');
     let lostOk = 0;
     const cpu = { js: 0, jsN: 0, c: 0, cN: 0 };
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < FLOOD_ROUNDS; r++) {
       await ct.flush();
       const f = await flood(ct, ns, floorBin, rcvbuf, first);
       first += FLOOD;
@@ -138,9 +141,9 @@ async function floodRuns(ct, ns, floorBin) {
       cpu.cN += f.c.events;
     }
     const cpuRatio = cpu.jsN && cpu.cN ? (cpu.js / cpu.jsN) / (cpu.c / cpu.cN) : Infinity;
-    met.push(`${rcvbuf ? '4 MB' : 'default'}: lost ${lostOk === ROUNDS ? 'met' : 'NOT met'} (in ${lostOk} of ${ROUNDS} rounds), CPU ${cpuRatio <= 2 ? 'met' : 'NOT met'} (${cpuRatio.toFixed(2)}x over all rounds)`);
+    met.push(`${rcvbuf ? '4 MB' : 'default'}: lost ${lostOk === FLOOD_ROUNDS ? 'met' : 'NOT met'} (in ${lostOk} of ${FLOOD_ROUNDS} rounds), CPU ${cpuRatio <= 2 ? 'met' : 'NOT met'} (${cpuRatio.toFixed(2)}x over all rounds)`);
   }
-  printTable(`sustained flood of ${FLOOD} new flows, both listeners at once, ${ROUNDS} rounds per buffer (targets: lost <= the C listener's, CPU per event <= 2x)`,
+  printTable(`sustained flood of ${FLOOD} new flows, both listeners at once, ${FLOOD_ROUNDS} rounds per buffer (targets: lost <= the C listener's, CPU per event <= 2x)`,
     ['buffer', 'round', 'flows/s sent', 'listener', 'events', 'lost', 'CPU us/event', 'CPU vs C'], rows);
   console.log(`targets: ${met.join('; ')}`);
 }
