@@ -122,8 +122,11 @@ async function main() {
       row('conntrack -L > /dev/null', 'cli', seen.floor),
     ]);
   console.log(`list() result: ${listMem.heap.toFixed(0)} B/flow of JS heap, ${listMem.rss.toFixed(0)} B/flow of RSS above the process before the call (after full GCs${global.gc ? '' : '; no --expose-gc: not comparable'})`);
-  const ok = best.floor / best.list >= 0.9 && best.floor / best.dump >= 1.0 && cold.rss < 32 && listMem.rss <= 350;
-  console.log(`targets (dump >= 1.0x and list >= 0.9x the floor's rate, first dump RSS growth < 32 MB, list <= 350 B/flow of RSS): ${ok ? 'met' : 'NOT met'}`);
+  // The memory targets are set at a million flows; smaller tables amortize the fixed part
+  // of the process over fewer flows, so their bytes per flow are shown but not judged.
+  const atMillion = count >= 1000000;
+  const ok = best.floor / best.list >= 0.9 && best.floor / best.dump >= 1.0 && (!atMillion || (cold.rss < 32 && listMem.rss <= 350));
+  console.log(`targets (dump >= 1.0x and list >= 0.9x the floor's rate${atMillion ? ', first dump RSS growth < 32 MB, list <= 350 B/flow of RSS' : '; the memory targets apply at 1,000,000 flows'}): ${ok ? 'met' : 'NOT met'}`);
   console.log(`RESULT ${JSON.stringify({ flows: count, dumpRatio: best.floor / best.dump, listRatio: best.floor / best.list, coldRssMB: cold.rss, listRssPerFlow: listMem.rss })}`);
 }
 
