@@ -146,19 +146,33 @@ function sharedStatusNames(bits: number): readonly StatusFlag[] {
  * literal); the optional ones are added only when the kernel sent them.
  */
 class FlowRecord {
+  declare id: number;
+  declare family: Family;
+  declare proto: Proto | number;
+  declare orig: Tuple;
+  declare reply: Tuple;
+  declare status: readonly StatusFlag[];
+  declare statusBits: number;
+  declare timeout: number;
+  declare mark: number;
+  declare zone: number;
+  declare use: number;
+
+  // Plain `this.x =` stores: V8 sizes the instances from the assignments to `this` it sees
+  // in the constructor (through an alias it guessed ten, and the eleventh field went to a
+  // separate property array: 40 bytes more per flow).
   constructor(family: Family) {
-    const f = this as unknown as Flow;
-    f.id = 0;
-    f.family = family;
-    f.proto = 0;
-    f.orig = EMPTY_TUPLE;
-    f.reply = EMPTY_TUPLE;
-    f.status = NO_STATUS;
-    f.statusBits = 0;
-    f.timeout = 0;
-    f.mark = 0;
-    f.zone = 0;
-    f.use = 0;
+    this.id = 0;
+    this.family = family;
+    this.proto = 0;
+    this.orig = EMPTY_TUPLE;
+    this.reply = EMPTY_TUPLE;
+    this.status = NO_STATUS;
+    this.statusBits = 0;
+    this.timeout = 0;
+    this.mark = 0;
+    this.zone = 0;
+    this.use = 0;
   }
 
   /** For JSON.stringify: the same fields, bigints (counters, timestamps) as decimal strings. */
